@@ -1,0 +1,58 @@
+"""What a task is: a Gymnasium environment, a scripted expert that solves it, and a horizon.
+
+Tasks are the "task side" of the library (datasets and env runners); policies never import them.
+Every environment reports success through ``info["is_success"]`` and truncates itself at
+``horizon`` steps, so collection, evaluation and fine-tuning loops need no task-specific code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+
+class Expert(Protocol):
+    """A scripted demonstrator: maps the current observation to an action.
+
+    Experts may read privileged simulator state through ``env.unwrapped``; they are
+    built fresh for every episode (after ``env.reset``) so per-episode choices, such as
+    which side of an obstacle to pass, live in the expert object.
+    """
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named task: how to build its env and its expert.
+
+    Attributes:
+        name: registry key used by configs and the CLI (``task=<name>``).
+        horizon: the episode length at which the env truncates.
+        make_env: ``make_env(render_mode=None, **kwargs) -> gym.Env``.
+        make_expert: ``make_expert(env, rng) -> Expert``; call after ``env.reset``.
+        description: one line shown by ``robo tasks``.
+        requires: the pip extra needed to build the env, if any (e.g. ``"ogbench"``).
+    """
+
+    name: str
+    horizon: int
+    make_env: Callable[..., gym.Env]
+    make_expert: Callable[[gym.Env, np.random.Generator], Expert]
+    description: str = ""
+    requires: str | None = None
+
+    def env(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+        """Build the env; a missing optional extra gives an error naming the extra to install."""
+        try:
+            return self.make_env(render_mode=render_mode, **kwargs)
+        except ImportError as err:
+            if self.requires is None:
+                raise
+            raise ImportError(
+                f"task '{self.name}' needs the '{self.requires}' extra: "
+                f"pip install 'robo-policies[{self.requires}]' ({err})"
+            ) from err
