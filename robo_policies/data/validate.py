@@ -1,0 +1,119 @@
+"""Whole-dataset checks behind ``robo dataset validate`` and ``robo dataset info``.
+
+``ReplayBuffer.open`` checks structure (groups, ``episode_ends``, array lengths). This module
+goes further: it reads every chunk of every array (a corrupt or truncated chunk fails to
+decode), rejects NaN and inf values, and requires the ``action`` key that every trainer reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
+
+ACTION_KEY = "action"
+
+
+@dataclass
+class KeySummary:
+    """Shape, dtype and value range of one per-step array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+
+
+@dataclass
+class DatasetSummary:
+    """What ``robo dataset info`` prints."""
+
+    path: str
+    n_episodes: int
+    n_steps: int
+    episode_lengths: np.ndarray
+    keys: dict[str, KeySummary] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def format(self) -> str:
+        """A human-readable multi-line report."""
+        lengths = self.episode_lengths
+        lines = [
+            f"dataset   {self.path}",
+            f"episodes  {self.n_episodes}",
+            f"steps     {self.n_steps}",
+        ]
+        if len(lengths):
+            lines.append(
+                f"lengths   min {lengths.min()}  mean {lengths.mean():.1f}  max {lengths.max()}"
+            )
+        lines.append("keys")
+        for key, info in self.keys.items():
+            lines.append(f"  {key:<24} {str(info.shape):<16} {info.dtype}")
+        action = self.keys.get(ACTION_KEY)
+        if action is not None and action.min is not None:
+            lines.append("action range (per dimension)")
+            lines.append(f"  min {np.array2string(action.min, precision=3)}")
+            lines.append(f"  max {np.array2string(action.max, precision=3)}")
+        for name, value in self.attrs.items():
+            lines.append(f"attr {name}: {value}")
+        return "\n".join(lines)
+
+
+def validate_dataset(path: str | Path) -> DatasetSummary:
+    """Read and check a whole dataset; raise :class:`DatasetError` naming the first problem."""
+    buffer = ReplayBuffer.open(path, mode="r")
+    if ACTION_KEY not in buffer:
+        raise DatasetError(f"{path}: missing key 'data/{ACTION_KEY}' (keys: {buffer.keys})")
+    summary = DatasetSummary(
+        path=str(path),
+        n_episodes=buffer.n_episodes,
+        n_steps=buffer.n_steps,
+        episode_lengths=buffer.episode_lengths,
+        attrs=buffer.attrs,
+    )
+    for key in buffer.keys:
+        summary.keys[key] = _check_array(buffer, key)
+    for name in buffer.meta_keys:
+        _decode(buffer, f"meta/{name}", lambda name=name: buffer.meta(name))
+    return summary
+
+
+def _check_array(buffer: ReplayBuffer, key: str) -> KeySummary:
+    """Decode every chunk of ``data/<key>`` in the episodes' range; find NaN/inf and the range."""
+    array = buffer[key]
+    summary = KeySummary(shape=tuple(array.shape[1:]), dtype=str(array.dtype))
+    numeric = np.issubdtype(array.dtype, np.number)
+    step = array.chunks[0]
+    for begin in range(0, buffer.n_steps, step):
+        end = min(begin + step, buffer.n_steps)
+        block = _decode(buffer, f"data/{key}", lambda: array[begin:end])
+        if not numeric or block.size == 0:
+            continue
+        flat = block.reshape(len(block), -1)
+        if np.issubdtype(array.dtype, np.floating):
+            bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+            if len(bad_rows):
+                row = begin + int(bad_rows[0])
+                episode = int(np.searchsorted(buffer.episode_ends, row, side="right"))
+                value = flat[bad_rows[0]][~np.isfinite(flat[bad_rows[0]])][0]
+                raise DatasetError(
+                    f"{buffer.location}: 'data/{key}' has {value} at step {row} "
+                    f"(episode {episode})"
+                )
+        lo, hi = flat.min(0), flat.max(0)
+        summary.min = lo if summary.min is None else np.minimum(summary.min, lo)
+        summary.max = hi if summary.max is None else np.maximum(summary.max, hi)
+    return summary
+
+
+def _decode(buffer: ReplayBuffer, name: str, read: Callable[[], Any]) -> np.ndarray:
+    """Run ``read``; a decoding failure becomes a DatasetError naming the array."""
+    try:
+        return np.asarray(read())
+    except Exception as err:  # codecs raise many types on a damaged chunk
+        raise DatasetError(f"{buffer.location}: '{name}' is corrupt or truncated ({err})") from err
