@@ -64,10 +64,15 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def validate_dataset(path: str | Path) -> DatasetSummary:
-    """Read and check a whole dataset; raise :class:`DatasetError` naming the first problem."""
+def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
+    """Read a whole dataset and describe it.
+
+    With ``strict`` (``robo dataset validate``) also reject a missing ``data/action`` and
+    NaN/inf values; either way a structural problem or an undecodable chunk raises
+    :class:`DatasetError` naming the first problem.
+    """
     buffer = ReplayBuffer.open(path, mode="r")
-    if ACTION_KEY not in buffer:
+    if strict and ACTION_KEY not in buffer:
         raise DatasetError(f"{path}: missing key 'data/{ACTION_KEY}' (keys: {buffer.keys})")
     summary = DatasetSummary(
         path=str(path),
@@ -77,13 +82,18 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
         attrs=buffer.attrs,
     )
     for key in buffer.keys:
-        summary.keys[key] = _check_array(buffer, key)
+        summary.keys[key] = _scan_array(buffer, key, check_finite=strict)
     for name in buffer.meta_keys:
         _decode(buffer, f"meta/{name}", lambda name=name: buffer.meta(name))
     return summary
 
 
-def _check_array(buffer: ReplayBuffer, key: str) -> KeySummary:
+def validate_dataset(path: str | Path) -> DatasetSummary:
+    """Check a whole dataset; raise :class:`DatasetError` naming the first problem."""
+    return summarize_dataset(path, strict=True)
+
+
+def _scan_array(buffer: ReplayBuffer, key: str, check_finite: bool) -> KeySummary:
     """Decode every chunk of ``data/<key>`` in the episodes' range; find NaN/inf and the range."""
     array = buffer[key]
     summary = KeySummary(shape=tuple(array.shape[1:]), dtype=str(array.dtype))
@@ -95,7 +105,7 @@ def _check_array(buffer: ReplayBuffer, key: str) -> KeySummary:
         if not numeric or block.size == 0:
             continue
         flat = block.reshape(len(block), -1)
-        if np.issubdtype(array.dtype, np.floating):
+        if check_finite and np.issubdtype(array.dtype, np.floating):
             bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
             if len(bad_rows):
                 row = begin + int(bad_rows[0])

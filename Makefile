@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   collect demonstrations -> (train -> eval as those land) -> results
+#   make test   the default (fast) test suite
+# Both create .venv if needed. torch is installed first from the pinned CPU build so that pip
+# never resolves a multi-GB CUDA build on its own.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+DEMO   := data/demo
+
+.PHONY: demo test test-all setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	MUJOCO_GL=egl $(BIN)/robo collect task=diffdrive_nav episodes=20 seed=0 out=$(DEMO)/diffdrive_nav.zarr overwrite=true
+	$(BIN)/robo dataset validate $(DEMO)/diffdrive_nav.zarr
+	$(BIN)/robo dataset info $(DEMO)/diffdrive_nav.zarr
+
+test: $(STAMP)
+	MUJOCO_GL=egl $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-all: $(STAMP)
+	MUJOCO_GL=egl $(BIN)/python -m pytest -q -p no:cacheprovider -m ""
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -1,0 +1,1 @@
+"""The ``robo`` command-line interface."""

@@ -1,0 +1,174 @@
+"""The ``robo`` command: one entry point, one subcommand per job.
+
+Subcommands that run a job (``collect``, ...) take Hydra-style ``key=value`` overrides of a
+typed config (see ``robo_policies/cli/config.py``); dataset tools take paths. Every failure
+caused by bad input prints one line naming the file, key or value and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import yaml
+from omegaconf import OmegaConf
+
+from robo_policies.cli.config import CollectConfig, compose_config, config_help
+
+EPILOG_OVERRIDES = "Settings (override with key=value):\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robo",
+        description="robo-policies: collect demonstrations, train and run robot policies.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `robo <command> --help` for a command's settings.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    collect = commands.add_parser(
+        "collect",
+        help="record scripted-expert demonstrations into a zarr dataset",
+        description=(
+            "Run a task's scripted expert and save successful episodes to a zarr dataset, "
+            "one atomic episode at a time. Example:\n"
+            "  robo collect task=arm_pick_place episodes=50 out=data/arm.zarr seed=7"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG_OVERRIDES + config_help(CollectConfig),
+    )
+    collect.add_argument("overrides", nargs="*", metavar="key=value")
+    collect.set_defaults(run=_collect)
+
+    tasks = commands.add_parser("tasks", help="list the registered tasks")
+    tasks.set_defaults(run=_tasks)
+
+    dataset = commands.add_parser(
+        "dataset", help="inspect, check and convert datasets",
+        description="Inspect, check and convert datasets.",
+    )
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="<action>", required=True)
+    info = dataset_commands.add_parser(
+        "info", help="episodes, steps, keys with shapes and dtypes, action ranges",
+        description="Print episodes, steps, keys with shapes and dtypes, and action ranges.",
+    )
+    info.add_argument("path", help="a .zarr dataset")
+    info.set_defaults(run=_dataset_info)
+    validate = dataset_commands.add_parser(
+        "validate", help="check a dataset end to end; exit 1 naming the first problem",
+        description=(
+            "Read every chunk of a dataset and check its structure, episode boundaries, array "
+            "lengths, the presence of data/action and the absence of NaN/inf. Exits 1 with a "
+            "message naming the first problem."
+        ),
+    )
+    validate.add_argument("path", help="a .zarr dataset")
+    validate.set_defaults(run=_dataset_validate)
+    convert = dataset_commands.add_parser(
+        "convert", help="convert between robomimic HDF5, OGBench npz and zarr",
+        description=(
+            "Convert a dataset; the direction follows the suffixes: .hdf5/.h5 -> .zarr, "
+            ".zarr -> .hdf5, .npz -> .zarr. Options as key=value, e.g. filter_key=train "
+            "(robomimic mask), overwrite=true."
+        ),
+    )
+    convert.add_argument("src", help="source file or directory")
+    convert.add_argument("dst", help="destination path")
+    convert.add_argument("options", nargs="*", metavar="key=value")
+    convert.set_defaults(run=_dataset_convert)
+    return parser
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from robo_policies.envs import get_task
+    from robo_policies.envs.collect import collect
+
+    cfg = compose_config("collect", args.overrides)
+    task = get_task(cfg.task.name)
+    result = collect(
+        task,
+        out=cfg.out,
+        episodes=cfg.episodes,
+        seed=cfg.seed,
+        action_noise=cfg.action_noise,
+        keep_failed=cfg.keep_failed,
+        max_attempts=cfg.max_attempts,
+        overwrite=cfg.overwrite,
+        resume=cfg.resume,
+        env_kwargs=OmegaConf.to_container(cfg.task.env_kwargs),
+        progress=cfg.progress,
+        attrs={"collect_config": OmegaConf.to_container(cfg)},
+    )
+    print(result.format())
+
+
+def _tasks(args: argparse.Namespace) -> None:
+    from robo_policies.envs import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        extra = f"  [needs extra: {task.requires}]" if task.requires else ""
+        print(f"{name:<22} horizon {task.horizon:<5} {task.description}{extra}")
+
+
+def _dataset_info(args: argparse.Namespace) -> None:
+    from robo_policies.data.validate import summarize_dataset
+
+    print(summarize_dataset(args.path).format())
+
+
+def _dataset_validate(args: argparse.Namespace) -> None:
+    from robo_policies.data.validate import validate_dataset
+
+    summary = validate_dataset(args.path)
+    print(f"OK: {args.path}: {summary.n_episodes} episodes, {summary.n_steps} steps")
+
+
+def _dataset_convert(args: argparse.Namespace) -> None:
+    from robo_policies.data.convert import convert
+
+    options = dict(_parse_option(option) for option in args.options)
+    convert(args.src, args.dst, **options)
+    print(f"wrote {args.dst}")
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` with the value parsed as YAML (so ``true``, ``3`` and lists work)."""
+    if "=" not in text:
+        raise ValueError(f"option {text!r} is not of the form key=value")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value) if value else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robo`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # bad input: one clear line, no traceback
+        if not _is_input_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_input_error(err: Exception) -> bool:
+    from hydra.errors import HydraException
+
+    from robo_policies.data.replay_buffer import DatasetError
+
+    return isinstance(
+        err, (DatasetError, HydraException, ValueError, KeyError, FileExistsError,
+              FileNotFoundError, ImportError, RuntimeError)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

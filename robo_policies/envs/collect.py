@@ -1,0 +1,162 @@
+"""Record scripted-expert demonstrations into a ReplayBuffer, one atomic episode at a time.
+
+Attempt ``k`` resets the env with seed ``seed + k``, so every saved episode can be replayed
+from ``meta/seed``. Each step stores the observation seen before acting (one array per
+observation key), the action taken and the reward. Only successful attempts are saved unless
+``keep_failed`` is set; ``meta/success`` records the outcome either way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from robo_policies.data.replay_buffer import ReplayBuffer
+from robo_policies.envs import Task
+
+RESERVED_KEYS = ("action", "expert_action", "reward")
+
+
+@dataclass
+class CollectResult:
+    """What a collection run did."""
+
+    path: str
+    saved: int
+    attempts: int
+    successes: int
+    steps: int
+    seconds: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.attempts if self.attempts else 0.0
+
+    def format(self) -> str:
+        rows = [
+            ("dataset", self.path),
+            ("episodes saved", str(self.saved)),
+            ("attempts", str(self.attempts)),
+            ("expert success", f"{self.success_rate:.1%} ({self.successes}/{self.attempts})"),
+            ("steps saved", str(self.steps)),
+            ("time", f"{self.seconds:.1f} s"),
+        ]
+        return "\n".join(f"{name:<16} {value}" for name, value in rows)
+
+
+def run_episode(
+    task: Task, env: Any, seed: int, action_noise: float, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], bool]:
+    """One expert episode from ``env.reset(seed=seed)``: (per-step arrays, success)."""
+    obs, info = env.reset(seed=seed)
+    expert = task.make_expert(env, rng)
+    space = env.action_space
+    half_range = (space.high - space.low) / 2.0
+    steps: dict[str, list[np.ndarray]] = {key: [] for key in obs}
+    steps.update(action=[], reward=[], expert_action=[])
+    success = bool(info.get("is_success", False))
+    done = False
+    while not done:
+        clean = np.asarray(expert(obs), dtype=np.float32)
+        action = clean
+        if action_noise > 0:
+            noise = rng.normal(0.0, action_noise, size=clean.shape) * half_range
+            action = np.clip(clean + noise, space.low, space.high).astype(np.float32)
+        for key, value in obs.items():
+            steps[key].append(value)
+        steps["action"].append(action)
+        steps["expert_action"].append(clean)
+        obs, reward, terminated, truncated, info = env.step(action)
+        steps["reward"].append(np.float32(reward))
+        success = bool(info.get("is_success", False))
+        done = terminated or truncated
+    if action_noise <= 0:
+        del steps["expert_action"]  # identical to `action`
+    return {key: np.stack(values) for key, values in steps.items()}, success
+
+
+def collect(
+    task: Task,
+    out: str | Path,
+    episodes: int,
+    seed: int = 0,
+    action_noise: float = 0.0,
+    keep_failed: bool = False,
+    max_attempts: int = 0,
+    overwrite: bool = False,
+    resume: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+    attrs: dict[str, Any] | None = None,
+) -> CollectResult:
+    """Run the task's expert until ``episodes`` successful demonstrations are saved at ``out``.
+
+    With ``resume`` an existing dataset is extended from where it stopped (after a crash,
+    say); without it an existing ``out`` is an error unless ``overwrite`` is set.
+    Raises ``RuntimeError`` if ``max_attempts`` (default ``2 * episodes + 10``) run out first.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if action_noise < 0:
+        raise ValueError(f"action_noise must be >= 0, got {action_noise}")
+    max_attempts = max_attempts or 2 * episodes + 10
+    out = Path(out)
+    env = task.env(**(env_kwargs or {}))
+    clashes = sorted(set(env.observation_space.spaces) & set(RESERVED_KEYS))
+    if clashes:
+        raise ValueError(f"task '{task.name}' has observation keys {clashes} reserved for actions")
+
+    if resume and out.exists():
+        buffer = ReplayBuffer.open(out, mode="a")
+        if buffer.attrs.get("task") != task.name:
+            raise ValueError(
+                f"{out} holds task '{buffer.attrs.get('task')}', not '{task.name}'; "
+                "choose another `out` or drop `resume`"
+            )
+        seeds = buffer.meta("seed") if buffer.n_episodes else np.array([seed - 1])
+        first_attempt = int(seeds.max()) - seed + 1
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_attrs = {"task": task.name, "env_kwargs": dict(env_kwargs or {}), **(attrs or {})}
+        buffer = ReplayBuffer.create(out, overwrite=overwrite, attrs=run_attrs)
+        first_attempt = 0
+
+    start_time = time.perf_counter()
+    saved_before = buffer.n_episodes
+    attempts = successes = 0
+    bar = tqdm(
+        total=episodes, initial=saved_before, desc=f"collect {task.name}", unit="ep",
+        disable=not progress,
+    )
+    try:
+        while buffer.n_episodes < episodes:
+            if attempts >= max_attempts:
+                raise RuntimeError(
+                    f"expert for '{task.name}' saved {buffer.n_episodes}/{episodes} episodes in "
+                    f"{attempts} attempts (success {successes}/{attempts}); raise max_attempts"
+                )
+            attempt_seed = seed + first_attempt + attempts
+            rng = np.random.default_rng([seed, first_attempt + attempts])
+            data, success = run_episode(task, env, attempt_seed, action_noise, rng)
+            attempts += 1
+            successes += success
+            if success or keep_failed:
+                buffer.add_episode(data, {"seed": attempt_seed, "success": success})
+                bar.update(1)
+            bar.set_postfix(success=f"{successes}/{attempts}")
+    finally:
+        bar.close()
+        env.close()
+    return CollectResult(
+        path=str(out),
+        saved=buffer.n_episodes - saved_before,
+        attempts=attempts,
+        successes=successes,
+        steps=buffer.n_steps,
+        seconds=time.perf_counter() - start_time,
+    )
