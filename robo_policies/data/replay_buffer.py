@@ -226,7 +226,7 @@ class ReplayBuffer:
     def _check_lengths(self) -> None:
         """Every array must cover every episode; rows past the last episode are ignored."""
         for group, needed in (("data", self.n_steps), ("meta", self._n_episodes)):
-            for key in self._root[group].array_keys():
+            for key in sorted(self._root[group].array_keys()):
                 if group == "meta" and key == "episode_ends":
                     continue
                 have = self._root[group][key].shape[0]
