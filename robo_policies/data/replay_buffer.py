@@ -95,11 +95,9 @@ class ReplayBuffer:
         except Exception as err:  # zarr raises several types for a broken store
             raise DatasetError(f"{path}: not a readable zarr group ({err})") from err
         for group in ("data", "meta"):
-            if group not in root or not isinstance(root[group], zarr.Group):
-                raise DatasetError(f"{path}: missing group '{group}/'")
-        if "episode_ends" not in root["meta"]:
-            raise DatasetError(f"{path}: missing array 'meta/episode_ends'")
-        ends = _read(root["meta/episode_ends"], f"{path}: meta/episode_ends")
+            if not isinstance(_member(root, group, path), zarr.Group):
+                raise DatasetError(f"{path}: '{group}' is not a group")
+        ends = _read(_member(root, "meta/episode_ends", path), f"{path}: meta/episode_ends")
         n_episodes = _check_episode_ends(ends, str(path))
         buffer = cls(root, str(path), n_episodes)
         buffer._check_lengths()
@@ -262,6 +260,17 @@ def _append_rows(group: zarr.Group, key: str, value: np.ndarray, start: int) -> 
     array = group[key]
     array.resize((start + len(value), *array.shape[1:]))
     array[start:] = value
+
+
+def _member(root: zarr.Group, name: str, path: Path) -> Any:
+    """``root[name]``, or a DatasetError saying whether it is missing or unreadable."""
+    try:
+        return root[name]
+    except KeyError:
+        kind = "group" if name in ("data", "meta") else "array"
+        raise DatasetError(f"{path}: missing {kind} '{name}{'/' if kind == 'group' else ''}'") from None
+    except Exception as err:  # e.g. damaged metadata JSON
+        raise DatasetError(f"{path}: '{name}' is corrupt ({err})") from err
 
 
 def _read(array: zarr.Array, name: str) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""`robo dataset validate` and `info`: a clean dataset passes; each defect exits 1 naming it."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from robo_policies.cli.main import main
+from robo_policies.data import ReplayBuffer
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "demo.zarr"
+    buffer = ReplayBuffer.create(path, attrs={"task": "toy"})
+    rng = np.random.default_rng(0)
+    for length in (6, 4, 5):
+        buffer.add_episode(
+            {
+                "action": rng.uniform(-2, 3, size=(length, 2)).astype(np.float32),
+                "state": rng.normal(size=(length, 3)).astype(np.float32),
+            }
+        )
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_clean_dataset_validates_and_describes(capsys, dataset):
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 0 and "3 episodes, 15 steps" in text
+    code, text = run(capsys, "dataset", "info", str(dataset))
+    assert code == 0
+    assert "episodes  3" in text and "steps     15" in text
+    assert "action                   (2,)             float32" in text
+    assert "state                    (3,)             float32" in text
+    action = zarr.open_group(str(dataset))["data/action"][:]
+    assert np.array2string(action.min(0), precision=3) in text
+
+
+def test_nan_action(capsys, dataset):
+    zarr.open_group(str(dataset), mode="r+")["data/action"][7, 1] = np.nan
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "'data/action' has nan at step 7 (episode 1)" in text
+
+
+def test_keys_of_mismatched_length(capsys, dataset):
+    zarr.open_group(str(dataset), mode="r+")["data/state"].resize((12, 3))
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "'data/state' has 12 rows but meta/episode_ends needs 15" in text
+
+
+def test_non_monotonic_episode_ends(capsys, dataset):
+    zarr.open_group(str(dataset), mode="r+")["meta/episode_ends"][:] = [6, 5, 15]
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "not strictly increasing: episode_ends[1] = 5 after 6" in text
+
+
+def test_missing_action_key(capsys, tmp_path):
+    path = tmp_path / "noaction.zarr"
+    ReplayBuffer.create(path).add_episode({"state": np.zeros((3, 2), np.float32)})
+    code, text = run(capsys, "dataset", "validate", str(path))
+    assert code == 1 and "missing key 'data/action'" in text
+
+
+def test_truncated_chunk(capsys, dataset):
+    chunk = dataset / "data" / "action" / "0.0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "'data/action' is corrupt or truncated" in text
+
+
+def test_corrupt_metadata(capsys, dataset):
+    (dataset / "meta" / "episode_ends" / ".zarray").write_text("{not json")
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "demo.zarr" in text and "episode_ends" in text
+
+
+def test_missing_store_and_missing_group(capsys, tmp_path, dataset):
+    code, text = run(capsys, "dataset", "validate", str(tmp_path / "nothing.zarr"))
+    assert code == 1 and "nothing.zarr: no such dataset" in text
+    zarr.open_group(str(dataset), mode="r+").attrs["x"] = json.dumps({})
+    import shutil
+
+    shutil.rmtree(dataset / "meta")
+    code, text = run(capsys, "dataset", "validate", str(dataset))
+    assert code == 1 and "missing group 'meta/'" in text
