@@ -1,0 +1,60 @@
+"""Collection: counts, failure handling, noise, resume, and the config saved with the data."""
+
+import numpy as np
+import pytest
+from toy_task import TOY_TASK
+
+from robo_policies.data import ReplayBuffer
+from robo_policies.envs.collect import collect
+
+
+def expected_successes(seeds):
+    """Seeds whose start position the toy expert can solve (start <= 3.7)."""
+    import toy_task
+
+    env = toy_task.ToyReachEnv()
+    return [s for s in seeds if env.reset(seed=s)[0]["pos"][0] <= 3.7]
+
+
+def test_saves_only_successes_and_counts_attempts(tmp_path):
+    result = collect(TOY_TASK, tmp_path / "d.zarr", episodes=5, seed=10, progress=False)
+    buffer = ReplayBuffer.open(tmp_path / "d.zarr")
+    good = expected_successes(range(10, 10 + result.attempts))
+    assert result.saved == 5 == buffer.n_episodes == len(good)
+    assert buffer.meta("seed").tolist() == good
+    assert buffer.meta("success").all()
+    assert result.success_rate == pytest.approx(5 / result.attempts)
+    assert set(buffer.keys) == {"pos", "action", "reward"}
+    assert buffer.attrs["task"] == "toy_reach"
+    # The last reward of every saved episode is the success reward.
+    assert np.all(buffer["reward"][:][buffer.episode_ends - 1] == 1.0)
+
+
+def test_keep_failed_and_attempt_limit(tmp_path):
+    result = collect(TOY_TASK, tmp_path / "d.zarr", episodes=6, keep_failed=True, progress=False)
+    buffer = ReplayBuffer.open(tmp_path / "d.zarr")
+    assert result.attempts == 6 and buffer.n_episodes == 6
+    assert buffer.meta("seed").tolist() == list(range(6))
+    assert buffer.meta("success").sum() == len(expected_successes(range(6)))
+    with pytest.raises(RuntimeError, match=r"saved \d+/50 episodes in 3 attempts"):
+        collect(TOY_TASK, tmp_path / "e.zarr", episodes=50, max_attempts=3, progress=False)
+
+
+def test_action_noise_keeps_clean_labels(tmp_path):
+    collect(TOY_TASK, tmp_path / "d.zarr", episodes=3, action_noise=0.2, progress=False)
+    buffer = ReplayBuffer.open(tmp_path / "d.zarr")
+    executed, clean = buffer["action"][:], buffer["expert_action"][:]
+    assert executed.shape == clean.shape and not np.allclose(executed, clean)
+    assert np.all(np.abs(executed) <= 1.0)
+
+
+def test_resume_continues_and_refuses_overwrite(tmp_path):
+    path = tmp_path / "d.zarr"
+    first = collect(TOY_TASK, path, episodes=2, seed=0, progress=False)
+    with pytest.raises(FileExistsError):
+        collect(TOY_TASK, path, episodes=4, progress=False)
+    collect(TOY_TASK, path, episodes=4, seed=0, resume=True, progress=False)
+    resumed = ReplayBuffer.open(path).meta("seed").tolist()
+    fresh = collect(TOY_TASK, tmp_path / "f.zarr", episodes=4, seed=0, progress=False)
+    assert resumed == ReplayBuffer.open(tmp_path / "f.zarr").meta("seed").tolist()
+    assert first.saved == 2 and fresh.saved == 4
