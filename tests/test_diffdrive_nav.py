@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from robo_policies.envs.diffdrive_nav import (
 
 
 @pytest.fixture(scope="module")
-def env() -> DiffDriveNavEnv:
+def env() -> Iterator[DiffDriveNavEnv]:
     env = make_env(render_mode="rgb_array")
     yield env
     env.close()
@@ -92,9 +94,9 @@ def test_pass_side_on_synthetic_paths() -> None:
     t = np.linspace(0, 1, 21)[:, None]
     bump = np.sin(np.pi * t) * 0.6
     east = np.hstack([2 * t, bump])  # from (0, 0) to (2, 0), bulging to +y
-    assert pass_side(east, obstacle_xy=np.array([1.0, 0.0]), goal_xy=np.array([2.0, 0.0])) == "left"
+    assert pass_side(east, np.array([1.0, 0.0]), np.array([2.0, 0.0])) == "left"
     south = east[:, ::-1] * [1, -1]  # (0, 0) to (0, -2) bulging to +x: left, heading south
-    assert pass_side(south, obstacle_xy=np.array([0.0, -1.0]), goal_xy=np.array([0.0, -2.0])) == "left"
+    assert pass_side(south, np.array([0.0, -1.0]), np.array([0.0, -2.0])) == "left"
     mirrored = east * [1, -1]
     assert pass_side(mirrored, np.array([1.0, 0.0]), np.array([2.0, 0.0])) == "right"
 

@@ -33,7 +33,7 @@ from robo_policies.envs.task import Task
 
 SCENE_XML = Path(__file__).resolve().parent / "assets" / "diffdrive_nav.xml"
 
-HORIZON = 200  # steps at 10 Hz = 20 s; the expert needs ~13-15 s.
+HORIZON = 200  # steps at 10 Hz = 20 s; the expert needs 9.5-12 s (95-120 steps).
 FRAME_SKIP = 20  # 20 x 5 ms physics steps = 0.1 s control period (10 Hz).
 
 WHEEL_RADIUS = 0.033  # [m], matches diffdrive_base.xml
@@ -63,7 +63,8 @@ def pass_side(base_xy: np.ndarray, obstacle_xy: np.ndarray, goal_xy: np.ndarray)
     "left" means left of the route as seen travelling from the start (``base_xy[0]``) to the
     goal, i.e. the obstacle was on the robot's right. At the step where the base is level
     with the obstacle along the route, the sign of the lateral offset from the obstacle
-    (a 2-D cross product) decides.
+    (a 2-D cross product) decides; a trajectory that never got level with the obstacle is
+    classified at its step nearest to that.
 
     Args:
         base_xy: (T, 2) base positions of one episode.
@@ -83,7 +84,7 @@ def pass_side(base_xy: np.ndarray, obstacle_xy: np.ndarray, goal_xy: np.ndarray)
 class DiffDriveNavEnv(MujocoTaskEnv):
     """Drive the diffdrive base around a wall into the goal disc (see the module docstring)."""
 
-    def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240):
+    def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
         super().__init__(
             SCENE_XML,
             frame_skip=FRAME_SKIP,
