@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from robo_policies.envs import registry
+from robo_policies.envs import get_task
 from robo_policies.envs.diffdrive_nav import (
     HORIZON,
     MAX_WHEEL_SPEED,
     DiffDriveNavEnv,
-    make_env,
-    make_expert,
+    WaypointExpert,
     pass_side,
     wheel_speeds,
 )
@@ -23,7 +22,7 @@ from robo_policies.envs.diffdrive_nav import (
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[DiffDriveNavEnv]:
-    env = make_env(render_mode="rgb_array")
+    env = DiffDriveNavEnv(render_mode="rgb_array")
     yield env
     env.close()
 
@@ -44,12 +43,11 @@ def test_spaces_and_control_rate(env: DiffDriveNavEnv) -> None:
     shapes = {k: s.shape for k, s in env.observation_space.spaces.items()}
     assert shapes == {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
     assert env.control_dt == pytest.approx(0.1)
-    # The registry entry directly: get_task() also imports the other tasks' modules.
-    assert env.horizon == HORIZON == registry._TASKS["diffdrive_nav"].horizon
+    assert env.horizon == HORIZON == get_task("diffdrive_nav").horizon
 
 
 def test_reset_is_seeded() -> None:
-    a, b = make_env(), make_env()
+    a, b = DiffDriveNavEnv(), DiffDriveNavEnv()
     obs_a, _ = a.reset(seed=7)
     obs_b, _ = b.reset(seed=7)
     for key in obs_a:
@@ -73,7 +71,7 @@ def test_expert_succeeds_and_passes_both_sides(env: DiffDriveNavEnv) -> None:
     successes, sides = 0, []
     for seed in range(20):
         obs, _ = env.reset(seed=seed)
-        expert = make_expert(env, np.random.default_rng(seed))
+        expert = WaypointExpert(env, np.random.default_rng(seed))
         base_xy = [obs["base_pose"][:2]]
         for _ in range(HORIZON):
             obs, _, terminated, truncated, info = env.step(expert(obs))

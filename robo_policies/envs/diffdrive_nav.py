@@ -219,22 +219,12 @@ class WaypointExpert:
         return np.clip(wheels, -MAX_WHEEL_SPEED, MAX_WHEEL_SPEED).astype(np.float32)
 
 
-def make_env(render_mode: str | None = None, **kwargs: Any) -> DiffDriveNavEnv:
-    """Build the env (``Task.make_env``); kwargs go to ``DiffDriveNavEnv``."""
-    return DiffDriveNavEnv(render_mode=render_mode, **kwargs)
-
-
-def make_expert(env: gym.Env, rng: np.random.Generator) -> WaypointExpert:
-    """A fresh expert for the episode just reset in ``env`` (``Task.make_expert``)."""
-    return WaypointExpert(env, rng)
-
-
 register_task(
     Task(
         name="diffdrive_nav",
         horizon=HORIZON,
-        make_env=make_env,
-        make_expert=make_expert,
+        make_env=DiffDriveNavEnv,
+        make_expert=WaypointExpert,
         description="Diff-drive base drives around a wall to a goal; expert passes left or right.",
     )
 )
