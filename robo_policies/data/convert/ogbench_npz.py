@@ -129,11 +129,15 @@ def npz_to_zarr(
         with atomic_output(dst, overwrite=overwrite) as tmp:
             buffer = ReplayBuffer.create(tmp, attrs=attrs)
             readers = {name: npz.rows(key) for name, key in mapping.items()}
-            start = 0
-            for end in ends:
-                length = int(end) - start
-                buffer.add_episode({name: rows.read(length) for name, rows in readers.items()})
-                start = int(end)
+            try:
+                start = 0
+                for end in ends:
+                    length = int(end) - start
+                    buffer.add_episode({name: rows.read(length) for name, rows in readers.items()})
+                    start = int(end)
+            finally:
+                for rows in readers.values():
+                    rows.close()
     return dst
 
 
@@ -200,6 +204,9 @@ class _Rows:
             self._whole = archive.read(key)
         self._next = 0
 
+    def close(self) -> None:
+        self._fp.close()
+
     def read(self, count: int) -> np.ndarray:
         start, self._next = self._next, self._next + count
         if self._whole is not None:
@@ -209,9 +216,8 @@ class _Rows:
         while got < wanted:
             chunk = self._fp.read(wanted - got)
             if not chunk:
-                raise DatasetError(
-                    f"{self._archive.path}: '{self._key}' ends early at row {start + got // max(self._row_bytes, 1)}"
-                )
+                row = start + got // max(self._row_bytes, 1)
+                raise DatasetError(f"{self._archive.path}: '{self._key}' ends early at row {row}")
             chunks.append(chunk)
             got += len(chunk)
         return np.frombuffer(b"".join(chunks), dtype=self._dtype).reshape(

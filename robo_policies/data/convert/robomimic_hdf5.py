@@ -132,11 +132,11 @@ def robomimic_to_zarr(
         file_attrs = _attrs_to_json(file.attrs, f"{src}: file")
         if file_attrs:
             attrs["robomimic_file_attrs"] = file_attrs
-        demo_attrs = {
-            str(number): extra
-            for name, number in demos.items()
-            if (extra := _attrs_to_json(data[name].attrs, f"{src}: data/{name}", skip=("num_samples",)))
-        }
+        demo_attrs = {}
+        for name, number in demos.items():
+            extra = _attrs_to_json(data[name].attrs, f"{src}: data/{name}", skip=("num_samples",))
+            if extra:
+                demo_attrs[str(number)] = extra
         if demo_attrs:
             attrs["robomimic_demo_attrs"] = demo_attrs
 
