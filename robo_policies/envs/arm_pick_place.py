@@ -220,9 +220,9 @@ class PickPlaceExpert:
         self.dt = base.control_dt
         # Small per-episode variation makes the demonstrations less identical.
         self.hover_z = rng.uniform(0.06, 0.08)
-        self.speed = rng.uniform(0.13, 0.17)  # m/s for free-space moves
-        self.slow_speed = rng.uniform(0.06, 0.08)  # m/s near the table
-        self.turn_speed = 1.5  # rad/s of tool yaw
+        self.speed = rng.uniform(0.10, 0.12)  # mean m/s for free-space moves (peak ~1.9x)
+        self.slow_speed = rng.uniform(0.06, 0.07)  # mean m/s near the table
+        self.turn_speed = 1.0  # mean rad/s of tool yaw
         self.q_cmd: np.ndarray | None = None
         self.grip = 0.0
         self.phase = "approach"
