@@ -71,7 +71,7 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
 
     def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
         super().__init__(
-            SCENE_XML, FRAME_SKIP, HORIZON, render_mode=render_mode, width=width, height=height, camera="scene"
+            SCENE_XML, FRAME_SKIP, HORIZON, render_mode=render_mode, width=width, height=height
         )
         m = self.model
         joint_ids = [m.joint(name).id for name in ARM_JOINTS]
@@ -82,7 +82,8 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
         self._cube_qadr = m.joint("cube").qposadr[0]
         self._cube_body = m.body("cube").id
         self._cube_geom = m.geom("cube").id
-        self._finger_geoms = {m.geom("finger_left").id, m.geom("finger_right").id}
+        finger_bodies = [m.body("finger_left").id, m.body("finger_right").id]
+        self._finger_geoms = np.flatnonzero(np.isin(m.geom_bodyid, finger_bodies))  # boxes + pads
         self._tcp_site = m.site("tcp").id
         self._target_mocap = m.body("target").mocapid[0]
         self._arm_act = [m.actuator(name).id for name in ARM_JOINTS]
@@ -99,9 +100,12 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
         def box(n: int, bound: float = np.inf) -> spaces.Box:
             return spaces.Box(-bound, bound, shape=(n,), dtype=np.float32)
 
+        # Joint angles stay inside (-pi, pi) and the gripper closure near [0, 1]; the
+        # remaining entries have no hard physical bound.
+        joint_pos_bound = np.array([np.pi] * 5 + [1.5], dtype=np.float32)
         self.observation_space = spaces.Dict(
             {
-                "joint_pos": box(6),
+                "joint_pos": spaces.Box(-joint_pos_bound, joint_pos_bound, dtype=np.float32),
                 "joint_vel": box(6),
                 "eef_pos": box(3),
                 "cube_pos": box(3),
@@ -138,32 +142,36 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
         quat /= np.linalg.norm(quat)
         if quat[0] < 0:  # q and -q are the same rotation; keep one of them
             quat = -quat
-        f32 = np.float32
-        return {
-            "joint_pos": np.append(d.qpos[self._arm_qadr], d.qpos[self._finger_qadr] / FINGER_TRAVEL).astype(f32),
-            "joint_vel": np.append(d.qvel[self._arm_vadr], d.qvel[self._finger_vadr] / FINGER_TRAVEL).astype(f32),
-            "eef_pos": d.site_xpos[self._tcp_site].astype(f32),
-            "cube_pos": d.qpos[adr : adr + 3].astype(f32),
-            "cube_quat": quat.astype(f32),
-            "target_pos": d.mocap_pos[self._target_mocap].astype(f32),
+        grip_pos = d.qpos[self._finger_qadr] / FINGER_TRAVEL
+        grip_vel = d.qvel[self._finger_vadr] / FINGER_TRAVEL
+        obs = {
+            "joint_pos": np.append(d.qpos[self._arm_qadr], grip_pos),
+            "joint_vel": np.append(d.qvel[self._arm_vadr], grip_vel),
+            "eef_pos": d.site_xpos[self._tcp_site],
+            "cube_pos": d.qpos[adr : adr + 3],
+            "cube_quat": quat,
+            "target_pos": d.mocap_pos[self._target_mocap],
         }
+        return {key: value.astype(np.float32) for key, value in obs.items()}
 
     def _is_success(self) -> bool:
-        cube = self.data.xpos[self._cube_body]
-        in_zone = np.linalg.norm(cube[:2] - self.data.mocap_pos[self._target_mocap, :2]) <= TARGET_RADIUS
-        on_table = cube[2] < CUBE_HALF + 0.005
+        in_zone = self._cube_to_target() <= TARGET_RADIUS
+        on_table = self.data.xpos[self._cube_body, 2] < CUBE_HALF + 0.005
         return bool(in_zone and on_table and not self._gripper_touches_cube())
 
     def _extra_info(self) -> dict[str, Any]:
-        cube = self.data.xpos[self._cube_body]
-        return {"cube_to_target": float(np.linalg.norm(cube[:2] - self.data.mocap_pos[self._target_mocap, :2]))}
+        return {"cube_to_target": self._cube_to_target()}
+
+    def _cube_to_target(self) -> float:
+        """Horizontal distance (m) from the cube centre to the target centre."""
+        offset = self.data.xpos[self._cube_body, :2] - self.data.mocap_pos[self._target_mocap, :2]
+        return float(np.linalg.norm(offset))
 
     def _gripper_touches_cube(self) -> bool:
-        for contact in self.data.contact[: self.data.ncon]:
-            pair = {int(contact.geom1), int(contact.geom2)}
-            if self._cube_geom in pair and pair & self._finger_geoms:
-                return True
-        return False
+        pairs = self.data.contact.geom[: self.data.ncon]  # (ncon, 2) geom ids
+        cube_first = (pairs[:, 0] == self._cube_geom) & np.isin(pairs[:, 1], self._finger_geoms)
+        cube_second = (pairs[:, 1] == self._cube_geom) & np.isin(pairs[:, 0], self._finger_geoms)
+        return bool(np.any(cube_first | cube_second))
 
 
 def _sample_workspace_xy(rng: np.random.Generator) -> np.ndarray:
@@ -201,21 +209,24 @@ class PickPlaceExpert:
     """Phase machine over Cartesian tool waypoints, turned into joint targets by IK.
 
     Phases: approach (above the cube, fingers aligned with a cube face) -> descend -> close
-    -> lift -> transfer (above the target) -> lower -> open -> retreat -> hold. Each
+    -> lift -> transfer (above the target) -> lower -> open -> retreat -> done. Each
     motion is a minimum-jerk interpolation whose length follows from distance and speed,
-    so consecutive joint targets change by at most ~0.1 rad. A motion ends once the tool
-    is within ``reach_tol`` of its goal (or after a few extra steps); if the cube did not
-    come up with the gripper, the expert re-approaches it.
+    so consecutive joint targets change by at most ~0.25 rad. A motion ends once the tool
+    is within ``reach_tol`` of its goal (or after ``max_wait`` extra steps). If the cube
+    is not in the gripper after the lift or the transfer, the expert opens, rises and
+    approaches it again.
     """
 
     reach_tol = 0.004
     max_wait = 8
     grip_steps = 3  # steps to ramp the gripper command between open and closed
     settle_steps = 3  # steps to hold still after the gripper command has finished ramping
+    max_motion_steps = 100
 
     def __init__(self, env: gym.Env, rng: np.random.Generator) -> None:
         base = env.unwrapped
-        assert isinstance(base, ArmPickPlaceEnv), "PickPlaceExpert drives ArmPickPlaceEnv"
+        if not isinstance(base, ArmPickPlaceEnv):
+            raise TypeError(f"PickPlaceExpert drives ArmPickPlaceEnv, got {type(base).__name__}")
         self.ik = DLSInverseKinematics(base.model, "tcp", ARM_JOINTS)
         self.dt = base.control_dt
         # Small per-episode variation makes the demonstrations less identical.
@@ -225,74 +236,75 @@ class PickPlaceExpert:
         self.turn_speed = 1.0  # mean rad/s of tool yaw
         self.q_cmd: np.ndarray | None = None
         self.grip = 0.0
-        self.phase = "approach"
+        self.phase = "start"
         self._plan: list[tuple[np.ndarray, float]] = []
-        self._goal: tuple[np.ndarray, float] | None = None
+        self._goal: np.ndarray | None = None
         self._wait = 0
         self._settle = 0
-        self._grasp_offset = np.zeros(2)  # tool xy minus cube xy while holding the cube
-        self._yaw_offset = 0.0  # tool yaw minus the tool-to-cube bearing at grasp
 
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.q_cmd is None:
             self.q_cmd = obs["joint_pos"][:5].astype(float)
-        pos, yaw = self._tool_pose(self.q_cmd)
-        if self._plan:
-            # Continue the current motion.
-            target_pos, target_yaw = self._plan.pop(0)
-            self._move_to(target_pos, target_yaw)
-        elif self._goal is not None and self._wait < self.max_wait and (
-            np.linalg.norm(obs["eef_pos"] - self._goal[0]) > self.reach_tol
+        if self._plan:  # continue the current motion
+            self._move_to(*self._plan.pop(0))
+        elif (
+            self._goal is not None
+            and self._wait < self.max_wait
+            and np.linalg.norm(obs["eef_pos"] - self._goal) > self.reach_tol
         ):
             self._wait += 1  # let the servos catch up with the last target
         else:
             self._goal, self._wait = None, 0
-            self._next_phase(obs, pos, yaw)
+            self._advance(obs)
         return np.append(self.q_cmd, self.grip).astype(np.float32)
 
     # -- phases -------------------------------------------------------------------------
 
-    def _next_phase(self, obs: dict[str, np.ndarray], pos: np.ndarray, yaw: float) -> None:
+    def _advance(self, obs: dict[str, np.ndarray]) -> None:
+        """The current phase has finished its motion: start the next one."""
         cube, target = obs["cube_pos"].astype(float), obs["target_pos"].astype(float)
+        tool = obs["eef_pos"].astype(float)
+        pos, yaw = self._tool_pose(self.q_cmd)
+        above = lambda xy: np.array([*xy[:2], self.hover_z])  # noqa: E731
         phase = self.phase
-        if phase == "approach":
-            self._grasp_yaw = self._choose_grasp_yaw(cube, obs["cube_quat"])
-            self._start_motion(pos, yaw, np.array([*cube[:2], self.hover_z]), self._grasp_yaw, self.speed)
-            self.phase = "descend"
-        elif phase == "descend":
-            self._start_motion(pos, yaw, np.array([*cube[:2], CUBE_HALF + 0.0015]), yaw, self.slow_speed)
+        if phase == "start":
+            grasp_yaw = self._choose_grasp_yaw(cube, obs["cube_quat"])
+            self._start_motion("approach", above(cube), grasp_yaw, self.speed)
+        elif phase == "approach":
+            grasp_pos = np.array([*cube[:2], CUBE_HALF + 0.0015])
+            self._start_motion("descend", grasp_pos, yaw, self.slow_speed)
+        elif phase in ("descend", "close"):
             self.phase = "close"
-        elif phase == "close":
             if self._ramp_gripper(1.0):
-                self.phase = "lift"
+                self._start_motion("lift", above(pos), yaw, self.slow_speed)
         elif phase == "lift":
-            self._start_motion(pos, yaw, np.array([*pos[:2], self.hover_z]), yaw, self.slow_speed)
-            self.phase = "check_grasp"
-        elif phase == "check_grasp":
-            if cube[2] < CUBE_HALF + 0.02:  # the cube stayed behind: open, back off, try again
+            if cube[2] < CUBE_HALF + 0.02:  # the cube stayed on the table
                 self.phase = "reopen"
-            else:
-                self._grasp_offset = obs["eef_pos"][:2] - cube[:2]
-                self._yaw_offset = _wrap(yaw - np.arctan2(pos[1], pos[0]))
-                place_xy = target[:2] + self._grasp_offset
-                place_yaw = np.arctan2(place_xy[1], place_xy[0]) + self._yaw_offset
-                self._start_motion(pos, yaw, np.array([*place_xy, self.hover_z]), place_yaw, self.speed)
-                self.phase = "lower"
+                return
+            # Place so that the cube (not the tool) lands on the target, and keep the wrist
+            # roll as it is: the closing axis turns with the arm's bearing.
+            place_xy = target[:2] + (tool[:2] - cube[:2])
+            turn = np.arctan2(place_xy[1], place_xy[0]) - np.arctan2(pos[1], pos[0])
+            place_yaw = yaw + _wrap(turn)
+            self._start_motion("transfer", above(place_xy), place_yaw, self.speed)
+        elif phase == "transfer":
+            if np.linalg.norm(cube - tool) > 0.02:  # dropped on the way
+                self.phase = "reopen"
+                return
+            place_z = CUBE_HALF + 0.004 + (tool[2] - cube[2])
+            self._start_motion("lower", np.array([*pos[:2], place_z]), yaw, self.slow_speed)
+        elif phase in ("lower", "open"):
+            self.phase = "open"
+            if self._ramp_gripper(0.0):
+                self._start_motion("retreat", above(pos), yaw, self.slow_speed)
+        elif phase == "retreat":
+            self.phase = "done"
         elif phase == "reopen":
             if self._ramp_gripper(0.0):
-                self._start_motion(pos, yaw, np.array([*pos[:2], self.hover_z]), yaw, self.slow_speed)
-                self.phase = "approach"
-        elif phase == "lower":
-            place_z = CUBE_HALF + 0.004 + (obs["eef_pos"][2] - cube[2])
-            self._start_motion(pos, yaw, np.array([*pos[:2], place_z]), yaw, self.slow_speed)
-            self.phase = "open"
-        elif phase == "open":
-            if self._ramp_gripper(0.0):
-                self.phase = "retreat"
-        elif phase == "retreat":
-            self._start_motion(pos, yaw, np.array([*pos[:2], self.hover_z]), yaw, self.slow_speed)
-            self.phase = "hold"
-        # "hold": keep the last targets.
+                self._start_motion("rise", above(pos), yaw, self.slow_speed)
+        elif phase == "rise":
+            self.phase = "start"
+        # "done": hold the last targets.
 
     def _choose_grasp_yaw(self, cube: np.ndarray, cube_quat: np.ndarray) -> float:
         """Closing-axis yaw along a cube face, picked to keep the wrist roll near zero.
@@ -307,19 +319,22 @@ class PickPlaceExpert:
     # -- motion helpers -------------------------------------------------------------------
 
     def _start_motion(
-        self, pos: np.ndarray, yaw: float, goal_pos: np.ndarray, goal_yaw: float, speed: float
+        self, phase: str, goal_pos: np.ndarray, goal_yaw: float, speed: float
     ) -> None:
-        """Queue a minimum-jerk path from (pos, yaw) to (goal_pos, goal_yaw)."""
+        """Enter ``phase``: queue a minimum-jerk path from the commanded pose to the goal."""
+        self.phase = phase
+        pos, yaw = self._tool_pose(self.q_cmd)
+        if not (np.all(np.isfinite(goal_pos)) and np.isfinite(goal_yaw)):
+            return  # a broken simulation state: hold still rather than plan towards NaN
         d_yaw = _wrap(goal_yaw - yaw)
         duration = max(np.linalg.norm(goal_pos - pos) / speed, abs(d_yaw) / self.turn_speed)
-        n = max(2, int(np.ceil(duration / self.dt)))
+        n = int(np.clip(np.ceil(duration / self.dt), 2, self.max_motion_steps))
         for k in range(1, n + 1):
             s = k / n
             s = s**3 * (10 - 15 * s + 6 * s**2)
             self._plan.append((pos + s * (goal_pos - pos), yaw + s * d_yaw))
-        self._goal = (goal_pos, goal_yaw)
-        target_pos, target_yaw = self._plan.pop(0)
-        self._move_to(target_pos, target_yaw)
+        self._goal = goal_pos
+        self._move_to(*self._plan.pop(0))
 
     def _move_to(self, pos: np.ndarray, yaw: float) -> None:
         result = self.ik.solve(pos, tool_down_quat(yaw), q_init=self.q_cmd, max_iters=50)
@@ -357,7 +372,7 @@ register_task(
         horizon=HORIZON,
         make_env=make_env,
         make_expert=make_expert,
-        description="SO-101-like 5-DOF arm with a parallel gripper picks a cube and places it on a target",
+        description="SO-101-like arm with a two-finger gripper: pick a cube, place it on a target",
     )
 )
 

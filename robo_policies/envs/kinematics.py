@@ -16,6 +16,9 @@ import mujoco
 import numpy as np
 
 
+_ONE_DOF_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+
+
 @dataclass(frozen=True)
 class IKResult:
     """A solution: joint values (in the order given to the solver) and the residual errors."""
@@ -40,8 +43,9 @@ class DLSInverseKinematics:
     Args:
         model: the MuJoCo model.
         site: name of the site to place (e.g. a tool centre point).
-        joints: names of the 1-DoF joints the solver may move; all other joints stay where
-            ``qpos_rest`` (or the model's ``qpos0``) puts them.
+        joints: names of the 1-DoF joints the solver may move.
+        qpos_rest: full ``qpos`` for the joints the solver does not move (default: the
+            model's ``qpos0``).
         rot_weight: metres of position error worth one radian of orientation error.
         damping: the ``lambda`` above, in the units of the weighted error.
         max_step: largest change of any joint per iteration (rad or m).
@@ -70,7 +74,7 @@ class DLSInverseKinematics:
             jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
             if jid < 0:
                 raise ValueError(f"model has no joint named '{name}'")
-            if int(model.jnt_type[jid]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
+            if int(model.jnt_type[jid]) not in _ONE_DOF_JOINTS:
                 raise ValueError(f"joint '{name}' is not a hinge or slide joint")
             ids.append(jid)
         self.qpos_adr = model.jnt_qposadr[ids]
@@ -88,7 +92,8 @@ class DLSInverseKinematics:
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Site position (3,) and rotation matrix (3, 3) for joint values ``q``."""
         self._set(q)
-        return self.data.site_xpos[self.site_id].copy(), self.data.site_xmat[self.site_id].reshape(3, 3).copy()
+        pos = self.data.site_xpos[self.site_id].copy()
+        return pos, self.data.site_xmat[self.site_id].reshape(3, 3).copy()
 
     def solve(
         self,
@@ -108,8 +113,8 @@ class DLSInverseKinematics:
         """
         target_pos = np.asarray(target_pos, dtype=float)
         if q_init is None:
-            mid = np.where(np.isfinite(self.lower + self.upper), 0.5 * (self.lower + self.upper), 0.0)
-            q = mid
+            mid = 0.5 * (self.lower + self.upper)
+            q = np.where(np.isfinite(mid), mid, 0.0)
         else:
             q = np.clip(np.asarray(q_init, dtype=float), self.lower, self.upper)
         quat = None if target_quat is None else np.asarray(target_quat, dtype=float)
