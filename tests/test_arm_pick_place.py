@@ -115,7 +115,6 @@ def test_expert_succeeds_with_smooth_targets(env: ArmPickPlaceEnv) -> None:
     assert max(jump for _, _, jump in results) < 0.3  # rad per 0.1 s step
 
 
-@pytest.mark.slow
 def test_expert_succeeds_over_many_seeds(env: ArmPickPlaceEnv) -> None:
     successes = sum(run_expert(env, seed)[0] for seed in range(100, 200))
     assert successes >= 98

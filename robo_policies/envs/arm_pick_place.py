@@ -19,10 +19,6 @@ joint targets with damped-least-squares IK on a scratch ``MjData``.
 
 from __future__ import annotations
 
-# mujoco_env selects the headless GL backend (MUJOCO_GL), which only works if it is imported
-# before mujoco itself is.
-from robo_policies.envs.mujoco_env import MujocoTaskEnv  # isort: skip
-
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robo_policies.envs.kinematics import DLSInverseKinematics
+from robo_policies.envs.mujoco_env import MujocoTaskEnv
 from robo_policies.envs.registry import register_task
 from robo_policies.envs.task import Task
 

@@ -148,7 +148,7 @@ def collect(
             if success or keep_failed:
                 buffer.add_episode(data, {"seed": attempt_seed, "success": success})
                 bar.update(1)
-            bar.set_postfix(success=f"{successes}/{attempts}")
+            bar.set_postfix(success=f"{successes}/{attempts}", refresh=False)
     finally:
         bar.close()
         env.close()

@@ -8,20 +8,13 @@ class owns everything else once: seeding, frame skipping, horizon truncation, th
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-# Headless rendering: EGL needs no display. Must be set before mujoco is imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-HARDWARE_DIR = Path(__file__).resolve().parent.parent / "hardware"
-"""Robot models and configs shipped with the package (the repo's top-level ``hardware/``)."""
+import gymnasium as gym
+import mujoco
+import numpy as np
 
 
 class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
