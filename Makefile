@@ -23,15 +23,17 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	MUJOCO_GL=egl $(BIN)/robo collect task=diffdrive_nav episodes=20 seed=0 out=$(DEMO)/diffdrive_nav.zarr overwrite=true
-	$(BIN)/robo dataset validate $(DEMO)/diffdrive_nav.zarr
-	$(BIN)/robo dataset info $(DEMO)/diffdrive_nav.zarr
+	for task in diffdrive_nav arm_pick_place; do \
+	  $(BIN)/robo collect task=$$task episodes=20 seed=0 out=$(DEMO)/$$task.zarr overwrite=true && \
+	  $(BIN)/robo dataset validate $(DEMO)/$$task.zarr && \
+	  $(BIN)/robo dataset info $(DEMO)/$$task.zarr || exit 1; \
+	done
 
 test: $(STAMP)
-	MUJOCO_GL=egl $(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-all: $(STAMP)
-	MUJOCO_GL=egl $(BIN)/python -m pytest -q -p no:cacheprovider -m ""
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m ""
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info

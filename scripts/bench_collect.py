@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -52,7 +53,7 @@ def main() -> None:
             print(json.dumps(records[-1]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": {"python": platform.python_version(), "cpu": platform.processor(),
+    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                           "node": platform.machine()},
               "seed": args.seed, "results": records}
     out.write_text(json.dumps(report, indent=2) + "\n")

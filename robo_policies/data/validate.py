@@ -37,6 +37,7 @@ class DatasetSummary:
     n_steps: int
     episode_lengths: np.ndarray
     keys: dict[str, KeySummary] = field(default_factory=dict)
+    meta_keys: list[str] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def format(self) -> str:
@@ -54,6 +55,8 @@ class DatasetSummary:
         lines.append("keys")
         for key, info in self.keys.items():
             lines.append(f"  {key:<24} {str(info.shape):<16} {info.dtype}")
+        if self.meta_keys:
+            lines.append(f"per-episode meta/: {', '.join(self.meta_keys)}")
         action = self.keys.get(ACTION_KEY)
         if action is not None and action.min is not None:
             lines.append("action range (per dimension)")
@@ -79,6 +82,7 @@ def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
         n_episodes=buffer.n_episodes,
         n_steps=buffer.n_steps,
         episode_lengths=buffer.episode_lengths,
+        meta_keys=buffer.meta_keys,
         attrs=buffer.attrs,
     )
     for key in buffer.keys:
