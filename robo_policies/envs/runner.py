@@ -1,0 +1,418 @@
+"""Evaluate a policy in an environment: success rate, episode stats, model latency and a video.
+
+``evaluate`` is the task side of ``robo eval`` and of the trainer's periodic evaluation. It
+knows nothing about networks: anything with ``reset()``, ``act(obs)``, ``nfe`` and a
+``model_call_ms`` list (``PolicyLike``) can be evaluated, in any Gymnasium env (a Task's
+``task.env``, or a registered id through ``make_gym_env_factory`` in ``gym_target.py``).
+
+Seeds: episode ``i`` resets the env with ``seed + i``. ``robo collect seed=S`` recorded its
+attempts from seeds S, S+1, ..., so evaluate from a seed far above them (the CLI default is
+100000, as diffusion_policy's test seeds) to keep the evaluation layouts unseen in training.
+
+Success: each step's ``info["is_success"]``, or ``info["success"]`` where an env has no
+``is_success``, coerced to bool. An episode's ``success`` is the value at its last step (the
+state the policy left the task in); ``ever_success`` records whether it was reached at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import imageio
+import numpy as np
+from tqdm import tqdm
+
+RECORD_KEYS = ("seed", "success", "ever_success", "length", "return", "model_calls")
+"""Keys of every per-episode record; ``episode_callback`` results may not reuse them."""
+
+
+@runtime_checkable
+class PolicyLike(Protocol):
+    """What ``evaluate`` needs from a policy.
+
+    Attributes:
+        nfe: network evaluations per model call (reported, not used).
+        model_call_ms: the policy appends the wall time of every model call to this list
+            (it calls the model only when its action queue is empty).
+    """
+
+    nfe: int
+    model_call_ms: list[float]
+
+    def reset(self) -> None:
+        """Clear observation history and action queue; called after each ``env.reset``."""
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """One env action for the current observation (keys as in the training dataset)."""
+
+
+EnvFactory = Callable[..., gym.Env]
+"""``make_env()`` builds an env; ``make_env(render_mode="rgb_array")`` one that renders
+(``Task.env`` and ``GymTarget.make_env`` both qualify)."""
+
+EpisodeCallback = Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class EvalResult:
+    """The outcome of ``evaluate``.
+
+    Attributes:
+        success_rate: fraction of episodes whose last step reported success.
+        episodes: number of episodes run.
+        mean_episode_len: mean number of env steps per episode.
+        mean_return: mean undiscounted sum of rewards per episode.
+        latency_ms_p50, latency_ms_p95: percentiles of the policy's model-call wall times
+            during the run, in milliseconds; ``None`` if the policy made no model calls.
+        nfe: the policy's network evaluations per model call (``None`` if it has no ``nfe``).
+        seed: the first episode's seed (episode ``i`` used ``seed + i``).
+        records: one dict per episode: ``seed, success, ever_success, length, return,
+            model_calls`` and whatever ``episode_callback`` returned.
+        seconds: wall time of the whole evaluation.
+        video_path: the mp4 written, if any.
+    """
+
+    success_rate: float
+    episodes: int
+    mean_episode_len: float
+    mean_return: float
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    nfe: int | None
+    seed: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    video_path: str | None = None
+
+    @property
+    def successes(self) -> int:
+        """Number of successful episodes."""
+        return sum(bool(r["success"]) for r in self.records)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (numpy scalars and arrays converted)."""
+        data = {
+            "success_rate": self.success_rate,
+            "episodes": self.episodes,
+            "successes": self.successes,
+            "mean_episode_len": self.mean_episode_len,
+            "mean_return": self.mean_return,
+            "latency_ms_p50": self.latency_ms_p50,
+            "latency_ms_p95": self.latency_ms_p95,
+            "nfe": self.nfe,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "video_path": self.video_path,
+            "records": self.records,
+        }
+        return json.loads(json.dumps(data, default=_json_default))
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write ``to_dict()`` to ``path`` atomically (a temp file, then ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def format_table(self, name: str = "eval") -> str:
+        """A one-row results table for the terminal (see ``format_results_table``)."""
+        return format_results_table([(name, self)])
+
+
+def format_results_table(rows: Sequence[tuple[str, EvalResult]]) -> str:
+    """One aligned table with a row per ``(name, result)``, e.g. one per task.
+
+    Columns: name, success (rate and count), episodes, mean length, mean return,
+    model-call latency p50/p95 in ms and NFE; a missing value shows as ``-``.
+    """
+    header = ("name", "success", "episodes", "mean len", "return", "p50 ms", "p95 ms", "nfe")
+    body = [
+        (
+            name,
+            f"{r.success_rate:.1%} ({r.successes}/{r.episodes})",
+            str(r.episodes),
+            f"{r.mean_episode_len:.1f}",
+            f"{r.mean_return:.2f}",
+            _fmt_ms(r.latency_ms_p50),
+            _fmt_ms(r.latency_ms_p95),
+            "-" if r.nfe is None else str(r.nfe),
+        )
+        for name, r in rows
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])  # names left-aligned, numbers right-aligned
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))
+        return "  ".join((first, *rest)).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in body)])
+
+
+def evaluate(
+    policy: PolicyLike,
+    make_env: EnvFactory | gym.Env,
+    episodes: int,
+    seed: int,
+    video_path: str | Path | None = None,
+    video_episodes: int = 2,
+    progress: bool = True,
+    max_steps: int | None = None,
+    obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None = None,
+    episode_callback: EpisodeCallback | None = None,
+    desc: str = "eval",
+) -> EvalResult:
+    """Run ``episodes`` policy episodes; episode ``i`` resets the env with ``seed + i``.
+
+    Each episode: ``env.reset(seed=seed + i)``, ``policy.reset()``, then ``policy.act`` and
+    ``env.step`` until the env terminates or truncates (its TimeLimit or own horizon), or
+    ``max_steps`` steps. See the module docstring for how success is read.
+
+    Args:
+        policy: a ``PolicyLike``.
+        make_env: an env factory (called with no arguments for plain episodes and with
+            ``render_mode="rgb_array"`` for recorded ones), or an env, which is used for
+            every episode, must already render ``rgb_array`` frames if video is requested,
+            and is not closed.
+        episodes: number of episodes (>= 1).
+        seed: the first episode's seed.
+        video_path: write the first ``video_episodes`` episodes into this one mp4. Each
+            episode contributes ``length + 1`` frames: the frame after reset and one after
+            every step. Frames with an odd width or height are padded by one edge pixel.
+            Only those episodes are rendered, with a render env built just for them.
+        video_episodes: how many episodes the video shows (capped at ``episodes``).
+        progress: show a tqdm bar with the running success rate.
+        max_steps: stop an episode after this many steps even if the env has not ended it.
+        obs_adapter: turns the env's observation into the policy's dict of arrays; needed
+            when the env's observation is not already that dict (see ``gym_target``).
+        episode_callback: ``callback(trajectory_obs, last_info) -> dict`` merged into the
+            episode's record; ``trajectory_obs`` stacks each (adapted) observation key over
+            the episode's ``length + 1`` observations (initial, then one per step). The
+            trajectory is kept only when a callback is given.
+        desc: the progress bar's label.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+    n_video = min(video_episodes, episodes) if video_path is not None else 0
+    if video_path is not None and n_video < 1:
+        raise ValueError(f"video_episodes must be >= 1 when video_path is set, got {video_episodes}")
+
+    given_env = make_env if isinstance(make_env, gym.Env) else None
+    if given_env is not None and n_video and given_env.render_mode != "rgb_array":
+        raise ValueError(
+            "video needs an env with render_mode='rgb_array'; pass an env factory or such an env"
+        )
+    envs: dict[bool, gym.Env] = {}  # built on demand: render env (True) and plain env (False)
+
+    def env_for(render: bool) -> gym.Env:
+        if given_env is not None:
+            return given_env
+        if render not in envs:
+            for other in list(envs):  # the render env is only needed for the first episodes
+                envs.pop(other).close()
+            envs[render] = make_env(render_mode="rgb_array") if render else make_env()
+        return envs[render]
+
+    video = _VideoWriter(Path(video_path)) if n_video else None
+    start_time = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    call_ms: list[float] = []
+    bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress)
+    try:
+        for i in range(episodes):
+            render = i < n_video
+            env = env_for(render)
+            if render and video is not None and video.fps is None:
+                video.fps = env.metadata.get("render_fps") or 10
+            record, ms = _run_episode(
+                policy,
+                env,
+                seed + i,
+                max_steps,
+                obs_adapter,
+                episode_callback,
+                video if render else None,
+            )
+            records.append(record)
+            call_ms.extend(ms)
+            bar.update(1)
+            rate = sum(r["success"] for r in records) / len(records)
+            bar.set_postfix(success=f"{rate:.0%}", refresh=False)
+        if video is not None:
+            video.finish()
+    finally:
+        bar.close()
+        if video is not None:
+            video.abort()  # no-op after finish()
+        for env in envs.values():
+            env.close()
+
+    p50, p95 = (float(p) for p in np.percentile(call_ms, [50, 95])) if call_ms else (None, None)
+    nfe = getattr(policy, "nfe", None)
+    return EvalResult(
+        success_rate=sum(r["success"] for r in records) / episodes,
+        episodes=episodes,
+        mean_episode_len=float(np.mean([r["length"] for r in records])),
+        mean_return=float(np.mean([r["return"] for r in records])),
+        latency_ms_p50=p50,
+        latency_ms_p95=p95,
+        nfe=None if nfe is None else int(nfe),
+        seed=seed,
+        records=records,
+        seconds=time.perf_counter() - start_time,
+        video_path=str(video_path) if n_video else None,
+    )
+
+
+def _run_episode(
+    policy: PolicyLike,
+    env: gym.Env,
+    seed: int,
+    max_steps: int | None,
+    obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None,
+    episode_callback: EpisodeCallback | None,
+    video: _VideoWriter | None,
+) -> tuple[dict[str, Any], list[float]]:
+    """One episode: (its record, the model-call times the policy appended during it)."""
+    raw_obs, info = env.reset(seed=seed)
+    policy.reset()
+    calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
+    obs = _adapt(raw_obs, obs_adapter)
+    trajectory = [obs] if episode_callback is not None else None
+    if video is not None:
+        video.append(env.render())
+
+    success = ever_success = False
+    seen_success_key = False
+    length, total_reward = 0, 0.0
+    done = False
+    while not done:
+        action = policy.act(obs)
+        raw_obs, reward, terminated, truncated, info = env.step(action)
+        length += 1
+        total_reward += float(reward)
+        flag = _success_flag(info)
+        seen_success_key |= flag is not None
+        success = bool(flag)
+        ever_success |= success
+        obs = _adapt(raw_obs, obs_adapter)
+        if trajectory is not None:
+            trajectory.append(obs)
+        if video is not None:
+            video.append(env.render())
+        done = terminated or truncated or (max_steps is not None and length >= max_steps)
+    if not seen_success_key:
+        raise ValueError(
+            f"the env reported neither info['is_success'] nor info['success'] in episode "
+            f"seed={seed}; info keys: {sorted(info)}"
+        )
+
+    record: dict[str, Any] = {
+        "seed": seed,
+        "success": success,
+        "ever_success": ever_success,
+        "length": length,
+        "return": total_reward,
+        "model_calls": len(policy.model_call_ms) - calls_before,
+    }
+    if episode_callback is not None:
+        stacked = {key: np.stack([o[key] for o in trajectory]) for key in trajectory[0]}
+        extra = dict(episode_callback(stacked, info) or {})
+        clashes = sorted(set(extra) & set(RECORD_KEYS))
+        if clashes:
+            raise ValueError(f"episode_callback returned reserved record keys {clashes}")
+        record.update(extra)
+    return record, list(policy.model_call_ms[calls_before:])
+
+
+def _success_flag(info: dict[str, Any]) -> bool | None:
+    """``info["is_success"]``, else ``info["success"]``, as a bool; None if neither is there."""
+    for key in ("is_success", "success"):
+        if key in info:
+            return bool(np.asarray(info[key]).any())
+    return None
+
+
+def _adapt(
+    obs: Any, obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None
+) -> dict[str, np.ndarray]:
+    if obs_adapter is not None:
+        return obs_adapter(obs)
+    if not isinstance(obs, dict):
+        raise TypeError(
+            f"the env's observation is a {type(obs).__name__}, not a dict of arrays; pass "
+            "obs_adapter (make_gym_env_factory in robo_policies.envs.gym_target builds one)"
+        )
+    return obs
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class _VideoWriter:
+    """Streams frames into one mp4, written to a temp file and moved into place on finish."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fps: float | None = None
+        self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.mp4'}")
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+
+    def append(self, frame: Any) -> None:
+        if frame is None:
+            raise ValueError("env.render() returned None; build the env with render_mode='rgb_array'")
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            raise ValueError(f"env.render() gave shape {frame.shape}, expected (H, W, 3)")
+        frame = frame[..., :3]
+        if frame.dtype != np.uint8:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        # H.264 in yuv420p needs even sizes: pad by replicating the last row/column.
+        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = imageio.get_writer(
+                self._tmp, format="FFMPEG", fps=self.fps or 10, macro_block_size=1
+            )
+            self._size = frame.shape[:2]
+        elif frame.shape[:2] != self._size:
+            raise ValueError(f"render size changed from {self._size} to {frame.shape[:2]}")
+        self._writer.append_data(frame)
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
