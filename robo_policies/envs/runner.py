@@ -6,8 +6,9 @@ knows nothing about networks: anything with ``reset()``, ``act(obs)``, ``nfe`` a
 ``task.env``, or a registered id through ``make_gym_env_factory`` in ``gym_target.py``).
 
 Seeds: episode ``i`` resets the env with ``seed + i``. ``robo collect seed=S`` recorded its
-attempts from seeds S, S+1, ..., so evaluate from a seed far above them (the CLI default is
+attempts from seeds S, S+1, ..., so evaluate from a seed far above them (``DEFAULT_EVAL_SEED``,
 100000, as diffusion_policy's test seeds) to keep the evaluation layouts unseen in training.
+``evaluate`` seeds only the env: a policy that samples (diffusion noise, say) seeds itself.
 
 Success: each step's ``info["is_success"]``, or ``info["success"]`` where an env has no
 ``is_success``, coerced to bool. An episode's ``success`` is the value at its last step (the
@@ -28,6 +29,9 @@ import gymnasium as gym
 import imageio
 import numpy as np
 from tqdm import tqdm
+
+DEFAULT_EVAL_SEED = 100000
+"""First evaluation seed used by ``robo eval``: far above the seeds ``robo collect`` uses."""
 
 RECORD_KEYS = ("seed", "success", "ever_success", "length", "return", "model_calls")
 """Keys of every per-episode record; ``episode_callback`` results may not reuse them."""
@@ -207,7 +211,7 @@ def evaluate(
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
     n_video = min(video_episodes, episodes) if video_path is not None else 0
     if video_path is not None and n_video < 1:
-        raise ValueError(f"video_episodes must be >= 1 when video_path is set, got {video_episodes}")
+        raise ValueError(f"video_episodes must be >= 1 with a video_path, got {video_episodes}")
 
     given_env = make_env if isinstance(make_env, gym.Env) else None
     if given_env is not None and n_video and given_env.render_mode != "rgb_array":
@@ -384,7 +388,7 @@ class _VideoWriter:
 
     def append(self, frame: Any) -> None:
         if frame is None:
-            raise ValueError("env.render() returned None; build the env with render_mode='rgb_array'")
+            raise ValueError("env.render() gave None; make the env with render_mode='rgb_array'")
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] not in (3, 4):
             raise ValueError(f"env.render() gave shape {frame.shape}, expected (H, W, 3)")
