@@ -43,8 +43,10 @@ def test_keep_failed_and_attempt_limit(tmp_path):
 def test_action_noise_keeps_clean_labels(tmp_path):
     collect(TOY_TASK, tmp_path / "d.zarr", episodes=3, action_noise=0.2, progress=False)
     buffer = ReplayBuffer.open(tmp_path / "d.zarr")
-    executed, clean = buffer["action"][:], buffer["expert_action"][:]
+    executed, clean = buffer["executed_action"][:], buffer["action"][:]
     assert executed.shape == clean.shape and not np.allclose(executed, clean)
+    # The label is the expert's response to the observed (perturbed) state.
+    np.testing.assert_allclose(clean[:, 0], np.clip(-buffer["pos"][:, 0], -1, 1), rtol=1e-6)
     assert np.all(np.abs(executed) <= 1.0)
 
 

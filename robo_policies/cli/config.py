@@ -1,6 +1,6 @@
 """Typed run configs composed by Hydra, with the help text kept beside each field.
 
-Every command's settings are one dataclass. Each field carries a ``help`` string, from which
+Every command's settings are one dataclass. Each field has a docstring under it, from which
 ``robo <command> --help`` is generated, so documentation and defaults live in one place.
 Hydra composes the dataclass (registered in its ConfigStore) with the YAML groups under
 ``configs/`` (``task/...``) and the command line's ``key=value`` overrides; a misspelt key is
@@ -9,8 +9,10 @@ an error, not a silently ignored setting.
 
 from __future__ import annotations
 
-import copy
+import ast
 import dataclasses
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,22 +21,39 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.policy import PolicyConfig
+from robo_policies.train.config import TrainConfig
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with a help string (shown by ``--help``)."""
-    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+def field_docs(schema: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (cleanrl-style settings docs)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(schema.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, following in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
 
 
 @dataclass
 class TaskConfig:
     """Which task to build; chosen with ``task=<name>`` from ``configs/task/``."""
 
-    name: str = setting("diffdrive_nav", "registered task name (see `robo tasks`)")
-    env_kwargs: dict = setting({}, "keyword arguments for the task's env constructor")
+    name: str = "diffdrive_nav"
+    """Registered task name (see `robo tasks`)."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Keyword arguments for the task's env constructor."""
 
 
 @dataclass
@@ -42,25 +61,87 @@ class CollectConfig:
     """Settings of ``robo collect``."""
 
     defaults: list = field(default_factory=lambda: ["_self_", {"task": "diffdrive_nav"}])
-    task: TaskConfig = setting(TaskConfig(), "task group: task=<name> (configs/task/<name>.yaml)")
-    episodes: int = setting(50, "number of successful demonstrations to save")
-    out: str = setting("data/${task.name}.zarr", "output dataset (.zarr directory)")
-    seed: int = setting(0, "attempt k resets the env with seed+k")
-    action_noise: float = setting(
-        0.0,
-        "std of Gaussian noise added to expert actions, as a fraction of each action's "
-        "half-range; the executed action is stored as `action`, the clean one as `expert_action`",
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """Task group: task=<name> (configs/task/<name>.yaml)."""
+    episodes: int = 50
+    """Number of successful demonstrations to save."""
+    out: str = "data/${task.name}.zarr"
+    """Output dataset (.zarr directory)."""
+    seed: int = 0
+    """Attempt k resets the env with seed+k."""
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to executed actions, as a fraction of each action's
+    half-range; `action` keeps the expert's clean label, `executed_action` what was sent."""
+    keep_failed: bool = False
+    """Also save failed attempts (marked in meta/success)."""
+    max_attempts: int = 0
+    """Give up after this many attempts (0: 2*episodes + 10)."""
+    overwrite: bool = False
+    """Replace an existing dataset at `out`."""
+    resume: bool = False
+    """Append to an existing dataset at `out` until it holds `episodes`."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class TrainRunConfig:
+    """Settings of ``robo train``."""
+
+    defaults: list = field(
+        default_factory=lambda: ["_self_", {"task": "diffdrive_nav"}, {"policy": "diffusion"},
+                                 {"train": "cpu"}]
     )
-    keep_failed: bool = setting(False, "also save failed attempts (marked in meta/success)")
-    max_attempts: int = setting(0, "give up after this many attempts (0: 2*episodes + 10)")
-    overwrite: bool = setting(False, "replace an existing dataset at `out`")
-    resume: bool = setting(False, "append to an existing dataset at `out` until it holds `episodes`")
-    progress: bool = setting(True, "show a progress bar")
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """Task group: task=<name>; names the default dataset (evaluation reads the dataset's task)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Policy group: policy=diffusion | mlp_bc | diffusion_dp_paper (configs/policy/)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation group: train=cpu | dp_paper (configs/train/)."""
+    dataset: str = "data/${task.name}.zarr"
+    """Training dataset (.zarr; convert other formats with `robo dataset convert`)."""
+    out: str = "outputs/train/${task.name}_${policy.head}"
+    """Run directory: checkpoints/, checkpoint/ (final policy), tensorboard/, curve.png."""
+    seed: int = 0
+    """Seeds the episode split, initial weights, batch sampling and diffusion noise."""
+    resume: bool = False
+    """Continue from `out`'s last checkpoint with the same step count and schedule."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class EvalRunConfig:
+    """Settings of ``robo eval``."""
+
+    checkpoint: str = ""
+    """A saved policy directory, or a run directory (its checkpoint/ is used)."""
+    episodes: int = 50
+    """Evaluation episodes; episode i resets with seed+i."""
+    seed: int = 100000
+    """First evaluation seed (far from `robo collect`'s seeds, so test episodes are unseen)."""
+    out: str = ""
+    """Where eval.json and rollout.mp4 go (default: the run directory, or the policy dir)."""
+    video_episodes: int = 2
+    """Episodes recorded into rollout.mp4 (0: no video)."""
+    task: str = ""
+    """Task to evaluate on (default: the task of the policy's training dataset)."""
+    env: dict = field(
+        default_factory=lambda: {"id": None, "kwargs": {}, "import": None, "obs_map": {}}
+    )
+    """A Gymnasium env instead of a task: env.id=<id>, env.kwargs, env.import=<module that
+    registers it>, env.obs_map={policy_key: env_key}."""
+    max_steps: int = 0
+    """Episode step limit (0: the task's horizon or the env's TimeLimit)."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 def _register() -> None:
     store = ConfigStore.instance()
     store.store(name="collect", node=CollectConfig)
+    store.store(name="train", node=TrainRunConfig)
+    store.store(name="eval", node=EvalRunConfig)
 
 
 _register()
@@ -75,7 +156,8 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 
 
 def config_help(schema: Any, prefix: str = "") -> str:
-    """One line per setting, ``key=default  help``; nested dataclasses give dotted keys."""
+    """One line per setting, ``key=default  doc``; nested dataclasses give dotted keys."""
+    docs = field_docs(schema if isinstance(schema, type) else type(schema))
     lines = []
     for item in dataclasses.fields(schema):
         if item.name == "defaults":
@@ -84,7 +166,8 @@ def config_help(schema: Any, prefix: str = "") -> str:
         if default is None and item.default_factory is not dataclasses.MISSING:
             default = item.default_factory()
         if dataclasses.is_dataclass(default):
+            lines.append(f"  {prefix}{item.name}: {docs.get(item.name, '')}")
             lines.append(config_help(default, prefix=f"{prefix}{item.name}."))
         else:
-            lines.append(f"  {prefix}{item.name}={default}  {item.metadata.get('help', '')}")
+            lines.append(f"  {prefix}{item.name}={default}  {docs.get(item.name, '')}")
     return "\n".join(lines)

@@ -14,7 +14,13 @@ from typing import Callable
 import yaml
 from omegaconf import OmegaConf
 
-from robo_policies.cli.config import CollectConfig, compose_config, config_help
+from robo_policies.cli.config import (
+    CollectConfig,
+    EvalRunConfig,
+    TrainRunConfig,
+    compose_config,
+    config_help,
+)
 
 EPILOG_OVERRIDES = "Settings (override with key=value):\n"
 
@@ -28,19 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
-    collect = commands.add_parser(
-        "collect",
-        help="record scripted-expert demonstrations into a zarr dataset",
-        description=(
-            "Run a task's scripted expert and save successful episodes to a zarr dataset, "
-            "one atomic episode at a time. Example:\n"
-            "  robo collect task=arm_pick_place episodes=50 out=data/arm.zarr seed=7"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG_OVERRIDES + config_help(CollectConfig),
-    )
-    collect.add_argument("overrides", nargs="*", metavar="key=value")
-    collect.set_defaults(run=_collect)
+    for name, schema, summary, example, run in (
+        ("collect", CollectConfig, "record scripted-expert demonstrations into a zarr dataset",
+         "robo collect task=arm_pick_place episodes=50 out=data/arm.zarr seed=7", _collect),
+        ("train", TrainRunConfig, "train a policy on a dataset (resumable; torchrun for N processes)",
+         "robo train task=diffdrive_nav dataset=data/nav.zarr policy=diffusion out=runs/nav "
+         "train.steps=3000 seed=0\n  torchrun --nproc_per_node=2 -m robo_policies train ...", _train),
+        ("eval", EvalRunConfig, "evaluate a saved policy in simulation: results table, eval.json, video",
+         "robo eval checkpoint=runs/nav episodes=50 seed=100000\n"
+         "  robo eval checkpoint=runs/x env.id=MyEnv-v0 env.import=my_pkg", _eval),
+    ):
+        command = commands.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=EPILOG_OVERRIDES + config_help(schema),
+        )
+        command.add_argument("overrides", nargs="*", metavar="key=value")
+        command.set_defaults(run=run)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
@@ -102,6 +112,36 @@ def _collect(args: argparse.Namespace) -> None:
         attrs={"collect_config": OmegaConf.to_container(cfg)},
     )
     print(result.format())
+
+
+def _train(args: argparse.Namespace) -> None:
+    from robo_policies.policy import PolicyConfig
+    from robo_policies.train.config import TrainConfig
+    from robo_policies.train.trainer import train
+
+    cfg = compose_config("train", args.overrides)
+    result = train(
+        dataset=cfg.dataset,
+        out=cfg.out,
+        policy_config=PolicyConfig(**OmegaConf.to_container(cfg.policy)),
+        config=TrainConfig(**OmegaConf.to_container(cfg.train)),
+        seed=cfg.seed,
+        resume=cfg.resume,
+        progress=cfg.progress,
+        run_config=OmegaConf.to_container(cfg),
+    )
+    if result.is_main:
+        print(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss "
+              f"{result.final_loss:.4f}; policy: {result.policy_dir}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from robo_policies.evaluation import evaluate_checkpoint
+
+    cfg = compose_config("eval", args.overrides)
+    result, out = evaluate_checkpoint(cfg)
+    print(result.format_table())
+    print(f"wrote {out / 'eval.json'}")
 
 
 def _tasks(args: argparse.Namespace) -> None:

@@ -2,7 +2,12 @@
 
 Attempt ``k`` resets the env with seed ``seed + k``, so every saved episode can be replayed
 from ``meta/seed``. Each step stores the observation seen before acting (one array per
-observation key), the action taken and the reward. Only successful attempts are saved unless
+observation key), the expert's action and the reward.
+
+With ``action_noise`` the env executes a perturbed action (stored as ``executed_action``)
+while ``action`` keeps the expert's clean label: the perturbations visit states just off the
+expert's path and the labels show how to recover from them (DART-style noise injection),
+which is what makes behaviour cloning robust to its own small errors. Only successful attempts are saved unless
 ``keep_failed`` is set; ``meta/success`` records the outcome either way.
 """
 
@@ -19,7 +24,7 @@ from tqdm import tqdm
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.envs import Task
 
-RESERVED_KEYS = ("action", "expert_action", "reward")
+RESERVED_KEYS = ("action", "executed_action", "reward")
 
 
 @dataclass
@@ -58,7 +63,7 @@ def run_episode(
     space = env.action_space
     half_range = (space.high - space.low) / 2.0
     steps: dict[str, list[np.ndarray]] = {key: [] for key in obs}
-    steps.update(action=[], reward=[], expert_action=[])
+    steps.update(action=[], reward=[], executed_action=[])
     success = bool(info.get("is_success", False))
     done = False
     while not done:
@@ -69,14 +74,14 @@ def run_episode(
             action = np.clip(clean + noise, space.low, space.high).astype(np.float32)
         for key, value in obs.items():
             steps[key].append(value)
-        steps["action"].append(action)
-        steps["expert_action"].append(clean)
+        steps["action"].append(clean)
+        steps["executed_action"].append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         steps["reward"].append(np.float32(reward))
         success = bool(info.get("is_success", False))
         done = terminated or truncated
     if action_noise <= 0:
-        del steps["expert_action"]  # identical to `action`
+        del steps["executed_action"]  # identical to `action`
     return {key: np.stack(values) for key, values in steps.items()}, success
 
 

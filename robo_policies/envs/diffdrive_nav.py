@@ -219,6 +219,12 @@ class WaypointExpert:
         return np.clip(wheels, -MAX_WHEEL_SPEED, MAX_WHEEL_SPEED).astype(np.float32)
 
 
+def episode_stats(observations: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
+    """Which side of the wall an evaluated episode took (``Task.episode_stats``)."""
+    side = pass_side(observations["base_pose"][:, :2], observations["obstacle"][0], observations["goal"][0])
+    return {"side": side}
+
+
 register_task(
     Task(
         name="diffdrive_nav",
@@ -226,6 +232,7 @@ register_task(
         make_env=DiffDriveNavEnv,
         make_expert=WaypointExpert,
         description="Diff-drive base drives around a wall to a goal; expert passes left or right.",
+        episode_stats=episode_stats,
     )
 )
 

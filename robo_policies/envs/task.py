@@ -36,6 +36,9 @@ class Task:
         make_expert: ``make_expert(env, rng) -> Expert``; call after ``env.reset``.
         description: one line shown by ``robo tasks``.
         requires: the pip extra needed to build the env, if any (e.g. ``"ogbench"``).
+        episode_stats: optional ``(observations, last_info) -> dict`` of per-episode
+            facts for evaluation reports, from the stacked observations of one episode
+            (e.g. which side of the obstacle ``diffdrive_nav`` passed).
     """
 
     name: str
@@ -44,6 +47,7 @@ class Task:
     make_expert: Callable[[gym.Env, np.random.Generator], Expert]
     description: str = ""
     requires: str | None = None
+    episode_stats: Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, Any]] | None = None
 
     def env(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
         """Build the env; a missing optional extra gives an error naming the extra to install."""

@@ -1,0 +1,335 @@
+"""The user-facing policy: normaliser + observation encoder + action head + action queue.
+
+``Policy`` is the method side of the library: it knows observation keys and shapes, never
+tasks. At run time it keeps the last ``n_obs_steps`` observations and a queue of actions;
+the model runs only when the queue is empty, predicting ``horizon`` actions of which
+``n_action_steps`` are executed (diffusion_policy's convention: execution starts at the
+latest observation's index, ``n_obs_steps - 1``).
+
+A saved policy is a directory: ``model.safetensors`` (weights, normaliser included),
+optionally ``ema.safetensors`` (the exponential moving average used for evaluation), and
+``config.yaml`` (the resolved config, shapes and SHA-256 of each weights file). Loading
+needs nothing else and unpickles nothing; a missing or modified file is an error naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robo_policies.atomic import atomic_output
+from robo_policies.data.normalizer import Normalizer
+from robo_policies.heads.base import ActionHead
+
+NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
+"""Dataset keys that are never policy inputs."""
+
+
+@dataclass
+class PolicyConfig:
+    """Architecture and sampling settings of a policy (``configs/policy/*.yaml``)."""
+
+    head: str = "diffusion"
+    """Action head: ``diffusion`` or ``mlp_bc`` (deterministic regression baseline)."""
+    net: str = "unet"
+    """Denoiser of a generative head: ``unet`` (ConditionalUnet1D) or ``mlp`` (MLP-ResNet)."""
+    n_obs_steps: int = 2
+    """To: observations the policy conditions on."""
+    horizon: int = 16
+    """Tp: actions predicted per model call."""
+    n_action_steps: int = 8
+    """Ta: actions executed per model call."""
+    obs_keys: list[str] = field(default_factory=list)
+    """Observation keys to use; empty: every dataset key except actions and rewards."""
+    down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])
+    """UNet channels per level."""
+    kernel_size: int = 5
+    """UNet convolution width."""
+    hidden_dim: int = 256
+    """MLP width (MLP denoiser and mlp_bc)."""
+    n_blocks: int = 3
+    """MLP residual blocks."""
+    time_dim: int = 64
+    """Size of the diffusion-step embedding."""
+    train_steps: int = 100
+    """Diffusion steps of the training noise schedule."""
+    inference_steps: int = 10
+    """Denoising steps per model call (network evaluations, nfe)."""
+    scheduler: str = "ddim"
+    """Sampler: ``ddim`` or ``ddpm``."""
+    image_feature_dim: int = 64
+    """Features per camera image from the CNN encoder."""
+    obs_norm: str = "minmax"
+    """Normalisation of low-dimensional observations: minmax, meanstd or identity."""
+    action_norm: str = "minmax"
+    """Normalisation of actions (diffusion heads expect minmax)."""
+
+
+class NormalizerModule(nn.Module):
+    """A :class:`Normalizer` held as buffers, so it is saved inside the policy's weights."""
+
+    def __init__(self, dims: Mapping[str, int], normalizer: Normalizer | None = None) -> None:
+        super().__init__()
+        self.keys = list(dims)
+        for index, key in enumerate(self.keys):
+            identity = (np.ones(dims[key]), np.zeros(dims[key]))
+            scale, offset = normalizer.params[key] if normalizer else identity
+            self.register_buffer(f"scale_{index}", torch.as_tensor(scale, dtype=torch.float32))
+            self.register_buffer(f"offset_{index}", torch.as_tensor(offset, dtype=torch.float32))
+
+    def _affine(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.keys.index(key)
+        return getattr(self, f"scale_{index}"), getattr(self, f"offset_{index}")
+
+    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        scale, offset = self._affine(key)
+        return (x.reshape(-1, scale.numel()) * scale + offset).reshape(x.shape)
+
+    def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
+        scale, offset = self._affine(key)
+        return ((y.reshape(-1, scale.numel()) - offset) / scale).reshape(y.shape)
+
+
+class Policy(nn.Module):
+    """Normaliser + ObservationEncoder + ActionHead, with observation history and action queue.
+
+    Args:
+        config: architecture and sampling settings.
+        obs_shapes: per-step shape of each observation key the policy reads; 3-D uint8
+            shapes (H, W, C) are camera images, everything else is low-dimensional.
+        action_dim: size of one action.
+        normalizer: fitted statistics (training); omitted when loading saved weights.
+    """
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        obs_shapes: Mapping[str, tuple[int, ...]],
+        image_keys: list[str],
+        action_dim: int,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        super().__init__()
+        from robo_policies.nets import ObservationEncoder
+
+        if not 1 <= config.n_action_steps <= config.horizon - config.n_obs_steps + 1:
+            raise ValueError(
+                f"n_action_steps={config.n_action_steps} must be in [1, horizon - n_obs_steps + 1"
+                f" = {config.horizon - config.n_obs_steps + 1}]"
+            )
+        self.config = config
+        self.obs_shapes = {key: tuple(shape) for key, shape in obs_shapes.items()}
+        self.image_keys = sorted(image_keys)
+        self.low_dim_keys = sorted(k for k in self.obs_shapes if k not in self.image_keys)
+        self.action_dim = action_dim
+        dims = {key: math.prod(self.obs_shapes[key]) for key in self.low_dim_keys}
+        self.normalizer = NormalizerModule({**dims, "action": action_dim}, normalizer)
+        self.encoder = ObservationEncoder(
+            low_dim=dims,
+            images={k: _chw(self.obs_shapes[k]) for k in self.image_keys},
+            n_obs_steps=config.n_obs_steps,
+            image_feature_dim=config.image_feature_dim,
+        )
+        self.head = build_head(config, action_dim, self.encoder.out_dim)
+        self.generator = torch.Generator().manual_seed(0)
+        self.model_call_ms: list[float] = []
+        self.reset()
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per model call."""
+        return self.head.nfe
+
+    # -- training -----------------------------------------------------------------------
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Loss on a batch of windows: observation keys (B, To, ...), ``action`` (B, Tp, A)."""
+        cond = self.encode(batch)
+        action = self.normalizer.normalize("action", batch["action"])
+        return self.head.loss(cond, action, batch.get("action_is_pad"))
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss (so DistributedDataParallel can wrap the policy)."""
+        return self.compute_loss(batch)
+
+    def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Observation windows (B, To, ...) -> conditioning vector (B, C)."""
+        missing = [key for key in self.obs_shapes if key not in obs]
+        if missing:
+            raise KeyError(f"observation is missing keys {missing}; the policy reads {sorted(self.obs_shapes)}")
+        inputs = {key: self.normalizer.normalize(key, obs[key].float()) for key in self.low_dim_keys}
+        inputs.update({key: obs[key] for key in self.image_keys})
+        return self.encoder(inputs)
+
+    # -- inference ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...)."""
+        cond = self.encode(obs)
+        chunk = self.head.sample(cond, generator=self.generator)
+        return self.normalizer.unnormalize("action", chunk)
+
+    def reset(self) -> None:
+        """Forget the observation history and queued actions (call at each episode start)."""
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
+        self._queue: deque[np.ndarray] = deque()
+
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One action for the current observation; runs the model only when the queue is empty."""
+        self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
+        if not self._queue:
+            start = time.perf_counter()
+            chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
+            self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
+            first = self.config.n_obs_steps - 1
+            self._queue.extend(chunk[first : first + self.config.n_action_steps])
+        return self._queue.popleft()
+
+    def _history_batch(self) -> dict[str, torch.Tensor]:
+        """The last To observations as a batch of one; the first is repeated until To are seen."""
+        frames = list(self._history)
+        frames = [frames[0]] * (self.config.n_obs_steps - len(frames)) + frames
+        return {
+            key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None]
+            for key in self.obs_shapes
+        }
+
+    # -- saving and loading -------------------------------------------------------------
+
+    def save(
+        self,
+        directory: str | Path,
+        ema: Policy | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        overwrite: bool = True,
+    ) -> Path:
+        """Write ``model.safetensors`` (+ ``ema.safetensors``) and ``config.yaml`` atomically.
+
+        ``metadata`` (e.g. the training task and dataset) is stored in ``config.yaml`` for
+        tools such as ``robo eval``; loading does not need it.
+        """
+        directory = Path(directory)
+        with atomic_output(directory, overwrite=overwrite) as tmp:
+            tmp.mkdir(parents=True)
+            weights = {"model.safetensors": self}
+            if ema is not None:
+                weights["ema.safetensors"] = ema
+            checksums = {}
+            for name, module in weights.items():
+                state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+                save_file(state, str(tmp / name))
+                checksums[name] = _sha256(tmp / name)
+            description = {
+                "policy": dataclasses.asdict(self.config),
+                "obs_shapes": {k: list(v) for k, v in self.obs_shapes.items()},
+                "image_keys": self.image_keys,
+                "action_dim": self.action_dim,
+                "sha256": checksums,
+                "metadata": dict(metadata or {}),
+            }
+            (tmp / "config.yaml").write_text(yaml.safe_dump(description, sort_keys=False))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, use_ema: bool = True) -> Policy:
+        """Rebuild a saved policy; the EMA weights are used when present and ``use_ema``."""
+        directory = Path(directory)
+        config_path = directory / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path}: no policy config (is {directory} a saved policy?)")
+        try:
+            description = yaml.safe_load(config_path.read_text())
+            config = PolicyConfig(**description["policy"])
+            policy = cls(
+                config,
+                obs_shapes={k: tuple(v) for k, v in description["obs_shapes"].items()},
+                image_keys=list(description["image_keys"]),
+                action_dim=int(description["action_dim"]),
+            )
+            checksums = dict(description["sha256"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{config_path}: invalid policy config ({err})") from err
+        name = "ema.safetensors" if use_ema and "ema.safetensors" in checksums else "model.safetensors"
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: weights file is missing")
+        if _sha256(path) != checksums.get(name):
+            raise ValueError(f"{path}: checksum mismatch with config.yaml (file modified or damaged)")
+        try:
+            policy.load_state_dict(load_file(str(path)))
+        except (SafetensorError, RuntimeError) as err:
+            raise ValueError(f"{path}: cannot load weights ({err})") from err
+        return policy.eval()
+
+
+def policy_metadata(directory: str | Path) -> dict[str, Any]:
+    """The ``metadata`` a saved policy was written with (empty if none)."""
+    path = Path(directory) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no policy config (is {directory} a saved policy?)")
+    return dict(yaml.safe_load(path.read_text()).get("metadata") or {})
+
+
+def build_head(config: PolicyConfig, action_dim: int, cond_dim: int) -> ActionHead:
+    """The action head named by ``config.head``, with its denoiser network."""
+    from robo_policies.heads.diffusion import DiffusionHead
+    from robo_policies.heads.mlp_bc import MLPBCHead
+    from robo_policies.nets import ConditionalUnet1D, MLPResNetDenoiser
+
+    if config.head == "mlp_bc":
+        return MLPBCHead(action_dim, config.horizon, cond_dim, config.hidden_dim, config.n_blocks)
+    if config.head != "diffusion":
+        raise ValueError(f"unknown policy head {config.head!r}; choose diffusion or mlp_bc")
+    if config.net == "unet":
+        net: nn.Module = ConditionalUnet1D(
+            action_dim, cond_dim, down_dims=tuple(config.down_dims),
+            kernel_size=config.kernel_size, time_dim=config.time_dim,
+        )
+    elif config.net == "mlp":
+        net = MLPResNetDenoiser(
+            action_dim, config.horizon, cond_dim, hidden_dim=config.hidden_dim,
+            n_blocks=config.n_blocks, time_dim=config.time_dim,
+        )
+    else:
+        raise ValueError(f"unknown denoiser net {config.net!r}; choose unet or mlp")
+    return DiffusionHead(
+        action_dim, config.horizon, cond_dim, net,
+        train_steps=config.train_steps, inference_steps=config.inference_steps,
+        scheduler=config.scheduler,
+    )
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(H, W, C) as stored in datasets -> (C, H, W) for the image encoder."""
+    height, width, channels = shape
+    return channels, height, width
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_observation_keys(
+    keys: list[str], shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(low-dim keys, image keys) among ``keys``: images are 3-D uint8 arrays (H, W, C)."""
+    images = [k for k in keys if len(shapes[k]) == 3 and np.dtype(dtypes[k]) == np.uint8]
+    return [k for k in keys if k not in images], images

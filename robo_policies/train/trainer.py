@@ -1,0 +1,247 @@
+"""Train a policy on a zarr dataset: one readable loop from data to checkpoint.
+
+Reading order: load the dataset and split episodes -> fit the normaliser on the training
+split -> build the policy, its EMA copy, AdamW and the cosine schedule -> (resume) -> loop:
+sample windows, step, log, checkpoint -> write the final policy, metrics and a learning curve.
+The same code runs as one process or as N data-parallel processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
+from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
+from robo_policies.train import distributed
+from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
+from robo_policies.train.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """Where a run put things and how it ended."""
+
+    run_dir: Path
+    policy_dir: Path
+    steps: int
+    final_loss: float
+    seconds: float
+    replica_digests: list[str]
+    is_main: bool
+    """Whether this process is rank 0 (the one that wrote the outputs)."""
+
+
+def train(
+    dataset: str | Path,
+    out: str | Path,
+    policy_config: PolicyConfig,
+    config: TrainConfig,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    run_config: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``policy_config`` on ``dataset``; checkpoints and logs go under ``out``."""
+    dist = distributed.setup(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(out)
+    resume_from = last_checkpoint(run_dir) if resume else None
+    if dist.is_main and not resume and (run_dir / "checkpoints").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=true or choose another out")
+    start_time = time.perf_counter()
+
+    # Data: every window of the training episodes, kept in memory as numpy arrays.
+    buffer = ReplayBuffer.open(dataset)
+    obs_keys = policy_config.obs_keys or [k for k in buffer.keys if k not in NOT_OBSERVATIONS]
+    arrays = buffer.as_numpy([*obs_keys, "action"])
+    shapes = {k: tuple(buffer[k].shape[1:]) for k in obs_keys}
+    low_dim, images = split_observation_keys(obs_keys, shapes, {k: buffer[k].dtype for k in obs_keys})
+    train_episodes, val_episodes = episode_split(buffer.n_episodes, config.val_ratio, seed)
+    obs_offsets, action_offsets = window_offsets(policy_config.n_obs_steps, policy_config.horizon)
+    offsets = {**{k: obs_offsets for k in obs_keys}, "action": action_offsets}
+    train_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, train_episodes)
+    val_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, val_episodes)
+    modes = {**{k: policy_config.obs_norm for k in low_dim}, "action": policy_config.action_norm}
+    normalizer = Normalizer.fit(arrays, modes, rows=train_windows.anchor)
+    metadata = {"task": buffer.attrs.get("task"), "dataset": str(dataset), "seed": seed}
+
+    # Model, EMA copy, optimiser and schedule: identical on every process (same seed).
+    torch.manual_seed(seed)
+    policy = Policy(policy_config, shapes, images, arrays["action"].shape[1], normalizer).to(dist.device)
+    ema = EMAModel(policy.parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
+                   power=config.ema_power)
+    model = DistributedDataParallel(policy) if dist.world_size > 1 else policy
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, betas=tuple(config.betas),
+                                  weight_decay=config.weight_decay)
+    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
+                             num_training_steps=config.steps)
+    sampling_rng = np.random.default_rng([seed, dist.rank])
+    torch.manual_seed(seed * 1000 + dist.rank)  # diffusion noise differs per process
+    step = 0
+    if resume_from is not None:
+        state = load_training_state(resume_from)
+        policy.load_state_dict(Policy.load(resume_from, use_ema=False).state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        ema.load_state_dict(state["ema"])
+        sampling_rng.bit_generator.state = state["sampling_rng"][dist.rank]
+        torch.set_rng_state(state["torch_rng"][dist.rank])
+        step = int(state["step"])
+
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(_yaml(run_config or {}))
+        logger = _Logger(run_dir)
+    per_process_batch = max(1, config.batch_size // dist.world_size)
+    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step",
+               disable=not (progress and dist.is_main))
+    losses: list[float] = []
+    while step < config.steps:
+        policy.train()
+        index = sampling_rng.integers(0, len(train_windows), per_process_batch)
+        batch = _to_torch(train_windows.sample(index), dist.device)
+        loss = model(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        ema.step(policy.parameters())
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+
+        if step % config.log_every == 0 or step == config.steps:
+            bar.set_postfix(loss=f"{np.mean(losses[-config.log_every:]):.4f}", refresh=False)
+            if dist.is_main:
+                logger.log(step, train_loss=float(np.mean(losses[-config.log_every:])),
+                           val_loss=_validation_loss(policy, val_windows, dist.device, seed),
+                           lr=schedule.get_last_lr()[0])
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            rng_states = _gather(dist, (sampling_rng.bit_generator.state, torch.get_rng_state()))
+            if dist.is_main:
+                state = {
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "ema": ema.state_dict(),
+                    "sampling_rng": [s for s, _ in rng_states],
+                    "torch_rng": [t for _, t in rng_states],
+                }
+                save_checkpoint(run_dir, step, policy, _ema_copy(policy, ema), state,
+                                config.keep_checkpoints, metadata)
+            distributed.barrier(dist)
+    bar.close()
+
+    digests = distributed.gather_digests(dist, policy)
+    policy_dir = run_dir / "checkpoint"
+    if dist.is_main:
+        policy.eval()
+        policy.save(policy_dir, ema=_ema_copy(policy, ema), metadata=metadata)
+        logger.close()
+        summary = {"steps": step, "final_loss": losses[-1] if losses else None,
+                   "seconds": time.perf_counter() - start_time, "world_size": dist.world_size,
+                   "replica_digests": digests}
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    distributed.teardown(dist)
+    return TrainResult(run_dir, policy_dir, step, losses[-1] if losses else float("nan"),
+                       time.perf_counter() - start_time, digests, dist.is_main)
+
+
+def _ema_copy(policy: Policy, ema: EMAModel) -> Policy:
+    """A copy of ``policy`` holding the EMA weights (buffers such as the normaliser are shared)."""
+    averaged = copy.deepcopy(policy)
+    ema.copy_to(averaged.parameters())
+    return averaged.eval()
+
+
+@torch.no_grad()
+def _validation_loss(policy: Policy, windows: SequenceSampler, device: torch.device, seed: int) -> float | None:
+    """Loss on up to 256 held-out windows, with fixed noise so values are comparable."""
+    if len(windows) == 0:
+        return None
+    policy.eval()
+    index = np.random.default_rng(seed).permutation(len(windows))[:256]
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    loss = policy.compute_loss(_to_torch(windows.sample(index), device)).item()
+    torch.set_rng_state(state)
+    return loss
+
+
+def _to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
+
+
+def _gather(dist: distributed.DistInfo, value: Any) -> list[Any]:
+    if dist.world_size == 1:
+        return [value]
+    everyone: list[Any] = [None] * dist.world_size
+    torch.distributed.all_gather_object(everyone, value)
+    return everyone
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+class _Logger:
+    """Scalars to TensorBoard and to ``metrics.jsonl`` (read back for the learning curve)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.metrics = open(run_dir / "metrics.jsonl", "a")
+
+    def log(self, step: int, **values: float | None) -> None:
+        present = {k: v for k, v in values.items() if v is not None}
+        for name, value in present.items():
+            self.writer.add_scalar(name, value, step)
+        self.metrics.write(json.dumps({"step": step, **present}) + "\n")
+        self.metrics.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.metrics.close()
+        plot_learning_curve(self.run_dir / "metrics.jsonl", self.run_dir / "curve.png")
+
+
+def plot_learning_curve(metrics_path: Path, png_path: Path) -> None:
+    """Training and validation loss against step, from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name in ("train_loss", "val_loss"):
+        points = [(row["step"], row[name]) for row in rows if name in row]
+        if points:
+            axis.plot(*zip(*points), label=name.replace("_", " "))
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)

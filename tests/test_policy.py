@@ -1,0 +1,91 @@
+"""Policy: action queue and history, save/load round trip, and clear errors for bad files."""
+
+import numpy as np
+import pytest
+import torch
+
+from robo_policies.data import Normalizer
+from robo_policies.policy import Policy, PolicyConfig
+
+SHAPES = {"pos": (3,), "goal": (2,)}
+
+
+def make_policy(head="diffusion", **overrides) -> Policy:
+    rng = np.random.default_rng(0)
+    arrays = {"pos": rng.normal(size=(50, 3)), "goal": rng.normal(size=(50, 2)),
+              "action": rng.uniform(-2, 2, size=(50, 2))}
+    normalizer = Normalizer.fit(arrays, {"pos": "minmax", "goal": "minmax", "action": "minmax"})
+    config = PolicyConfig(head=head, net="mlp", hidden_dim=32, n_blocks=1, time_dim=16,
+                          inference_steps=4, **overrides)
+    torch.manual_seed(0)
+    return Policy(config, SHAPES, [], action_dim=2, normalizer=normalizer)
+
+
+def observation(step: int) -> dict[str, np.ndarray]:
+    return {"pos": np.full(3, step, np.float32), "goal": np.zeros(2, np.float32)}
+
+
+def test_model_runs_once_per_executed_chunk():
+    policy = make_policy(n_action_steps=4)
+    actions = [policy.act(observation(t)) for t in range(10)]
+    assert len(policy.model_call_ms) == 3  # steps 0, 4 and 8
+    assert all(a.shape == (2,) for a in actions)
+    policy.reset()
+    policy.act(observation(0))
+    assert len(policy.model_call_ms) == 4  # reset empties the queue
+
+
+def test_history_repeats_the_first_observation_until_full():
+    policy = make_policy(n_obs_steps=3, horizon=8, n_action_steps=2)
+    policy.act(observation(5))
+    batch = policy._history_batch()
+    assert batch["pos"].shape == (1, 3, 3) and torch.all(batch["pos"] == 5)
+    policy.act(observation(6))
+    policy.act(observation(7))
+    assert policy._history_batch()["pos"][0, :, 0].tolist() == [5, 6, 7]
+
+
+def test_action_steps_must_fit_the_horizon():
+    with pytest.raises(ValueError, match="n_action_steps=16 must be in"):
+        make_policy(n_action_steps=16)
+
+
+@pytest.mark.parametrize("head", ["diffusion", "mlp_bc"])
+def test_save_load_round_trip(tmp_path, head):
+    policy = make_policy(head)
+    ema = make_policy(head)
+    policy.save(tmp_path / "p", ema=ema, metadata={"task": "toy"})
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "config.yaml", "ema.safetensors", "model.safetensors"]
+    obs = {"pos": torch.ones(4, 2, 3), "goal": torch.zeros(4, 2, 2)}
+    for use_ema, source in ((True, ema), (False, policy)):
+        loaded = Policy.load(tmp_path / "p", use_ema=use_ema)
+        source.generator.manual_seed(0)
+        loaded.generator.manual_seed(0)
+        torch.testing.assert_close(loaded.predict_chunk(obs), source.predict_chunk(obs))
+    loaded.generator.manual_seed(1)
+    assert loaded.predict_chunk(obs).shape == (4, 16, 2)
+
+
+def test_load_names_a_missing_or_tampered_file(tmp_path):
+    make_policy().save(tmp_path / "p")
+    weights = tmp_path / "p" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model\.safetensors: checksum mismatch"):
+        Policy.load(tmp_path / "p")
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors: weights file is missing"):
+        Policy.load(tmp_path / "p")
+    (tmp_path / "p" / "config.yaml").write_text("policy: [unclosed")
+    with pytest.raises(ValueError, match=r"config\.yaml: invalid policy config"):
+        Policy.load(tmp_path / "p")
+    with pytest.raises(FileNotFoundError, match=r"nothing[/\\]config\.yaml"):
+        Policy.load(tmp_path / "nothing")
+
+
+def test_missing_observation_key_is_named():
+    policy = make_policy()
+    with pytest.raises(KeyError, match="goal"):
+        policy.predict_chunk({"pos": torch.zeros(1, 2, 3)})
