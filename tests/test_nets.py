@@ -19,6 +19,16 @@ from robo_policies.nets import (
 COND_DIM = 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """These nets are tiny: a second intra-op thread only adds synchronisation, and on a
+    busy 2-core machine it slows the file down ~10x. Restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _inputs(batch: int, horizon: int, action_dim: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, horizon, action_dim, generator=g)
