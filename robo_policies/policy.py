@@ -170,7 +170,10 @@ class Policy(nn.Module):
         missing = [key for key in self.obs_shapes if key not in obs]
         if missing:
             raise KeyError(f"observation is missing keys {missing}; the policy reads {sorted(self.obs_shapes)}")
-        inputs = {key: self.normalizer.normalize(key, obs[key].float()) for key in self.low_dim_keys}
+        inputs = {
+            key: self.normalizer.normalize(key, obs[key].float()).flatten(start_dim=2)
+            for key in self.low_dim_keys
+        }
         inputs.update({key: obs[key] for key in self.image_keys})
         return self.encoder(inputs)
 

@@ -175,7 +175,8 @@ class WaypointExpert:
     """Scripted demonstrator: a via-point beside the wall on a random side, then the goal.
 
     Steering is proportional on the heading error to the current waypoint; forward speed
-    drops with the heading error (turn in place when facing away). The (v, omega) command
+    drops with the heading error (turn in place when facing away) and, on the final leg,
+    with the distance to the goal, so the base arrives instead of driving through. The (v, omega) command
     goes through diff-drive inverse kinematics and is scaled down, keeping the turn ratio,
     until both wheels are within the motor limit.
 
@@ -184,8 +185,9 @@ class WaypointExpert:
             probability 1/2 each from the ``rng`` given at construction.
     """
 
-    CLEARANCE = 0.35  # [m] from the wall's end to the via-point (robot radius ~0.12 m + margin)
+    CLEARANCE = 0.45  # [m] from the wall's end to the via-point (robot radius ~0.12 m + margin)
     HEADING_GAIN = 3.0  # [rad/s per rad]
+    SLOWDOWN_RADIUS = 0.5  # [m] from the goal, speed falls linearly with the distance
 
     def __init__(self, env: gym.Env, rng: np.random.Generator) -> None:
         nav: DiffDriveNavEnv = env.unwrapped  # type: ignore[assignment]
@@ -211,6 +213,8 @@ class WaypointExpert:
         error = (error + np.pi) % (2 * np.pi) - np.pi  # wrap to [-pi, pi)
         omega = self.HEADING_GAIN * error
         v = MAX_WHEEL_SPEED * WHEEL_RADIUS * max(np.cos(error), 0.0)
+        if self._passed_via:  # arrive, don't fly through: slow down near the goal
+            v *= min(1.0, np.linalg.norm(to_target) / self.SLOWDOWN_RADIUS)
 
         wheels = wheel_speeds(v, omega)
         peak = np.max(np.abs(wheels))
