@@ -65,7 +65,7 @@ def _env_for(
             obs_map=env.get("obs_map") or {}, keys=sorted(policy.obs_shapes),
         )
         return target.make_env, target.obs_adapter, None, None
-    task_name = cfg.task or policy_metadata(policy_dir).get("task")
+    task_name = cfg.task.name if cfg.task else policy_metadata(policy_dir).get("task")
     if not task_name:
         raise ValueError(
             f"{policy_dir}: the policy does not record its task; pass task=<name> or env.id=<gym id>"

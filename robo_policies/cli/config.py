@@ -15,7 +15,7 @@ import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -114,6 +114,7 @@ class TrainRunConfig:
 class EvalRunConfig:
     """Settings of ``robo eval``."""
 
+    defaults: list = field(default_factory=lambda: ["_self_", {"task": None}])
     checkpoint: str = ""
     """A saved policy directory, or a run directory (its checkpoint/ is used)."""
     episodes: int = 50
@@ -124,8 +125,8 @@ class EvalRunConfig:
     """Where eval.json and rollout.mp4 go (default: the run directory, or the policy dir)."""
     video_episodes: int = 2
     """Episodes recorded into rollout.mp4 (0: no video)."""
-    task: str = ""
-    """Task to evaluate on (default: the task of the policy's training dataset)."""
+    task: Optional[TaskConfig] = None
+    """Task group: task=<name> to evaluate on (default: the policy's training task)."""
     env: dict = field(
         default_factory=lambda: {"id": None, "kwargs": {}, "import": None, "obs_map": {}}
     )
