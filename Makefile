@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   collect demonstrations -> (train -> eval as those land) -> results
+#   make demo   collect demonstrations -> train -> evaluate -> one results table (outputs/demo/)
 #   make test   the default (fast) test suite
 # Both create .venv if needed. torch is installed first from the pinned CPU build so that pip
 # never resolves a multi-GB CUDA build on its own.
@@ -9,7 +9,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
-DEMO   := data/demo
 
 .PHONY: demo test test-all setup clean
 
@@ -23,11 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	for task in diffdrive_nav arm_pick_place; do \
-	  $(BIN)/robo collect task=$$task episodes=20 seed=0 out=$(DEMO)/$$task.zarr overwrite=true && \
-	  $(BIN)/robo dataset validate $(DEMO)/$$task.zarr && \
-	  $(BIN)/robo dataset info $(DEMO)/$$task.zarr || exit 1; \
-	done
+	$(BIN)/robo demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -36,4 +31,4 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m ""
 
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info
+	rm -rf $(VENV) data/demo outputs/demo *.egg-info

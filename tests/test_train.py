@@ -131,3 +131,18 @@ def test_eval_by_gymnasium_id(tmp_path, dataset):
     assert report["episodes"] == 3 and report["seed"] == 100000
     assert [r["seed"] for r in report["records"]] == [100000, 100001, 100002]
     assert all(r["length"] == 30 for r in report["records"])
+
+
+def test_demo_smoke_run_writes_the_promised_layout(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "tasks=[diffdrive_nav]", f"out={out}", f"data={tmp_path / 'data'}",
+                 "demos=3", "train_steps=20", "eval_episodes=2", "progress=false"]) == 0
+    for run in ("diffdrive_nav", "diffdrive_nav_mlp_bc"):
+        names = {p.name for p in (out / run).iterdir()}
+        assert {"checkpoint", "eval.json", "rollout.mp4", "curve.png"} <= names, run
+    results = json.loads((out / "results.json").read_text())
+    assert results["diffdrive_nav"]["episodes"] == 2
+    assert results["diffdrive_nav (mlp_bc)"]["nfe"] == 1
+    assert results["diffdrive_nav"]["left"] + results["diffdrive_nav"]["right"] == 2
+    table = capsys.readouterr().out
+    assert "diffdrive_nav (mlp_bc)" in table and "passes left" in table

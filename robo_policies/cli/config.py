@@ -138,11 +138,40 @@ class EvalRunConfig:
     """Show a progress bar."""
 
 
+@dataclass
+class DemoConfig:
+    """Settings of ``robo demo`` (per-task recipes: configs/recipe/<task>.yaml)."""
+
+    tasks: list = field(default_factory=lambda: ["diffdrive_nav", "arm_pick_place"])
+    """Tasks to collect, train and evaluate, in order."""
+    baseline: str = "mlp_bc"
+    """Extra policy head trained on `baseline_tasks` for comparison ("" for none)."""
+    baseline_tasks: list = field(default_factory=lambda: ["diffdrive_nav"])
+    """Tasks that also get the baseline."""
+    out: str = "outputs/demo"
+    """Run directories (<out>/<task>/), results.json and results.md."""
+    data: str = "data/demo"
+    """Where the demonstrations are collected."""
+    eval_episodes: int = 50
+    """Evaluation episodes per policy."""
+    train_steps: int = 0
+    """Training steps per policy (0: each recipe's; small values make a quick smoke run)."""
+    demos: int = 0
+    """Demonstrations per task (0: each recipe's)."""
+    eval_seed: int = 100000
+    """First evaluation seed (collection uses seed, seed+1, ...)."""
+    seed: int = 0
+    """Collection and training seed."""
+    progress: bool = True
+    """Show progress bars."""
+
+
 def _register() -> None:
     store = ConfigStore.instance()
     store.store(name="collect", node=CollectConfig)
     store.store(name="train", node=TrainRunConfig)
     store.store(name="eval", node=EvalRunConfig)
+    store.store(name="demo", node=DemoConfig)
 
 
 _register()

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from robo_policies.cli.config import (
     CollectConfig,
+    DemoConfig,
     EvalRunConfig,
     TrainRunConfig,
     compose_config,
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         ("eval", EvalRunConfig, "evaluate a saved policy in simulation: results table, eval.json, video",
          "robo eval checkpoint=runs/nav episodes=50 seed=100000\n"
          "  robo eval checkpoint=runs/x env.id=MyEnv-v0 env.import=my_pkg", _eval),
+        ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
+         "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
         command = commands.add_parser(
             name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
@@ -142,6 +145,12 @@ def _eval(args: argparse.Namespace) -> None:
     result, out = evaluate_checkpoint(cfg)
     print(result.format_table())
     print(f"wrote {out / 'eval.json'}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from robo_policies.demo import run_demo
+
+    run_demo(compose_config("demo", args.overrides))
 
 
 def _tasks(args: argparse.Namespace) -> None:
