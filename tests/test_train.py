@@ -41,13 +41,17 @@ def run_robo(*args, timeout=300):
 def test_run_writes_checkpoints_logs_and_curve(tmp_path, dataset, policy):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 60, f"policy={policy}", "train.log_every=20",
-                           "train.checkpoint_every=30", "seed=3")) == 0
+                           "train.checkpoint_every=30", "train.eval_every=30",
+                           "train.eval_episodes=1", "seed=3")) == 0
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
         "config.yaml", "ema.safetensors", "model.safetensors"]
     assert (out / "checkpoints" / "last").read_text().strip() == "step_0000060"
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == [
         "step_0000030", "step_0000060"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [row for row in rows if "eval_success_rate" in row]
+    assert [row["step"] for row in evals] == [30, 60]
+    rows = [row for row in rows if "train_loss" in row]
     assert [row["step"] for row in rows] == [20, 40, 60]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert (out / "curve.png").stat().st_size > 1000

@@ -226,10 +226,12 @@ class PickPlaceExpert:
             raise TypeError(f"PickPlaceExpert drives ArmPickPlaceEnv, got {type(base).__name__}")
         self.ik = DLSInverseKinematics(base.model, "tcp", ARM_JOINTS)
         self.dt = base.control_dt
-        # Small per-episode variation makes the demonstrations less identical.
-        self.hover_z = rng.uniform(0.06, 0.08)
-        self.speed = rng.uniform(0.10, 0.12)  # mean m/s for free-space moves (peak ~1.9x)
-        self.slow_speed = rng.uniform(0.06, 0.07)  # mean m/s near the table
+        # Fixed (not per-episode random) heights and speeds: the same state always gets the
+        # same action, which is what a policy imitating these demonstrations can learn.
+        del rng  # kept in the signature for make_expert's contract
+        self.hover_z = 0.07
+        self.speed = 0.11  # mean m/s for free-space moves (peak ~1.9x)
+        self.slow_speed = 0.065  # mean m/s near the table
         self.turn_speed = 1.0  # mean rad/s of tool yaw
         self.q_cmd: np.ndarray | None = None
         self.grip = 0.0
@@ -304,14 +306,19 @@ class PickPlaceExpert:
         # "done": hold the last targets.
 
     def _choose_grasp_yaw(self, cube: np.ndarray, cube_quat: np.ndarray) -> float:
-        """Closing-axis yaw along a cube face, picked to keep the wrist roll near zero.
+        """Closing-axis yaw along the cube's local x axis (perpendicular to its x faces).
 
-        The gripper is symmetric under a half turn and the cube under a quarter turn, so
-        the four candidates are the cube yaw plus multiples of pi/2; with roll = 0 the
-        closing axis is perpendicular to the arm's bearing.
+        The gripper is symmetric under a half turn, so the closing axis is the cube yaw plus
+        pi/2 modulo pi; of those two the one nearer ``natural`` (roll = 0: closing axis
+        perpendicular to the arm's bearing) is taken. The cube's quarter-turn symmetry is
+        deliberately not used: picking the face nearest to roll = 0 would make the wrist
+        roll a sawtooth of the cube yaw, whose jumps a learned policy blurs into grasps
+        across a cube edge. With the cube yaw and the bearing both within about +-pi/4 the
+        roll stays a smooth function (cube yaw - bearing, within the wrist's range).
         """
         natural = np.arctan2(cube[1], cube[0]) + np.pi / 2
-        return natural + _wrap(4 * (_cube_yaw(cube_quat) - natural)) / 4
+        offset = _cube_yaw(cube_quat) + np.pi / 2 - natural
+        return natural + float((offset + np.pi / 2) % np.pi - np.pi / 2)
 
     # -- motion helpers -------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ class TrainConfig:
     """Steps between logged losses (TensorBoard, metrics.jsonl)."""
     checkpoint_every: int = 500
     """Steps between resumable checkpoints."""
+    eval_every: int = 0
+    """Steps between evaluations of the EMA policy in the dataset's task (0: off)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation (seeds 100000+, unseen in collection)."""
     keep_checkpoints: int = 2
     """Resumable checkpoints kept on disk."""
     threads: int = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -61,11 +62,10 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def gather_digests(info: DistInfo, module: torch.nn.Module) -> list[str]:
-    """Every replica's :func:`weights_digest`, in rank order."""
-    mine = weights_digest(module)
+def gather(info: DistInfo, value: Any) -> list[Any]:
+    """``value`` from every process, in rank order (a picklable object)."""
     if info.world_size == 1:
-        return [mine]
-    everyone: list[str] = [""] * info.world_size
-    dist.all_gather_object(everyone, mine)
+        return [value]
+    everyone: list[Any] = [None] * info.world_size
+    dist.all_gather_object(everyone, value)
     return everyone

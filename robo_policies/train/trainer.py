@@ -131,8 +131,13 @@ def train(
                 logger.log(step, train_loss=float(np.mean(losses[-config.log_every:])),
                            val_loss=_validation_loss(policy, val_windows, dist.device, seed),
                            lr=schedule.get_last_lr()[0])
+        if config.eval_every and step % config.eval_every == 0 and dist.is_main:
+            success = _evaluate_in_task(_ema_copy(policy, ema), metadata["task"], config.eval_episodes)
+            logger.log(step, eval_success_rate=success)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            rng_states = _gather(dist, (sampling_rng.bit_generator.state, torch.get_rng_state()))
+            rng_states = distributed.gather(
+                dist, (sampling_rng.bit_generator.state, torch.get_rng_state())
+            )
             if dist.is_main:
                 state = {
                     "step": step,
@@ -147,7 +152,7 @@ def train(
             distributed.barrier(dist)
     bar.close()
 
-    digests = distributed.gather_digests(dist, policy)
+    digests = distributed.gather(dist, distributed.weights_digest(policy))
     policy_dir = run_dir / "checkpoint"
     if dist.is_main:
         policy.eval()
@@ -169,6 +174,18 @@ def _ema_copy(policy: Policy, ema: EMAModel) -> Policy:
     return averaged.eval()
 
 
+def _evaluate_in_task(policy: Policy, task_name: str | None, episodes: int) -> float:
+    """Success rate of ``policy`` in the dataset's task, on the usual unseen seeds."""
+    from robo_policies.envs import get_task
+    from robo_policies.envs.runner import DEFAULT_EVAL_SEED, evaluate
+
+    if not task_name:
+        raise ValueError("train.eval_every needs a dataset recorded by `robo collect` (attrs task)")
+    result = evaluate(policy, get_task(task_name).env, episodes=episodes, seed=DEFAULT_EVAL_SEED,
+                      progress=False)
+    return result.success_rate
+
+
 @torch.no_grad()
 def _validation_loss(policy: Policy, windows: SequenceSampler, device: torch.device, seed: int) -> float | None:
     """Loss on up to 256 held-out windows, with fixed noise so values are comparable."""
@@ -185,14 +202,6 @@ def _validation_loss(policy: Policy, windows: SequenceSampler, device: torch.dev
 
 def _to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: torch.as_tensor(value, device=device) for key, value in batch.items()}
-
-
-def _gather(dist: distributed.DistInfo, value: Any) -> list[Any]:
-    if dist.world_size == 1:
-        return [value]
-    everyone: list[Any] = [None] * dist.world_size
-    torch.distributed.all_gather_object(everyone, value)
-    return everyone
 
 
 def _yaml(data: dict[str, Any]) -> str:
@@ -225,7 +234,7 @@ class _Logger:
 
 
 def plot_learning_curve(metrics_path: Path, png_path: Path) -> None:
-    """Training and validation loss against step, from ``metrics.jsonl``."""
+    """Training/validation loss (and periodic eval success) against step, from ``metrics.jsonl``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,7 +249,14 @@ def plot_learning_curve(metrics_path: Path, png_path: Path) -> None:
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
     axis.set_yscale("log")
-    axis.legend()
+    axis.legend(loc="upper left")
+    evals = [(row["step"], row["eval_success_rate"]) for row in rows if "eval_success_rate" in row]
+    if evals:
+        success_axis = axis.twinx()
+        success_axis.plot(*zip(*evals), "o-", color="tab:green", label="eval success")
+        success_axis.set_ylabel("success rate")
+        success_axis.set_ylim(0, 1)
+        success_axis.legend(loc="upper right")
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(png_path, dpi=100)
