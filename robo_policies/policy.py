@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robo_policies.atomic import atomic_output
-from robo_policies.data.normalizer import Normalizer
+from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.heads.base import ActionHead
 
 NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
@@ -95,12 +95,10 @@ class NormalizerModule(nn.Module):
         return getattr(self, f"scale_{index}"), getattr(self, f"offset_{index}")
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        scale, offset = self._affine(key)
-        return (x.reshape(-1, scale.numel()) * scale + offset).reshape(x.shape)
+        return apply_affine(x, *self._affine(key))
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
-        scale, offset = self._affine(key)
-        return ((y.reshape(-1, scale.numel()) - offset) / scale).reshape(y.shape)
+        return invert_affine(y, *self._affine(key))
 
 
 class Policy(nn.Module):

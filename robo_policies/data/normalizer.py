@@ -125,12 +125,10 @@ class Normalizer:
         return sorted(self.params)
 
     def normalize(self, key: str, x: Any) -> Any:
-        scale, offset = self._affine(key, x)
-        return (_flat(x, len(scale)) * scale + offset).reshape(x.shape)
+        return apply_affine(x, *self._affine(key, x))
 
     def unnormalize(self, key: str, y: Any) -> Any:
-        scale, offset = self._affine(key, y)
-        return ((_flat(y, len(scale)) - offset) / scale).reshape(y.shape)
+        return invert_affine(y, *self._affine(key, y))
 
     def _affine(self, key: str, x: Any) -> tuple[Any, Any]:
         if key not in self.params:
@@ -157,6 +155,16 @@ class Normalizer:
             return cls({key: (state[f"{key}.scale"], state[f"{key}.offset"]) for key in keys})
         except KeyError as err:
             raise KeyError(f"normaliser state is missing {err}") from err
+
+
+def apply_affine(x: Any, scale: Any, offset: Any) -> Any:
+    """``x * scale + offset`` over the trailing dimensions (numpy arrays or torch tensors)."""
+    return (_flat(x, len(scale)) * scale + offset).reshape(x.shape)
+
+
+def invert_affine(y: Any, scale: Any, offset: Any) -> Any:
+    """The inverse of :func:`apply_affine`."""
+    return ((_flat(y, len(scale)) - offset) / scale).reshape(y.shape)
 
 
 def _flat(x: Any, dims: int) -> Any:
