@@ -97,7 +97,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, dataset):
 
 def test_torchrun_two_processes_keep_identical_replicas(tmp_path, dataset, capsys):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "robo_policies", *train_args(dataset, out, 50)]
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             capture_output=True, text=True, timeout=300)
