@@ -32,7 +32,7 @@ from torch import nn
 
 from robo_policies.atomic import atomic_output
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
-from robo_policies.heads.base import ActionHead
+from robo_policies.heads import build_head
 
 NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
 """Dataset keys that are never policy inputs."""
@@ -43,9 +43,13 @@ class PolicyConfig:
     """Architecture and sampling settings of a policy (``configs/policy/*.yaml``)."""
 
     head: str = "diffusion"
-    """Action head: ``diffusion`` or ``mlp_bc`` (deterministic regression baseline)."""
+    """Action head: ``diffusion``, ``flow`` (flow matching), ``energy`` (EBT-style energy
+    descent) or ``mlp_bc`` (deterministic regression baseline)."""
     net: str = "unet"
-    """Denoiser of a generative head: ``unet`` (ConditionalUnet1D) or ``mlp`` (MLP-ResNet)."""
+    """Backbone of a generative head: ``unet`` (ConditionalUnet1D) or ``mlp`` (MLP-ResNet)."""
+    samples_per_obs: int = 1
+    """M: noisy copies of each action chunk trained per encoded observation (mini-batched
+    denoising, after Mini-Diffuser): the encoder runs once, the head sees B*M samples."""
     n_obs_steps: int = 2
     """To: observations the policy conditions on."""
     horizon: int = 16
@@ -67,9 +71,26 @@ class PolicyConfig:
     train_steps: int = 100
     """Diffusion steps of the training noise schedule."""
     inference_steps: int = 10
-    """Denoising steps per model call (network evaluations, nfe)."""
+    """Solver steps per model call: denoising steps (diffusion), integration steps (flow) or
+    the cap on energy evaluations (energy)."""
     scheduler: str = "ddim"
-    """Sampler: ``ddim`` or ``ddpm``."""
+    """Diffusion sampler: ``ddim`` or ``ddpm``."""
+    flow_solver: str = "euler"
+    """Flow ODE solver: ``euler`` (1 call per step) or ``heun`` (second order, 2 per step)."""
+    flow_time_sampling: str = "uniform"
+    """Flow training times: ``uniform`` or ``beta`` (Beta(1.5, 1), more weight on noisy times)."""
+    energy_min_grad_norm: float = 1e-3
+    """Energy sampling stops once every sample's energy-gradient norm is below this."""
+    energy_train_steps: list[int] = field(default_factory=lambda: [2, 2])
+    """Unrolled descent steps in energy training: [minimum, extra drawn from U{0..extra}]."""
+    energy_step_size: float = 1.0
+    """Energy descent step: step_size * exp(E), capped at energy_max_step_size."""
+    energy_max_step_size: float = 2.0
+    """Cap on the energy descent step size."""
+    energy_langevin_sigma: list[float] = field(default_factory=lambda: [0.2, 0.002])
+    """Training-only Langevin noise, cosine-annealed from the first to the second value."""
+    energy_best_of: int = 1
+    """Energy candidates per observation at inference; the lowest energy is executed."""
     image_feature_dim: int = 64
     """Features per camera image from the CNN encoder."""
     obs_norm: str = "minmax"
@@ -123,6 +144,8 @@ class Policy(nn.Module):
         super().__init__()
         from robo_policies.nets import ObservationEncoder
 
+        if config.samples_per_obs < 1:
+            raise ValueError(f"samples_per_obs must be >= 1, got {config.samples_per_obs}")
         if not 1 <= config.n_action_steps <= config.horizon - config.n_obs_steps + 1:
             raise ValueError(
                 f"n_action_steps={config.n_action_steps} must be in [1, horizon - n_obs_steps + 1"
@@ -154,10 +177,20 @@ class Policy(nn.Module):
     # -- training -----------------------------------------------------------------------
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Loss on a batch of windows: observation keys (B, To, ...), ``action`` (B, Tp, A)."""
+        """Loss on a batch of windows: observation keys (B, To, ...), ``action`` (B, Tp, A).
+
+        Mini-batched denoising: each observation is encoded once and its chunk repeated
+        ``samples_per_obs`` times; the head draws independent noise and time per row, and
+        its networks treat rows independently, so the copies share nothing but the encoding.
+        """
         cond = self.encode(batch)
         action = self.normalizer.normalize("action", batch["action"])
-        return self.head.loss(cond, action, batch.get("action_is_pad"))
+        is_pad = batch.get("action_is_pad")
+        copies = self.config.samples_per_obs
+        if copies > 1:
+            cond, action = cond.repeat_interleave(copies, 0), action.repeat_interleave(copies, 0)
+            is_pad = None if is_pad is None else is_pad.repeat_interleave(copies, 0)
+        return self.head.loss(cond, action, is_pad)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The training loss (so DistributedDataParallel can wrap the policy)."""
@@ -283,35 +316,6 @@ def policy_metadata(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no policy config (is {directory} a saved policy?)")
     return dict(yaml.safe_load(path.read_text()).get("metadata") or {})
-
-
-def build_head(config: PolicyConfig, action_dim: int, cond_dim: int) -> ActionHead:
-    """The action head named by ``config.head``, with its denoiser network."""
-    from robo_policies.heads.diffusion import DiffusionHead
-    from robo_policies.heads.mlp_bc import MLPBCHead
-    from robo_policies.nets import ConditionalUnet1D, MLPResNetDenoiser
-
-    if config.head == "mlp_bc":
-        return MLPBCHead(action_dim, config.horizon, cond_dim, config.hidden_dim, config.n_blocks)
-    if config.head != "diffusion":
-        raise ValueError(f"unknown policy head {config.head!r}; choose diffusion or mlp_bc")
-    if config.net == "unet":
-        net: nn.Module = ConditionalUnet1D(
-            action_dim, cond_dim, down_dims=tuple(config.down_dims),
-            kernel_size=config.kernel_size, time_dim=config.time_dim,
-        )
-    elif config.net == "mlp":
-        net = MLPResNetDenoiser(
-            action_dim, config.horizon, cond_dim, hidden_dim=config.hidden_dim,
-            n_blocks=config.n_blocks, time_dim=config.time_dim,
-        )
-    else:
-        raise ValueError(f"unknown denoiser net {config.net!r}; choose unet or mlp")
-    return DiffusionHead(
-        action_dim, config.horizon, cond_dim, net,
-        train_steps=config.train_steps, inference_steps=config.inference_steps,
-        scheduler=config.scheduler,
-    )
 
 
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -50,7 +50,7 @@ def test_action_steps_must_fit_the_horizon():
         make_policy(n_action_steps=16)
 
 
-@pytest.mark.parametrize("head", ["diffusion", "mlp_bc"])
+@pytest.mark.parametrize("head", ["diffusion", "flow", "energy", "mlp_bc"])
 def test_save_load_round_trip(tmp_path, head):
     policy = make_policy(head)
     ema = make_policy(head)

@@ -37,7 +37,7 @@ def run_robo(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("policy", ["diffusion", "mlp_bc"])
+@pytest.mark.parametrize("policy", ["diffusion", "flow", "energy", "mlp_bc"])
 def test_run_writes_checkpoints_logs_and_curve(tmp_path, dataset, policy):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 60, f"policy={policy}", "train.log_every=20",

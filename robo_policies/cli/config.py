@@ -95,7 +95,7 @@ class TrainRunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     """Task group: task=<name>; names the default dataset (evaluation reads the dataset's task)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """Policy group: policy=diffusion | mlp_bc | diffusion_dp_paper (configs/policy/)."""
+    """Policy group: policy=diffusion | flow | energy | mlp_bc | diffusion_dp_paper (configs/policy/)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation group: train=cpu | dp_paper (configs/train/)."""
     dataset: str = "data/${task.name}.zarr"
@@ -166,12 +166,50 @@ class DemoConfig:
     """Show progress bars."""
 
 
+@dataclass
+class BenchInferenceConfig:
+    """Settings of ``robo bench inference``."""
+
+    out: str = "outputs/bench/inference.json"
+    """JSON file for the records (head, sampler, steps, nfe, threads, model, ms_p50, ms_p95)."""
+    models: list = field(default_factory=lambda: ["mlp", "unet", "unet_dp"])
+    """Backbones: mlp (demo default), unet (small default), unet_dp (diffusion_policy size)."""
+    threads: list = field(default_factory=lambda: [1, 2])
+    """Torch intra-op thread counts to time."""
+    calls: int = 20
+    """Timed model calls per configuration (after 3 warm-up calls)."""
+
+
+@dataclass
+class BenchTrainConfig:
+    """Settings of ``robo bench train``."""
+
+    out: str = "outputs/bench/train.json"
+    """JSON file for the records (head, samples_per_obs, obs, obs_per_s, denoise_samples_per_s, peak_mem_mb)."""
+    heads: list = field(default_factory=lambda: ["diffusion", "flow", "energy"])
+    """Heads to time."""
+    samples_per_obs: list = field(default_factory=lambda: [1, 4, 16, 64])
+    """M values: noisy copies per encoded observation."""
+    obs: list = field(default_factory=lambda: ["low_dim", "image"])
+    """Observation kinds: low_dim (state vectors) and image (adds an 84x84 camera)."""
+    model: str = "mlp"
+    """Backbone: mlp, unet or unet_dp."""
+    batch_size: int = 32
+    """Observations per optimiser step."""
+    steps: int = 5
+    """Timed optimiser steps per configuration (after 2 warm-up steps)."""
+    threads: int = 2
+    """Torch intra-op threads."""
+
+
 def _register() -> None:
     store = ConfigStore.instance()
     store.store(name="collect", node=CollectConfig)
     store.store(name="train", node=TrainRunConfig)
     store.store(name="eval", node=EvalRunConfig)
     store.store(name="demo", node=DemoConfig)
+    store.store(name="bench_inference", node=BenchInferenceConfig)
+    store.store(name="bench_train", node=BenchTrainConfig)
 
 
 _register()

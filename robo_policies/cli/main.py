@@ -15,6 +15,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from robo_policies.cli.config import (
+    BenchInferenceConfig,
+    BenchTrainConfig,
     CollectConfig,
     DemoConfig,
     EvalRunConfig,
@@ -54,6 +56,26 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("overrides", nargs="*", metavar="key=value")
         command.set_defaults(run=run)
+
+    bench = commands.add_parser(
+        "bench", help="measure inference latency and training throughput (JSON + table)",
+        description="Measure inference latency and training throughput of every head; write JSON records.",
+    )
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="<what>", required=True)
+    for name, schema, summary in (
+        ("inference", BenchInferenceConfig,
+         "model-call latency per head x sampler x steps, backbone and thread count"),
+        ("train", BenchTrainConfig,
+         "training throughput and peak memory of mini-batched denoising (samples_per_obs=M)"),
+    ):
+        command = bench_commands.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n"
+            f"  robo bench {name} out=outputs/bench/{name}.json",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=EPILOG_OVERRIDES + config_help(schema),
+        )
+        command.add_argument("overrides", nargs="*", metavar="key=value")
+        command.set_defaults(run=_bench, bench_name=name)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
@@ -151,6 +173,21 @@ def _demo(args: argparse.Namespace) -> None:
     from robo_policies.demo import run_demo
 
     run_demo(compose_config("demo", args.overrides))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from robo_policies import bench
+
+    cfg = compose_config(f"bench_{args.bench_name}", args.overrides)
+    if args.bench_name == "inference":
+        records = bench.bench_inference(models=cfg.models, threads=cfg.threads, calls=cfg.calls)
+    else:
+        records = bench.bench_train(
+            heads=cfg.heads, samples_per_obs=cfg.samples_per_obs, obs_kinds=cfg.obs,
+            model=cfg.model, batch_size=cfg.batch_size, steps=cfg.steps, threads=cfg.threads,
+        )
+    print(bench.format_records(records))
+    print(f"wrote {bench.write_records(records, cfg.out)}")
 
 
 def _tasks(args: argparse.Namespace) -> None:

@@ -98,6 +98,10 @@ class DiffDriveNavEnv(MujocoTaskEnv):
         self._goal_mocap = model.body("goal").mocapid[0]
         self._base_qpos = model.joint("base_free").qposadr[0]
         self._base_qvel = model.joint("base_free").dofadr[0]
+        self._wall_geom = model.geom("obstacle").id
+        base_body = model.body("base").id
+        self._robot_geoms = {g for g in range(model.ngeom) if model.body_rootid[model.geom_bodyid[g]] == base_body}
+        self._wall_contact_steps = 0
 
         limit = np.float32(MAX_WHEEL_SPEED)
         self.action_space = spaces.Box(-limit, limit, shape=(2,), dtype=np.float32)
@@ -134,9 +138,18 @@ class DiffDriveNavEnv(MujocoTaskEnv):
         self.data.qpos[q + 3 : q + 7] = _yaw_quat(yaw)
         self.data.mocap_pos[self._obstacle_mocap, :2] = self.obstacle_xy
         self.data.mocap_pos[self._goal_mocap, :2] = self.goal_xy
+        self._wall_contact_steps = 0
 
     def _apply_action(self, action: np.ndarray) -> None:
         self.data.ctrl[:] = action  # (left, right) wheel speed targets in rad/s
+
+    def _touches_wall(self) -> bool:
+        """Whether any robot geom is in contact with the wall right now."""
+        contacts = self.data.contact[: self.data.ncon]
+        for g1, g2 in zip(contacts.geom1, contacts.geom2):
+            if self._wall_geom in (g1, g2) and ({g1, g2} - {self._wall_geom}) <= self._robot_geoms:
+                return True
+        return False
 
     def _base_xy_yaw(self) -> tuple[np.ndarray, float, float]:
         """Axle-centre position and the heading's (cos, sin), projected onto the floor."""
@@ -168,7 +181,14 @@ class DiffDriveNavEnv(MujocoTaskEnv):
         return self._goal_distance() < GOAL_RADIUS
 
     def _extra_info(self) -> dict[str, Any]:
-        return {"goal_distance": self._goal_distance()}
+        return {"goal_distance": self._goal_distance(), "wall_contact_steps": self._wall_contact_steps}
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """``MujocoTaskEnv.step``, counting the steps that end with the robot touching the wall."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._wall_contact_steps += self._touches_wall()
+        info["wall_contact_steps"] = self._wall_contact_steps
+        return obs, reward, terminated, truncated, info
 
 
 class WaypointExpert:
@@ -224,9 +244,9 @@ class WaypointExpert:
 
 
 def episode_stats(observations: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
-    """Which side of the wall an evaluated episode took (``Task.episode_stats``)."""
+    """Which side of the wall an evaluated episode took and whether it hit the wall."""
     side = pass_side(observations["base_pose"][:, :2], observations["obstacle"][0], observations["goal"][0])
-    return {"side": side}
+    return {"side": side, "wall_contact_steps": int(info.get("wall_contact_steps", 0))}
 
 
 register_task(

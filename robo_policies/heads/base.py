@@ -3,14 +3,25 @@
 A head turns an observation embedding ``cond`` (B, C) into action chunks (B, Tp, A) in the
 normalised action space. Generative heads (diffusion, flow matching, energy) learn a
 distribution over chunks; a deterministic head (MLP behaviour cloning) regresses one.
+
+``DenoisingHead`` is the shared solver of the heads that integrate a learned field from
+noise to data (diffusion, flow): one sampling loop over a time grid, with warm starts
+(``x_init`` at ``t_start``) and a replaceable ``field`` (for composing several policies).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 from torch import nn
+
+from robo_policies.heads.parameterization import convert
+
+Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``field(x, t) -> prediction``: a denoising field with the observation already bound."""
 
 
 class ActionHead(nn.Module, ABC):
@@ -20,6 +31,10 @@ class ActionHead(nn.Module, ABC):
         action_dim: A, size of one action.
         horizon: Tp, actions per predicted chunk.
         cond_dim: C, size of the observation embedding.
+
+    Attributes:
+        last_nfe: network evaluations the last ``sample`` call used (``nfe`` is the
+            configured count, an upper bound for heads that stop early).
     """
 
     def __init__(self, action_dim: int, horizon: int, cond_dim: int) -> None:
@@ -27,6 +42,7 @@ class ActionHead(nn.Module, ABC):
         self.action_dim = action_dim
         self.horizon = horizon
         self.cond_dim = cond_dim
+        self.last_nfe = 0
 
     @abstractmethod
     def loss(
@@ -34,15 +50,106 @@ class ActionHead(nn.Module, ABC):
     ) -> torch.Tensor:
         """Scalar training loss for normalised ``actions`` (B, Tp, A) given ``cond`` (B, C).
 
+        Every row is an independent sample (own noise, own time): the policy's mini-batched
+        denoising repeats rows of ``cond`` and ``actions`` and relies on this.
         ``action_is_pad`` (B, Tp) marks padded steps past an episode's end; they still count
         (the policy should learn to stay put there) unless a head documents otherwise.
         """
 
     @abstractmethod
-    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised action chunks (B, Tp, A) for ``cond`` (B, C)."""
+    def sample(
+        self,
+        cond: torch.Tensor,
+        x_init: torch.Tensor | None = None,
+        t_start: float | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Normalised action chunks (B, Tp, A) for ``cond`` (B, C).
+
+        Args:
+            x_init: a chunk (B, Tp, A) to start from instead of fresh noise (warm start).
+            t_start: the time ``x_init`` is treated as being at (the head's time units);
+                ``None``: the start of the head's schedule.
+            steps: solver steps for this call; ``None``: the head's configured count.
+            generator: random source for the initial noise and stochastic solvers.
+        """
 
     @property
     @abstractmethod
     def nfe(self) -> int:
-        """Network evaluations per ``sample`` call (1 for a regression head)."""
+        """Network evaluations per ``sample`` call at the configured steps (at most, for
+        heads that stop early)."""
+
+    def initial_noise(self, cond: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Standard normal chunks (B, Tp, A), the start of every generative head's sampling."""
+        shape = (cond.shape[0], self.horizon, self.action_dim)
+        return torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+
+
+class DenoisingHead(ActionHead):
+    """A head that integrates a learned field from noise (high ``t``) to data (``t`` = 0).
+
+    Subclasses say what the network predicts (``prediction``: epsilon, sample or velocity),
+    the noise levels of their interpolant ``x_t = alpha_t * x0 + sigma_t * eps``, their time
+    grid and one solver step; ``sample`` is written once here.
+    """
+
+    prediction: str
+    """What ``field`` returns: ``epsilon``, ``sample`` (x0) or ``velocity`` (eps - x0)."""
+
+    def __init__(self, action_dim: int, horizon: int, cond_dim: int, net: nn.Module) -> None:
+        super().__init__(action_dim, horizon, cond_dim)
+        self.net = net
+
+    def field(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The network's prediction (kind ``self.prediction``) at noisy chunk ``x``, time ``t``."""
+        return self.net(x, self.net_time(t).expand(x.shape[0]), cond)
+
+    def field_as(self, kind: str, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``field`` re-expressed as a prediction of ``kind`` (see ``parameterization``)."""
+        alpha, sigma = self.noise_levels(t)
+        return convert(self.field(x, t, cond), self.prediction, kind, x, alpha, sigma)
+
+    def net_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The time value the network is conditioned on (identity unless a head rescales)."""
+        return t
+
+    @abstractmethod
+    def noise_levels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha_t, sigma_t)`` of the interpolant at time ``t``, shaped to broadcast (.., 1, 1)."""
+
+    @abstractmethod
+    def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
+        """Descending times to visit; consecutive pairs ``(t, t_next)`` are the solver steps."""
+
+    @abstractmethod
+    def solver_step(
+        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Move ``x`` from time ``t`` to ``t_next`` using ``field``."""
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        x_init: torch.Tensor | None = None,
+        t_start: float | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        field: Field | None = None,
+    ) -> torch.Tensor:
+        """See ``ActionHead.sample``; ``field`` replaces this head's own (it must predict
+        ``self.prediction``), which is how several policies' fields are composed."""
+        given = field
+        self.last_nfe = 0
+
+        def counted_field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            self.last_nfe += 1
+            return self.field(x, t, cond) if given is None else given(x, t)
+
+        x = self.initial_noise(cond, generator) if x_init is None else x_init.clone()
+        for t, t_next in pairwise(self.time_grid(steps, t_start, cond.device)):
+            x = self.solver_step(counted_field, x, t, t_next, generator)
+        return x.clamp(-1.0, 1.0)  # actions are min-max normalised to [-1, 1]

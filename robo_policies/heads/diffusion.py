@@ -2,8 +2,9 @@
 
 Training adds noise at a random diffusion step to the normalised chunk and regresses the
 noise (epsilon prediction). Sampling runs diffusers' DDIM (few steps, deterministic) or
-DDPM scheduler from pure noise. The schedulers come from diffusers, so their noise schedules
-match what diffusion_policy and LeRobot users know.
+DDPM scheduler, from pure noise or, warm-started, from a given chunk at a given step. The
+schedulers come from diffusers, so their noise schedules match what diffusion_policy and
+LeRobot users know.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from robo_policies.heads.base import ActionHead
+from robo_policies.heads.base import DenoisingHead, Field
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 
 
-class DiffusionHead(ActionHead):
-    """Epsilon-prediction diffusion over action chunks.
+class DiffusionHead(DenoisingHead):
+    """Epsilon-prediction diffusion over action chunks; time ``t`` is the integer diffusion step.
 
     Args:
         net: denoiser ``net(x (B, Tp, A), t (B,), cond (B, C)) -> (B, Tp, A)``.
@@ -29,6 +30,8 @@ class DiffusionHead(ActionHead):
         beta_schedule: diffusers beta schedule name.
         clip_sample: clip predicted clean samples to [-1, 1] (actions are min-max normalised).
     """
+
+    prediction = "epsilon"
 
     def __init__(
         self,
@@ -42,14 +45,13 @@ class DiffusionHead(ActionHead):
         beta_schedule: str = "squaredcos_cap_v2",
         clip_sample: bool = True,
     ) -> None:
-        super().__init__(action_dim, horizon, cond_dim)
+        super().__init__(action_dim, horizon, cond_dim, net)
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; choose from {sorted(SCHEDULERS)}")
         if not 1 <= inference_steps <= train_steps:
             raise ValueError(
                 f"need 1 <= inference_steps <= train_steps, got {inference_steps} and {train_steps}"
             )
-        self.net = net
         schedule = dict(
             num_train_timesteps=train_steps,
             beta_schedule=beta_schedule,
@@ -73,13 +75,35 @@ class DiffusionHead(ActionHead):
         noisy = self.train_scheduler.add_noise(actions, noise, t)
         return F.mse_loss(self.net(noisy, t, cond), noise)
 
-    @torch.no_grad()
-    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        shape = (cond.shape[0], self.horizon, self.action_dim)
-        x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+    def noise_levels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alphas_cumprod = self.train_scheduler.alphas_cumprod.to(t.device)
+        abar = alphas_cumprod[t.long()].reshape(*t.shape, 1, 1)
+        return abar.sqrt(), (1 - abar).sqrt()
+
+    def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
+        """The scheduler's timesteps, then -1 (a marker: the last step lands on clean data).
+
+        DDPM steps evenly from ``t_start`` (default: the last training step) down to 0 with
+        ``steps`` network calls, e.g. RTI's short lists. DDIM keeps its even grid of
+        ``steps`` over the whole schedule and starts at the first grid time <= ``t_start``
+        (diffusers' DDIM derives each step's predecessor from that fixed spacing).
+        """
+        n = self.inference_steps if steps is None else steps
+        last = self.train_scheduler.config.num_train_timesteps - 1
+        start = last if t_start is None else int(t_start)
+        if not (1 <= n and 0 <= start <= last):
+            raise ValueError(f"need steps >= 1 and 0 <= t_start <= {last}, got {n} and {t_start}")
         scheduler = self.sample_scheduler
-        scheduler.set_timesteps(self.inference_steps, device=cond.device)
-        for t in scheduler.timesteps:
-            eps = self.net(x, t.expand(shape[0]), cond)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample
-        return x
+        if isinstance(scheduler, DDPMScheduler):
+            grid = torch.linspace(start, 0, min(n, start + 1)).round().long().unique_consecutive()
+            scheduler.set_timesteps(timesteps=grid.tolist(), device=device)
+        else:
+            scheduler.set_timesteps(n, device=device)
+        timesteps = scheduler.timesteps[scheduler.timesteps <= start]
+        return torch.cat([timesteps, timesteps.new_full((1,), -1)])
+
+    def solver_step(
+        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        return self.sample_scheduler.step(field(x, t), t, x, generator=generator).prev_sample

@@ -14,7 +14,11 @@ from robo_policies.nets import MLPResNet
 
 
 class MLPBCHead(ActionHead):
-    """MSE regression of the whole chunk from the observation embedding."""
+    """MSE regression of the whole chunk from the observation embedding.
+
+    With mini-batched training (``samples_per_obs`` > 1) the copies are identical targets:
+    the gradient equals that of one copy, so M only costs compute for this head.
+    """
 
     def __init__(
         self, action_dim: int, horizon: int, cond_dim: int, hidden_dim: int = 256, n_blocks: int = 3
@@ -32,7 +36,16 @@ class MLPBCHead(ActionHead):
         return F.mse_loss(self._predict(cond), actions)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        cond: torch.Tensor,
+        x_init: torch.Tensor | None = None,
+        t_start: float | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The regressed chunk; a regression has no start point or steps, so those are ignored."""
+        self.last_nfe = 1
         return self._predict(cond)
 
     def _predict(self, cond: torch.Tensor) -> torch.Tensor:
