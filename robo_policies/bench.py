@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from robo_policies.atomic import atomic_write_text
+from robo_policies.heads import HEADS
 from robo_policies.policy import Policy, PolicyConfig
 
 LOW_DIM_OBS = {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
@@ -73,6 +74,7 @@ def bench_inference(
     adaptive stop may use fewer than its cap; an untrained energy is rarely flat, so expect
     the cap here).
     """
+    _check_choices("model", models, MODELS)
     records = []
     for model in models:
         for sampler in SAMPLERS:
@@ -114,6 +116,9 @@ def bench_train(
     Each configuration runs in its own forked process so ``peak_mem_mb`` (the growth of the
     process's peak resident memory over its set-up) belongs to that configuration alone.
     """
+    _check_choices("model", [model], MODELS)
+    _check_choices("obs", obs_kinds, ("low_dim", "image"))
+    _check_choices("head", heads, HEADS)
     context = multiprocessing.get_context("fork")
     records = []
     for head in heads:
@@ -174,6 +179,12 @@ def format_records(records: list[dict[str, Any]]) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def _check_choices(name: str, values: Sequence[str], known: Sequence[str]) -> None:
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
 
 
 def _policy(config: PolicyConfig, obs_shapes: dict[str, tuple[int, ...]]) -> Policy:

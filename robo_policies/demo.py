@@ -66,24 +66,47 @@ def run_demo(cfg: DictConfig) -> list[tuple[str, EvalResult]]:
 def _train_and_evaluate(
     cfg: DictConfig, recipe: DictConfig, head: str, dataset: Path, run_dir: Path
 ) -> EvalResult:
-    shutil.rmtree(run_dir, ignore_errors=True)  # the demo always starts fresh
+    train_from_recipe(recipe, head, dataset, run_dir, seed=cfg.seed, progress=cfg.progress,
+                      steps=cfg.train_steps)
+    return evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed, progress=cfg.progress)
+
+
+def train_from_recipe(
+    recipe: DictConfig, head: str, dataset: Path, run_dir: Path, seed: int = 0,
+    progress: bool = True, steps: int = 0,
+) -> None:
+    """Train ``head`` on ``dataset`` into a fresh ``run_dir`` with a task recipe's settings.
+
+    Generative heads share the recipe's policy settings (they are tuned for the diffusion
+    head, and a fair comparison changes only the head); ``mlp_bc`` shares only the number of
+    executed actions. ``steps`` > 0 replaces the recipe's training steps.
+    """
+    shutil.rmtree(run_dir, ignore_errors=True)  # recipe runs always start fresh
     overrides = [f"task={recipe.task}", f"policy={head}", f"dataset={dataset}", f"out={run_dir}",
-                 f"seed={cfg.seed}", f"progress={cfg.progress}"]
-    # The recipe tunes the diffusion policy; a baseline shares only its action execution.
-    policy = recipe.policy if head == "diffusion" else {"n_action_steps": recipe.policy.n_action_steps}
+                 f"seed={seed}", f"progress={progress}"]
+    policy = recipe.policy if head != "mlp_bc" else {"n_action_steps": recipe.policy.n_action_steps}
     overrides += [f"policy.{k}={v}" for k, v in policy.items()]
     overrides += [f"train.{k}={v}" for k, v in recipe.train.items()]
-    if cfg.train_steps:
-        overrides.append(f"train.steps={cfg.train_steps}")
+    if steps:
+        overrides.append(f"train.steps={steps}")
     train_cfg = compose_config("train", overrides)
     train(train_cfg.dataset, train_cfg.out,
           PolicyConfig(**OmegaConf.to_container(train_cfg.policy)),
           TrainConfig(**OmegaConf.to_container(train_cfg.train)),
-          seed=train_cfg.seed, progress=cfg.progress,
+          seed=train_cfg.seed, progress=progress,
           run_config=OmegaConf.to_container(train_cfg))
-    eval_cfg = compose_config("eval", [f"checkpoint={run_dir}", f"episodes={cfg.eval_episodes}",
-                                       f"seed={cfg.eval_seed}", f"progress={cfg.progress}"])
-    result, _ = evaluate_checkpoint(eval_cfg)
+
+
+def evaluate_run(
+    run_dir: Path, episodes: int, seed: int, progress: bool = True,
+    sampling: dict[str, Any] | None = None, out: Path | None = None,
+) -> EvalResult:
+    """``robo eval`` of a run directory, optionally with other sampling settings and output."""
+    overrides = [f"checkpoint={run_dir}", f"episodes={episodes}", f"seed={seed}", f"progress={progress}"]
+    overrides += [f"sampling.{k}={v}" for k, v in (sampling or {}).items()]
+    if out is not None:
+        overrides.append(f"out={out}")
+    result, _ = evaluate_checkpoint(compose_config("eval", overrides))
     return result
 
 
@@ -91,7 +114,8 @@ def _report(out: Path, rows: list[tuple[str, EvalResult]], timings: dict[str, fl
     """Print the results table and write it as JSON and Markdown next to the runs."""
     table = format_results_table(rows)
     sides = {name: _side_counts(result) for name, result in rows}
-    lines = [f"  {name}: passes left {c['left']} / right {c['right']}" for name, c in sides.items() if c]
+    lines = [f"  {name}: passes left {c['left']} / right {c['right']}, touched the wall in "
+             f"{c['wall_contact_episodes']} episodes" for name, c in sides.items() if c]
     print("\n" + table + ("\n" + "\n".join(lines) if lines else ""))
     summary: dict[str, Any] = {
         name: {**{k: v for k, v in result.to_dict().items() if k != "records"}, **sides[name]}
@@ -104,8 +128,9 @@ def _report(out: Path, rows: list[tuple[str, EvalResult]], timings: dict[str, fl
 
 
 def _side_counts(result: EvalResult) -> dict[str, int]:
-    """Left/right passes for tasks whose episode stats report a ``side``."""
+    """Left/right passes and wall contacts for tasks whose episode stats report a ``side``."""
     sides = [record.get("side") for record in result.records]
     if not any(sides):
         return {}
-    return {"left": sides.count("left"), "right": sides.count("right")}
+    contacts = sum(record.get("wall_contact_steps", 0) > 0 for record in result.records)
+    return {"left": sides.count("left"), "right": sides.count("right"), "wall_contact_episodes": contacts}

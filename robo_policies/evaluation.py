@@ -34,7 +34,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
     if not cfg.checkpoint:
         raise ValueError("checkpoint=<dir> is required (a saved policy or a run directory)")
     policy_dir = resolve_policy_dir(cfg.checkpoint)
-    policy = Policy.load(policy_dir)
+    sampling = {k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None}
+    policy = Policy.load(policy_dir, overrides=sampling)
     make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, policy_dir)
     out = Path(cfg.out) if cfg.out else _default_out(policy_dir)
     out.mkdir(parents=True, exist_ok=True)

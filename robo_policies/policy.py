@@ -279,15 +279,21 @@ class Policy(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, use_ema: bool = True) -> Policy:
-        """Rebuild a saved policy; the EMA weights are used when present and ``use_ema``."""
+    def load(
+        cls, directory: str | Path, use_ema: bool = True, overrides: Mapping[str, Any] | None = None
+    ) -> Policy:
+        """Rebuild a saved policy; the EMA weights are used when present and ``use_ema``.
+
+        ``overrides`` replace saved ``PolicyConfig`` values that do not change the weights
+        (sampler, step counts, executed actions), e.g. ``{"inference_steps": 100}``.
+        """
         directory = Path(directory)
         config_path = directory / "config.yaml"
         if not config_path.is_file():
             raise FileNotFoundError(f"{config_path}: no policy config (is {directory} a saved policy?)")
         try:
             description = yaml.safe_load(config_path.read_text())
-            config = PolicyConfig(**description["policy"])
+            config = PolicyConfig(**{**description["policy"], **dict(overrides or {})})
             policy = cls(
                 config,
                 obs_shapes={k: tuple(v) for k, v in description["obs_shapes"].items()},

@@ -69,12 +69,23 @@ def test_expert_succeeds_and_passes_both_sides(env: DiffDriveNavEnv) -> None:
             if terminated or truncated:
                 break
         successes += info["is_success"]
+        assert info["wall_contact_steps"] == 0, f"seed {seed}: the expert touched the wall"
         # Classified from observations alone, as a dataset check would.
         side = pass_side(np.array(base_xy), obs["obstacle"], obs["goal"])
         assert side == expert.side, f"seed {seed}"
         sides.append(side)
     assert successes >= 19
     assert sides.count("left") >= 5 and sides.count("right") >= 5, sides
+
+
+def test_driving_into_the_wall_counts_contact_steps(env: DiffDriveNavEnv) -> None:
+    env.reset(seed=0)
+    full_ahead = np.full(2, 6.0, np.float32)
+    counts = [env.step(full_ahead)[4]["wall_contact_steps"] for _ in range(80)]
+    assert counts[0] == 0 and counts[-1] > 20  # ~4 s to reach the wall, then pressed against it
+    assert counts == sorted(counts)  # a running count for the episode
+    env.reset(seed=0)
+    assert env.step(full_ahead)[4]["wall_contact_steps"] == 0  # reset clears it
 
 
 def test_pass_side_on_synthetic_paths() -> None:

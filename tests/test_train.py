@@ -124,6 +124,14 @@ def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
     assert (out / "rollout.mp4").stat().st_size > 0
 
 
+def test_eval_changes_sampling_without_retraining(tmp_path, dataset):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, 10)) == 0
+    assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "max_steps=10",
+                 "sampling.scheduler=ddpm", "sampling.inference_steps=7", "progress=false"]) == 0
+    assert json.loads((out / "eval.json").read_text())["nfe"] == 7
+
+
 def test_eval_by_gymnasium_id(tmp_path, dataset):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 10)) == 0

@@ -111,6 +111,22 @@ class TrainRunConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """How a saved policy samples at evaluation; unset values keep the saved config's."""
+
+    inference_steps: Optional[int] = None
+    """Solver steps per model call (energy: the cap on energy evaluations)."""
+    scheduler: Optional[str] = None
+    """Diffusion sampler: ddim or ddpm."""
+    flow_solver: Optional[str] = None
+    """Flow solver: euler or heun."""
+    energy_min_grad_norm: Optional[float] = None
+    """Energy early-stop threshold on the gradient norm."""
+    n_action_steps: Optional[int] = None
+    """Ta: actions executed per model call."""
+
+
+@dataclass
 class EvalRunConfig:
     """Settings of ``robo eval``."""
 
@@ -134,6 +150,8 @@ class EvalRunConfig:
     registers it>, env.obs_map={policy_key: env_key}."""
     max_steps: int = 0
     """Episode step limit (0: the task's horizon or the env's TimeLimit)."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
+    """Sampling settings to change at evaluation (the weights stay the same)."""
     progress: bool = True
     """Show a progress bar."""
 
