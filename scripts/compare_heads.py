@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -47,16 +48,23 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=0, help="0: each recipe's")
     parser.add_argument("--work", default="outputs/compare_heads", help="datasets and runs")
     parser.add_argument("--out", default="scripts/results/compare_heads.json")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate runs already trained in --work instead of retraining them")
     args = parser.parse_args()
 
     work, records, tables = Path(args.work), [], []
     for task in args.tasks:
         recipe = load_recipe(task)
         dataset = work / f"{task}.zarr"
-        collect(get_task(task), dataset, episodes=recipe.collect.episodes, seed=args.seed,
-                action_noise=recipe.collect.action_noise, overwrite=True, progress=False)
+        if not (args.reuse and dataset.exists()):
+            collect(get_task(task), dataset, episodes=recipe.collect.episodes, seed=args.seed,
+                    action_noise=recipe.collect.action_noise, overwrite=True, progress=False)
         train_seconds = {}
         for head in dict.fromkeys(head for _, head, _ in SAMPLERS):
+            summary = work / task / head / "train_summary.json"
+            if args.reuse and summary.is_file():
+                train_seconds[head] = json.loads(summary.read_text())["seconds"]
+                continue
             start = time.perf_counter()
             train_from_recipe(recipe, head, dataset, work / task / head, seed=args.seed,
                               progress=False, steps=args.train_steps)
@@ -66,7 +74,7 @@ def main() -> None:
         for label, head, sampling in SAMPLERS:
             result = evaluate_run(work / task / head, episodes=args.episodes, seed=args.eval_seed,
                                   progress=False, sampling=sampling,
-                                  out=work / task / "eval" / label.replace(" ", "_"))
+                                  out=work / task / "eval" / re.sub(r"[^A-Za-z0-9]+", "_", label))
             rows.append((label, result))
             sides = [r.get("side") for r in result.records]
             records.append({
