@@ -106,7 +106,7 @@ def bench_train(
     obs_kinds: Sequence[str] = ("low_dim", "image"),
     model: str = "mlp",
     batch_size: int = 32,
-    steps: int = 5,
+    steps: int = 10,
     warmup: int = 2,
     threads: int = 2,
 ) -> list[dict[str, Any]]:

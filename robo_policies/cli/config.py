@@ -214,7 +214,7 @@ class BenchTrainConfig:
     """Backbone: mlp, unet or unet_dp."""
     batch_size: int = 32
     """Observations per optimiser step."""
-    steps: int = 5
+    steps: int = 10
     """Timed optimiser steps per configuration (after 2 warm-up steps)."""
     threads: int = 2
     """Torch intra-op threads."""
