@@ -1,7 +1,7 @@
 """``robo demo``: the main job on the embedded defaults, end to end on a CPU.
 
-For each task: collect demonstrations with the scripted expert, train a diffusion policy
-(and the ``mlp_bc`` baseline where asked), evaluate each on unseen seeds, and print one
+For each task: collect demonstrations with the scripted expert, train a policy (diffusion
+by default, ``head=``; and the ``mlp_bc`` baseline where asked), evaluate each on unseen seeds, and print one
 results table. Each step uses the same configs and code as ``robo collect``, ``robo train``
 and ``robo eval``; the per-task settings are the recipes in ``configs/recipe/<task>.yaml``.
 
@@ -52,13 +52,13 @@ def run_demo(cfg: DictConfig) -> list[tuple[str, EvalResult]]:
                             overwrite=True, progress=cfg.progress)
         print(collected.format())
         timings[f"{task}/collect"] = time.perf_counter() - start
-        heads = ["diffusion", *([cfg.baseline] if cfg.baseline and task in cfg.baseline_tasks else [])]
+        heads = [cfg.head, *([cfg.baseline] if cfg.baseline and task in cfg.baseline_tasks else [])]
         for head in heads:
-            name = task if head == "diffusion" else f"{task}_{head}"
+            name = task if head == cfg.head else f"{task}_{head}"
             start = time.perf_counter()
             result = _train_and_evaluate(cfg, recipe, head, dataset, out / name)
             timings[name] = time.perf_counter() - start
-            rows.append((name if head == "diffusion" else f"{task} ({head})", result))
+            rows.append((name if head == cfg.head else f"{task} ({head})", result))
     _report(out, rows, timings)
     return rows
 
@@ -77,15 +77,14 @@ def train_from_recipe(
 ) -> None:
     """Train ``head`` on ``dataset`` into a fresh ``run_dir`` with a task recipe's settings.
 
-    Generative heads share the recipe's policy settings (they are tuned for the diffusion
-    head, and a fair comparison changes only the head); ``mlp_bc`` shares only the number of
-    executed actions. ``steps`` > 0 replaces the recipe's training steps.
+    Every head gets the recipe's policy settings (tuned for the diffusion head; a fair
+    comparison changes only the head; settings a head has no use for, such as ``mlp_bc``'s
+    backbone, are ignored by it). ``steps`` > 0 replaces the recipe's training steps.
     """
     shutil.rmtree(run_dir, ignore_errors=True)  # recipe runs always start fresh
     overrides = [f"task={recipe.task}", f"policy={head}", f"dataset={dataset}", f"out={run_dir}",
                  f"seed={seed}", f"progress={progress}"]
-    policy = recipe.policy if head != "mlp_bc" else {"n_action_steps": recipe.policy.n_action_steps}
-    overrides += [f"policy.{k}={v}" for k, v in policy.items()]
+    overrides += [f"policy.{k}={v}" for k, v in recipe.policy.items()]
     overrides += [f"train.{k}={v}" for k, v in recipe.train.items()]
     if steps:
         overrides.append(f"train.steps={steps}")

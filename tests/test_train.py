@@ -124,6 +124,18 @@ def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
     assert (out / "rollout.mp4").stat().st_size > 0
 
 
+@pytest.mark.parametrize("policy, nfe", [("flow", 2), ("energy", 2)])
+def test_robo_eval_evaluates_every_generative_head(tmp_path, dataset, policy, nfe):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, 10, f"policy={policy}")) == 0
+    assert main(["eval", f"checkpoint={out}", "episodes=2", "video_episodes=1", "max_steps=10",
+                 "progress=false"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["episodes"] == 2 and report["nfe"] == nfe
+    assert all(r["length"] == 10 for r in report["records"])
+    assert (out / "rollout.mp4").stat().st_size > 0
+
+
 def test_eval_changes_sampling_without_retraining(tmp_path, dataset):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 10)) == 0

@@ -162,6 +162,8 @@ class DemoConfig:
 
     tasks: list = field(default_factory=lambda: ["diffdrive_nav", "arm_pick_place"])
     """Tasks to collect, train and evaluate, in order."""
+    head: str = "diffusion"
+    """Policy head trained on every task (diffusion, flow, energy or mlp_bc)."""
     baseline: str = "mlp_bc"
     """Extra policy head trained on `baseline_tasks` for comparison ("" for none)."""
     baseline_tasks: list = field(default_factory=lambda: ["diffdrive_nav"])

@@ -9,6 +9,7 @@ The same code runs as one process or as N data-parallel processes under torchrun
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -162,6 +163,11 @@ def train(
                    "seconds": time.perf_counter() - start_time, "world_size": dist.world_size,
                    "replica_digests": digests}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # Finish together, and free the DDP wrapper before its process group: a replica that left
+    # early, or a reducer destroyed after the group, leaves gloo's destructor waiting forever.
+    distributed.barrier(dist)
+    del model
+    gc.collect()  # DDP's hooks form reference cycles: collect them while the group still exists
     distributed.teardown(dist)
     return TrainResult(run_dir, policy_dir, step, losses[-1] if losses else float("nan"),
                        time.perf_counter() - start_time, digests, dist.is_main)
