@@ -75,6 +75,8 @@ class PolicyConfig:
     the cap on energy evaluations (energy)."""
     scheduler: str = "ddim"
     """Diffusion sampler: ``ddim`` or ``ddpm``."""
+    prediction: str = "epsilon"
+    """What the diffusion network predicts: ``epsilon`` (noise) or ``sample`` (clean chunk)."""
     flow_solver: str = "euler"
     """Flow ODE solver: ``euler`` (1 call per step) or ``heun`` (second order, 2 per step)."""
     flow_time_sampling: str = "uniform"

@@ -40,6 +40,7 @@ def test_unknown_prediction_kind_is_named():
 @pytest.mark.parametrize("name, overrides, nfe", [
     ("diffusion", {"scheduler": "ddim", "inference_steps": 10}, 10),
     ("diffusion", {"scheduler": "ddpm", "inference_steps": 7}, 7),
+    ("diffusion", {"prediction": "sample", "inference_steps": 5}, 5),
     ("flow", {"flow_solver": "euler", "inference_steps": 3}, 3),
     ("flow", {"flow_solver": "heun", "inference_steps": 3}, 5),
     ("energy", {"inference_steps": 3, "energy_min_grad_norm": 0.0}, 3),

@@ -34,7 +34,7 @@ def build_head(config: PolicyConfig, action_dim: int, cond_dim: int) -> ActionHe
         return DiffusionHead(
             action_dim, config.horizon, cond_dim, net,
             train_steps=config.train_steps, inference_steps=config.inference_steps,
-            scheduler=config.scheduler,
+            scheduler=config.scheduler, prediction=config.prediction,
         )
     if config.head == "flow":
         return FlowMatchingHead(

@@ -1,10 +1,10 @@
 """Diffusion action head: denoise Gaussian noise into an action chunk (Diffusion Policy).
 
 Training adds noise at a random diffusion step to the normalised chunk and regresses the
-noise (epsilon prediction). Sampling runs diffusers' DDIM (few steps, deterministic) or
-DDPM scheduler, from pure noise or, warm-started, from a given chunk at a given step. The
-schedulers come from diffusers, so their noise schedules match what diffusion_policy and
-LeRobot users know.
+noise (epsilon prediction; ``prediction="sample"`` regresses the clean chunk instead).
+Sampling runs diffusers' DDIM (few steps, deterministic) or DDPM scheduler, from pure noise
+or, warm-started, from a given chunk at a given step. The schedulers come from diffusers, so
+their noise schedules match what diffusion_policy and LeRobot users know.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 
 
 class DiffusionHead(DenoisingHead):
-    """Epsilon-prediction diffusion over action chunks; time ``t`` is the integer diffusion step.
+    """Diffusion over action chunks; time ``t`` is the integer diffusion step.
 
     Args:
         net: denoiser ``net(x (B, Tp, A), t (B,), cond (B, C)) -> (B, Tp, A)``.
@@ -29,9 +29,9 @@ class DiffusionHead(DenoisingHead):
         scheduler: ``"ddim"`` (deterministic, few steps) or ``"ddpm"`` (stochastic).
         beta_schedule: diffusers beta schedule name.
         clip_sample: clip predicted clean samples to [-1, 1] (actions are min-max normalised).
+        prediction: what the network predicts: ``epsilon`` (the noise, Diffusion Policy's
+            choice) or ``sample`` (the clean chunk).
     """
-
-    prediction = "epsilon"
 
     def __init__(
         self,
@@ -44,8 +44,12 @@ class DiffusionHead(DenoisingHead):
         scheduler: str = "ddim",
         beta_schedule: str = "squaredcos_cap_v2",
         clip_sample: bool = True,
+        prediction: str = "epsilon",
     ) -> None:
         super().__init__(action_dim, horizon, cond_dim, net)
+        if prediction not in ("epsilon", "sample"):
+            raise ValueError(f"unknown diffusion prediction {prediction!r}; choose epsilon or sample")
+        self.prediction = prediction
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; choose from {sorted(SCHEDULERS)}")
         if not 1 <= inference_steps <= train_steps:
@@ -56,7 +60,7 @@ class DiffusionHead(DenoisingHead):
             num_train_timesteps=train_steps,
             beta_schedule=beta_schedule,
             clip_sample=clip_sample,
-            prediction_type="epsilon",
+            prediction_type=prediction,
         )
         self.train_scheduler = DDPMScheduler(**schedule)
         self.sample_scheduler = SCHEDULERS[scheduler](**schedule)
@@ -73,7 +77,8 @@ class DiffusionHead(DenoisingHead):
         steps = self.train_scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (actions.shape[0],), device=actions.device)
         noisy = self.train_scheduler.add_noise(actions, noise, t)
-        return F.mse_loss(self.net(noisy, t, cond), noise)
+        target = noise if self.prediction == "epsilon" else actions
+        return F.mse_loss(self.net(noisy, t, cond), target)
 
     def noise_levels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alphas_cumprod = self.train_scheduler.alphas_cumprod.to(t.device)
