@@ -8,6 +8,7 @@ records) and ``rollout.mp4`` of the first episodes.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,7 +73,8 @@ def _env_for(
             f"{policy_dir}: the policy does not record its task; pass task=<name> or env.id=<gym id>"
         )
     task = get_task(task_name)
-    return task.env, None, task.episode_stats, None
+    env_kwargs = OmegaConf.to_container(cfg.task.env_kwargs) if cfg.task else {}
+    return partial(task.env, **env_kwargs), None, task.episode_stats, None
 
 
 def _default_out(policy_dir: Path) -> Path:

@@ -88,6 +88,16 @@ def test_driving_into_the_wall_counts_contact_steps(env: DiffDriveNavEnv) -> Non
     assert env.step(full_ahead)[4]["wall_contact_steps"] == 0  # reset clears it
 
 
+def test_start_distance_moves_only_the_start() -> None:
+    near, default = DiffDriveNavEnv(start_distance=0.5), DiffDriveNavEnv()
+    obs_near, _ = near.reset(seed=3)
+    obs_default, _ = default.reset(seed=3)
+    np.testing.assert_allclose(obs_near["base_pose"][:2], obs_default["base_pose"][:2] + [0.5, 0], atol=1e-6)
+    np.testing.assert_array_equal(obs_near["obstacle"], obs_default["obstacle"])
+    with pytest.raises(ValueError, match="start_distance must be in"):
+        DiffDriveNavEnv(start_distance=0.1)
+
+
 def test_pass_side_on_synthetic_paths() -> None:
     """'left' is left of the start->goal route, whatever the route's direction."""
     t = np.linspace(0, 1, 21)[:, None]

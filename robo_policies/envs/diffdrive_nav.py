@@ -84,7 +84,15 @@ def pass_side(base_xy: np.ndarray, obstacle_xy: np.ndarray, goal_xy: np.ndarray)
 class DiffDriveNavEnv(MujocoTaskEnv):
     """Drive the diffdrive base around a wall into the goal disc (see the module docstring)."""
 
-    def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
+    def __init__(
+        self, render_mode: str | None = None, width: int = 320, height: int = 240,
+        start_distance: float = 1.0,
+    ) -> None:
+        """``start_distance``: nominal distance [m] from the start to the wall's centre along
+        the route (the goal stays 1 m behind the wall); shorter leaves less room to decide."""
+        if not 0.35 <= start_distance <= 2.0:
+            raise ValueError(f"start_distance must be in [0.35, 2.0] m, got {start_distance}")
+        self.start_distance = start_distance
         super().__init__(
             SCENE_XML,
             frame_skip=FRAME_SKIP,
@@ -127,8 +135,10 @@ class DiffDriveNavEnv(MujocoTaskEnv):
     # -- MujocoTaskEnv hooks -------------------------------------------------------------
 
     def _reset_scene(self, rng: np.random.Generator) -> None:
-        """Jitter the nominal layout: start (0, 0) facing +x, wall at x=1, goal at x=2."""
-        self.start_xy = rng.uniform([-0.1, -0.1], [0.1, 0.1])
+        """Jitter the nominal layout: start (1 - start_distance, 0) facing +x, wall at x=1,
+        goal at x=2."""
+        nominal_start = np.array([1.0 - self.start_distance, 0.0])
+        self.start_xy = nominal_start + rng.uniform([-0.1, -0.1], [0.1, 0.1])
         yaw = rng.uniform(-0.3, 0.3)
         self.obstacle_xy = np.array([1.0, 0.0]) + rng.uniform([-0.1, -0.1], [0.1, 0.1])
         self.goal_xy = np.array([2.0, 0.0]) + rng.uniform([-0.1, -0.15], [0.1, 0.15])
