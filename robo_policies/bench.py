@@ -71,9 +71,9 @@ def bench_inference(
 ) -> list[dict[str, Any]]:
     """Latency records ``head, sampler, steps, nfe, threads, model, ms_p50, ms_p95``.
 
-    ``nfe`` is measured: network evaluations the head reports per call (the energy head's
-    adaptive stop may use fewer than its cap; an untrained energy is rarely flat, so expect
-    the cap here).
+    ``nfe`` is measured: network evaluations the head reports per call. The energy head's
+    adaptive stop may use fewer than its cap; these untrained backbones start with a zero
+    output layer, so their energy is flat and the MLP's adaptive runs stop after 2.
     """
     _check_choices("model", models, MODELS)
     records = []
