@@ -112,7 +112,7 @@ def evaluate_run(
 def _report(out: Path, rows: list[tuple[str, EvalResult]], timings: dict[str, float]) -> None:
     """Print the results table and write it as JSON and Markdown next to the runs."""
     table = format_results_table(rows)
-    sides = {name: _side_counts(result) for name, result in rows}
+    sides = {name: side_counts(result) for name, result in rows}
     lines = [f"  {name}: passes left {c['left']} / right {c['right']}, touched the wall in "
              f"{c['wall_contact_episodes']} episodes" for name, c in sides.items() if c]
     print("\n" + table + ("\n" + "\n".join(lines) if lines else ""))
@@ -126,8 +126,9 @@ def _report(out: Path, rows: list[tuple[str, EvalResult]], timings: dict[str, fl
     (out / "results.md").write_text("```\n" + table + "\n" + "\n".join(lines) + "\n```\n")
 
 
-def _side_counts(result: EvalResult) -> dict[str, int]:
-    """Left/right passes and wall contacts for tasks whose episode stats report a ``side``."""
+def side_counts(result: EvalResult) -> dict[str, int]:
+    """Left/right passes and wall-touching episodes, for tasks whose episode stats report a
+    ``side`` (``diffdrive_nav``); empty for other tasks."""
     sides = [record.get("side") for record in result.records]
     if not any(sides):
         return {}

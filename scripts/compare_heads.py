@@ -21,7 +21,7 @@ import re
 import time
 from pathlib import Path
 
-from robo_policies.demo import evaluate_run, load_recipe, train_from_recipe
+from robo_policies.demo import evaluate_run, load_recipe, side_counts, train_from_recipe
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import DEFAULT_EVAL_SEED, format_results_table
@@ -76,12 +76,10 @@ def main() -> None:
                                   progress=False, sampling=sampling,
                                   out=work / task / "eval" / re.sub(r"[^A-Za-z0-9]+", "_", label))
             rows.append((label, result))
-            sides = [r.get("side") for r in result.records]
             records.append({
                 "task": task, "sampler": label, "head": head, **sampling,
                 **{k: v for k, v in result.to_dict().items() if k not in ("records", "video_path")},
-                "wall_contact_episodes": sum(r.get("wall_contact_steps", 0) > 0 for r in result.records),
-                **({"left": sides.count("left"), "right": sides.count("right")} if any(sides) else {}),
+                **side_counts(result),
                 "train_seconds": round(train_seconds[head], 1),
                 "train_steps": args.train_steps or int(recipe.train.steps),
             })
