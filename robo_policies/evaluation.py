@@ -1,7 +1,9 @@
 """``robo eval``: load a saved policy, build its evaluation env, run it, write the report.
 
-The env is the policy's training task (read from the saved policy's metadata), another
-registered task (``task=...``) or any Gymnasium id (``env.id=...``). The report is
+The policy is a saved ``Policy`` or a saved composition of several (``ComposedPolicy``,
+from ``robo compose``); ``load_policy`` tells them apart. The env is the policy's training
+task (read from the saved metadata), another registered task (``task=...``) or any
+Gymnasium id (``env.id=...``). The report is
 ``eval.json`` (success rate, episode length, per-model-call latency and nfe, per-episode
 records) and ``rollout.mp4`` of the first episodes.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,16 +20,41 @@ from robo_policies.envs import get_task
 from robo_policies.envs.gym_target import make_gym_env_factory
 from robo_policies.envs.runner import EvalResult, evaluate
 from robo_policies.policy import Policy, policy_metadata
+from robo_policies.sampling.composition import ComposedPolicy, composition_metadata, is_composition
 
 
 def resolve_policy_dir(checkpoint: str | Path) -> Path:
-    """A saved policy directory, given it or a run directory (whose ``checkpoint/`` is used)."""
+    """A saved policy (or composition) directory, given it or a run directory (whose
+    ``checkpoint/`` is used)."""
     path = Path(checkpoint)
-    if (path / "config.yaml").is_file() and (path / "model.safetensors").exists():
+    saved_policy = (path / "config.yaml").is_file() and (path / "model.safetensors").exists()
+    if saved_policy or is_composition(path):
         return path
-    if (path / "checkpoint" / "config.yaml").is_file():
+    if is_composition(path / "checkpoint") or (path / "checkpoint" / "config.yaml").is_file():
         return path / "checkpoint"
-    raise FileNotFoundError(f"{path}: neither a saved policy nor a run directory with checkpoint/")
+    raise FileNotFoundError(
+        f"{path}: neither a saved policy or composition nor a run directory with checkpoint/"
+    )
+
+
+def load_policy(
+    directory: str | Path, overrides: Mapping[str, Any] | None = None
+) -> Policy | ComposedPolicy:
+    """The policy saved in ``directory``: a ``ComposedPolicy`` for a composition, else a
+    ``Policy``; ``overrides`` change sampling settings (see ``Policy.load``)."""
+    if is_composition(directory):
+        return ComposedPolicy.load(directory, overrides=overrides)
+    return Policy.load(directory, overrides=overrides)
+
+
+def saved_metadata(directory: str | Path) -> dict[str, Any]:
+    """The metadata (e.g. the training task) saved with a policy or a composition."""
+    return composition_metadata(directory) if is_composition(directory) else policy_metadata(directory)
+
+
+def sampling_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The ``sampling.*`` settings that were given (the others keep the saved config's)."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None}
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
@@ -35,29 +62,48 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
     if not cfg.checkpoint:
         raise ValueError("checkpoint=<dir> is required (a saved policy or a run directory)")
     policy_dir = resolve_policy_dir(cfg.checkpoint)
-    sampling = {k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None}
-    policy = Policy.load(policy_dir, overrides=sampling)
-    make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, policy_dir)
+    policy = load_policy(policy_dir, overrides=sampling_overrides(cfg))
     out = Path(cfg.out) if cfg.out else _default_out(policy_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = evaluate(
-        policy,
-        make_env,
-        episodes=cfg.episodes,
-        seed=cfg.seed,
+    result = evaluate_policy(
+        policy, cfg, saved_metadata(policy_dir).get("task"), str(policy_dir), seed=cfg.seed,
         video_path=out / "rollout.mp4" if cfg.video_episodes > 0 else None,
         video_episodes=cfg.video_episodes,
-        progress=cfg.progress,
-        max_steps=cfg.max_steps or max_steps,
-        obs_adapter=obs_adapter,
-        episode_callback=episode_stats,
     )
     result.to_json(out / "eval.json")
     return result, out
 
 
+def evaluate_policy(
+    policy: Policy | ComposedPolicy,
+    cfg: DictConfig,
+    recorded_task: str | None,
+    source: str,
+    seed: int,
+    video_path: Path | None = None,
+    video_episodes: int = 0,
+) -> EvalResult:
+    """``evaluate`` a loaded policy on the target ``cfg`` names (``env.id``, ``task``, else
+    ``recorded_task``) with ``cfg``'s episodes, max_steps and progress. Shared by ``robo
+    eval`` and ``robo compose``, so a weight search scores exactly as ``robo eval`` would;
+    ``source`` names the policy in errors."""
+    make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, recorded_task, source)
+    return evaluate(
+        policy,
+        make_env,
+        episodes=cfg.episodes,
+        seed=seed,
+        video_path=video_path,
+        video_episodes=video_episodes,
+        progress=cfg.progress,
+        max_steps=cfg.max_steps or max_steps,
+        obs_adapter=obs_adapter,
+        episode_callback=episode_stats,
+    )
+
+
 def _env_for(
-    cfg: DictConfig, policy: Policy, policy_dir: Path
+    cfg: DictConfig, policy: Policy | ComposedPolicy, recorded_task: str | None, source: str
 ) -> tuple[Callable[..., Any], Callable[[Any], dict] | None, Callable | None, int | None]:
     """(make_env, obs_adapter, episode_stats, max_steps) for the configured target."""
     env = OmegaConf.to_container(cfg.env)
@@ -67,11 +113,9 @@ def _env_for(
             obs_map=env.get("obs_map") or {}, keys=sorted(policy.obs_shapes),
         )
         return target.make_env, target.obs_adapter, None, None
-    task_name = cfg.task.name if cfg.task else policy_metadata(policy_dir).get("task")
+    task_name = cfg.task.name if cfg.task else recorded_task
     if not task_name:
-        raise ValueError(
-            f"{policy_dir}: the policy does not record its task; pass task=<name> or env.id=<gym id>"
-        )
+        raise ValueError(f"{source}: no recorded task to evaluate on; pass task=<name> or env.id=<gym id>")
     task = get_task(task_name)
     env_kwargs = OmegaConf.to_container(cfg.task.env_kwargs) if cfg.task else {}
     return partial(task.env, **env_kwargs), None, task.episode_stats, None

@@ -127,20 +127,12 @@ class SamplingConfig:
 
 
 @dataclass
-class EvalRunConfig:
-    """Settings of ``robo eval``."""
+class RolloutConfig:
+    """Where and how saved policies are rolled out: shared by ``robo eval`` and ``robo compose``."""
 
     defaults: list = field(default_factory=lambda: ["_self_", {"task": None}])
-    checkpoint: str = ""
-    """A saved policy directory, or a run directory (its checkpoint/ is used)."""
     episodes: int = 50
     """Evaluation episodes; episode i resets with seed+i."""
-    seed: int = 100000
-    """First evaluation seed (far from `robo collect`'s seeds, so test episodes are unseen)."""
-    out: str = ""
-    """Where eval.json and rollout.mp4 go (default: the run directory, or the policy dir)."""
-    video_episodes: int = 2
-    """Episodes recorded into rollout.mp4 (0: no video)."""
     task: Optional[TaskConfig] = None
     """Task group: task=<name> to evaluate on (default: the policy's training task)."""
     env: dict = field(
@@ -151,9 +143,49 @@ class EvalRunConfig:
     max_steps: int = 0
     """Episode step limit (0: the task's horizon or the env's TimeLimit)."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
-    """Sampling settings to change at evaluation (the weights stay the same)."""
+    """Sampling settings to change at evaluation, for every parent of a composition (the
+    network weights stay the same)."""
     progress: bool = True
     """Show a progress bar."""
+
+
+@dataclass
+class EvalRunConfig(RolloutConfig):
+    """Settings of ``robo eval``."""
+
+    checkpoint: str = ""
+    """A saved policy or composition directory, or a run directory (its checkpoint/ is used)."""
+    seed: int = 100000
+    """First evaluation seed (far from `robo collect`'s seeds, so test episodes are unseen)."""
+    out: str = ""
+    """Where eval.json and rollout.mp4 go (default: the run directory, or the policy dir)."""
+    video_episodes: int = 2
+    """Episodes recorded into rollout.mp4 (0: no video)."""
+
+
+@dataclass
+class ComposeConfig(RolloutConfig):
+    """Settings of ``robo compose`` (GPC weight search; see robo_policies/sampling/)."""
+
+    checkpoints: list = field(default_factory=list)
+    """Parent policies to compose (saved policy or run directories), in order: the first leads
+    the shared solver (its time grid, solver and steps)."""
+    search: str = "grid"
+    """Weight search: grid (every weight vector with spacing `step`) or coarse_to_fine (the
+    grid at `coarse_step`, then the `step` grid closer than `coarse_step` to its best)."""
+    step: float = 0.1
+    """Spacing of the weight grid; 1/step must be a whole number (2 parents, 0.1: 11 vectors)."""
+    coarse_step: float = 0.2
+    """coarse_to_fine: spacing of the first pass; 1/coarse_step must be whole, and coarse_step a
+    whole multiple of `step`."""
+    episodes: int = 20
+    """Validation episodes per weight vector (the same seeds for every vector)."""
+    val_seed: int = 200000
+    """First validation seed: episode i resets with val_seed+i. Disjoint from `robo eval`'s
+    test seeds (100000 on) and `robo collect`'s (0 on), so weights are not chosen on test episodes."""
+    out: str = "outputs/compose"
+    """search.json and search.md (every weight vector's success and episode length) and
+    checkpoint/, the best composition (`robo eval checkpoint=<out>` evaluates it)."""
 
 
 @dataclass
@@ -227,6 +259,7 @@ def _register() -> None:
     store.store(name="collect", node=CollectConfig)
     store.store(name="train", node=TrainRunConfig)
     store.store(name="eval", node=EvalRunConfig)
+    store.store(name="compose", node=ComposeConfig)
     store.store(name="demo", node=DemoConfig)
     store.store(name="bench_inference", node=BenchInferenceConfig)
     store.store(name="bench_train", node=BenchTrainConfig)

@@ -18,6 +18,7 @@ from robo_policies.cli.config import (
     BenchInferenceConfig,
     BenchTrainConfig,
     CollectConfig,
+    ComposeConfig,
     DemoConfig,
     EvalRunConfig,
     TrainRunConfig,
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         ("eval", EvalRunConfig, "evaluate a saved policy in simulation: results table, eval.json, video",
          "robo eval checkpoint=runs/nav episodes=50 seed=100000\n"
          "  robo eval checkpoint=runs/x env.id=MyEnv-v0 env.import=my_pkg", _eval),
+        ("compose", ComposeConfig,
+         "compose trained policies at test time (GPC): search weights on validation seeds, save the best",
+         "robo compose checkpoints=[runs/a,runs/b] search=grid step=0.1 episodes=50 out=outputs/ab\n"
+         "  robo eval checkpoint=outputs/ab   (test the chosen composition on the test seeds)", _compose),
         ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
@@ -167,6 +172,15 @@ def _eval(args: argparse.Namespace) -> None:
     result, out = evaluate_checkpoint(cfg)
     print(result.format_table())
     print(f"wrote {out / 'eval.json'}")
+
+
+def _compose(args: argparse.Namespace) -> None:
+    from robo_policies.sampling.weight_search import TIE_BREAK, results_table, run_compose, weights_label
+
+    candidates, best, out = run_compose(compose_config("compose", args.overrides))
+    print(results_table(candidates))
+    print(f"best ({TIE_BREAK}): {weights_label(best.weights)}")
+    print(f"wrote {out / 'search.json'}, {out / 'search.md'} and {out / 'checkpoint'}")
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -7,6 +7,9 @@ distribution over chunks; a deterministic head (MLP behaviour cloning) regresses
 ``DenoisingHead`` is the shared solver of the heads that integrate a learned field from
 noise to data (diffusion, flow): one sampling loop over a time grid, with warm starts
 (``x_init`` at ``t_start``) and a replaceable ``field`` (for composing several policies).
+``field_for`` queries a head at another head's state and time, mapping between interpolants
+(diffusion's variance-preserving one, flow's rectified one), so one solver can follow a
+combination of both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from robo_policies.heads.parameterization import convert
+from robo_policies.heads.parameterization import convert, from_sample_and_noise, to_sample_and_noise
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``field(x, t) -> prediction``: a denoising field with the observation already bound."""
@@ -81,9 +84,12 @@ class ActionHead(nn.Module, ABC):
         """Network evaluations per ``sample`` call at the configured steps (at most, for
         heads that stop early)."""
 
-    def initial_noise(self, cond: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Standard normal chunks (B, Tp, A), the start of every generative head's sampling."""
-        shape = (cond.shape[0], self.horizon, self.action_dim)
+    def initial_noise(
+        self, cond: torch.Tensor, generator: torch.Generator | None, horizon: int | None = None
+    ) -> torch.Tensor:
+        """Standard normal chunks (B, Tp, A), the start of every generative head's sampling
+        (``horizon`` replaces Tp: a composition of policies shares one longer chunk)."""
+        shape = (cond.shape[0], self.horizon if horizon is None else horizon, self.action_dim)
         return torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
 
 
@@ -118,6 +124,47 @@ class DenoisingHead(ActionHead):
     @abstractmethod
     def noise_levels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha_t, sigma_t)`` of the interpolant at time ``t``, shaped to broadcast (.., 1, 1)."""
+
+    @abstractmethod
+    def time_for_noise_levels(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """This head's time whose noise-to-signal ratio ``sigma_t / alpha_t`` is ``sigma / alpha``.
+
+        ``alpha`` and ``sigma`` are another interpolant's levels, shaped (.., 1, 1) as
+        ``noise_levels`` returns them; the time drops the two trailing dimensions.
+        """
+
+    def same_interpolant(self, other: DenoisingHead) -> bool:
+        """Whether ``other`` has the same noise levels at the same times (then a state and
+        time pass between the two unchanged). Heads with a configurable schedule extend this."""
+        return type(self) is type(other)
+
+    def sample_and_noise_at(
+        self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x0, eps)`` this head predicts for ``x = alpha * x0 + sigma * eps`` on any interpolant.
+
+        Interpolants with the same noise-to-signal ratio differ only by a scale of the state,
+        and ``x0`` and ``eps`` do not depend on that scale: ``x`` is rescaled (by the ratio of
+        the two ``sqrt(alpha^2 + sigma^2)``) to this head's time with the same ratio
+        (``time_for_noise_levels``), the head is queried there and its prediction converted.
+        E.g. a diffusion state at levels (alpha, sigma) is the rectified-flow state
+        ``x / (alpha + sigma)`` at ``t = sigma / (alpha + sigma)``.
+        """
+        t = self.time_for_noise_levels(alpha, sigma)
+        own_alpha, own_sigma = self.noise_levels(t)
+        own_x = x * (own_alpha.hypot(own_sigma) / alpha.hypot(sigma))
+        prediction = self.field(own_x, t, cond)
+        return to_sample_and_noise(prediction, self.prediction, own_x, own_alpha, own_sigma)
+
+    def field_for(
+        self, lead: DenoisingHead, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
+        """This head's prediction at ``lead``'s chunk ``x`` and time ``t``, as a prediction of
+        ``lead.prediction``: what ``lead``'s solver can step with (policy composition)."""
+        if self.same_interpolant(lead):
+            return self.field_as(lead.prediction, x, t, cond)
+        x0, eps = self.sample_and_noise_at(x, *lead.noise_levels(t), cond)
+        return from_sample_and_noise(x0, eps, lead.prediction)
 
     @abstractmethod
     def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:

@@ -17,6 +17,7 @@ from torch import nn
 from robo_policies.heads.base import DenoisingHead, Field
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
+_TINY = 1e-12  # floor of alpha and sigma before taking logs
 
 
 class DiffusionHead(DenoisingHead):
@@ -84,6 +85,24 @@ class DiffusionHead(DenoisingHead):
         alphas_cumprod = self.train_scheduler.alphas_cumprod.to(t.device)
         abar = alphas_cumprod[t.long()].reshape(*t.shape, 1, 1)
         return abar.sqrt(), (1 - abar).sqrt()
+
+    def time_for_noise_levels(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The training step nearest in log signal-to-noise ratio ``log(alpha^2 / sigma^2)``.
+
+        A whole step rather than an interpolated fraction: the network was trained on whole
+        steps only, and ``noise_levels`` reads the schedule's table at them. The caller then
+        uses that step's own levels, so the price is a noise level off by under half a step.
+        """
+        alphas_cumprod = self.train_scheduler.alphas_cumprod.to(alpha.device)
+        table = alphas_cumprod.log() - (1 - alphas_cumprod).log()
+        # Clamped: alpha = 0 (pure noise, flow time 1) must map to the last step, not to nan.
+        wanted = 2 * (alpha.clamp(min=_TINY).log() - sigma.clamp(min=_TINY).log())[..., 0, 0]
+        return (table - wanted[..., None]).abs().argmin(dim=-1)
+
+    def same_interpolant(self, other: DenoisingHead) -> bool:
+        return super().same_interpolant(other) and torch.equal(
+            self.train_scheduler.alphas_cumprod, other.train_scheduler.alphas_cumprod
+        )
 
     def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
         """The scheduler's timesteps, then -1 (a marker: the last step lands on clean data).

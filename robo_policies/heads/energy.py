@@ -28,12 +28,17 @@ mixes samples, which mini-batched denoising (independent copies) forbids.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robo_policies.heads.base import ActionHead
+
+Energy = Callable[[torch.Tensor], torch.Tensor]
+"""``energy(x) -> (B,)``: an energy of chunks with the observations already bound."""
 
 
 class EnergyHead(ActionHead):
@@ -104,7 +109,7 @@ class EnergyHead(ActionHead):
         self,
         x: torch.Tensor,
         velocity: torch.Tensor,
-        cond: torch.Tensor,
+        energy: Energy,
         step_scale: float = 1.0,
         create_graph: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,14 +119,14 @@ class EnergyHead(ActionHead):
         """
         with torch.enable_grad():
             lookahead = (x + self.momentum * velocity).detach().requires_grad_(True)
-            energy = self.energy(lookahead, cond)
-            (grad,) = torch.autograd.grad(energy.sum(), lookahead, create_graph=create_graph)
+            value = energy(lookahead)
+            (grad,) = torch.autograd.grad(value.sum(), lookahead, create_graph=create_graph)
         norm = grad.flatten(1).norm(dim=1)
         clip = (self.max_grad_norm / norm.clamp(min=1e-12)).clamp(max=1.0)
         # exp of a clamped energy: the cap on eta applies long before exp could overflow.
-        eta = (step_scale * self.step_size * energy.clamp(max=20.0).exp()).clamp(max=self.max_step_size)
+        eta = (step_scale * self.step_size * value.clamp(max=20.0).exp()).clamp(max=self.max_step_size)
         velocity = self.momentum * velocity - (eta * clip)[:, None, None] * grad
-        return x + velocity, velocity, energy, norm
+        return x + velocity, velocity, value, norm
 
     def loss(
         self, cond: torch.Tensor, actions: torch.Tensor, action_is_pad: torch.Tensor | None = None
@@ -130,6 +135,7 @@ class EnergyHead(ActionHead):
         x = self.initial_noise(cond, None)
         velocity = torch.zeros_like(x)
         start_sigma, end_sigma = self.langevin_sigma
+        energy = partial(self.energy, cond=cond)
         for k in range(steps):
             # Detach between steps: only the last one is differentiated (second order inside).
             progress = k / max(steps - 1, 1)
@@ -137,7 +143,7 @@ class EnergyHead(ActionHead):
             x = x.detach() + sigma * torch.randn_like(x)
             scale = float(torch.empty(()).uniform_(1 / 1.5, 1.5))
             x, velocity, _, _ = self.descent_step(
-                x, velocity.detach(), cond, step_scale=scale, create_graph=k == steps - 1
+                x, velocity.detach(), energy, step_scale=scale, create_graph=k == steps - 1
             )
         return F.mse_loss(x, actions)
 
@@ -149,31 +155,36 @@ class EnergyHead(ActionHead):
         t_start: float | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        energy: Energy | None = None,
     ) -> torch.Tensor:
         """Descend the energy from noise (or ``x_init``); ``t_start`` is unused (no time).
 
         ``steps`` overrides the cap on energy evaluations. With ``best_of`` > 1 each
         observation gets that many candidates and keeps the one with the lowest energy.
+        ``energy`` replaces this head's own (it is called on the candidates: each row of
+        ``cond`` repeated ``best_of`` times in a row), which is how several energy heads
+        compose: a weighted sum of their energies.
         """
         cap = self.inference_steps if steps is None else steps
         if cap < 1:
             raise ValueError(f"energy sampling needs steps >= 1, got {cap}")
         n = cond.shape[0]
         cond = cond.repeat_interleave(self.best_of, dim=0)
+        energy = partial(self.energy, cond=cond) if energy is None else energy
         if x_init is None:
             x = self.initial_noise(cond, generator)
         else:
             x = x_init.repeat_interleave(self.best_of, dim=0).clone()
         velocity = torch.zeros_like(x)
         for step in range(1, cap + 1):
-            x, velocity, energy, grad_norm = self.descent_step(x, velocity, cond)
+            x, velocity, value, grad_norm = self.descent_step(x, velocity, energy)
             if step >= 2 and bool((grad_norm < self.min_grad_norm).all()):
                 break
         self.last_nfe = step
         x = x.clamp(-1.0, 1.0)
         # Score candidates by the last evaluated energy (at the final look-ahead point): an
         # extra evaluation at the end point would cost one more network call per sample.
-        energy = energy.view(n, self.best_of)
-        best = energy.argmin(dim=1)
-        self.last_energy = energy[torch.arange(n), best]
+        value = value.view(n, self.best_of)
+        best = value.argmin(dim=1)
+        self.last_energy = value[torch.arange(n), best]
         return x.view(n, self.best_of, *x.shape[1:])[torch.arange(n), best]

@@ -86,6 +86,10 @@ class FlowMatchingHead(DenoisingHead):
         t = t.reshape(*t.shape, 1, 1)
         return 1 - t, t
 
+    def time_for_noise_levels(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``t = sigma / (alpha + sigma)``: then ``sigma_t / alpha_t = t / (1 - t) = sigma / alpha``."""
+        return (sigma / (alpha + sigma))[..., 0, 0]
+
     def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
         """``steps`` equal intervals from ``t_start`` (default 1, pure noise) down to 0."""
         n = self.inference_steps if steps is None else steps
