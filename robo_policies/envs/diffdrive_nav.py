@@ -3,8 +3,9 @@
 A two-wheeled base (``hardware/diffdrive_base``) starts near the origin facing +x; a wall
 segment stands across the straight route and the goal disc lies behind it. Passing left or
 right of the wall is equally good, so the scripted expert picks a side at random per
-episode: the demonstrations are deliberately bimodal, which is what multimodal policies
-(diffusion, flow, energy) are tested on.
+episode, and it picks late: it stops in front of the wall and turns to one side. The
+demonstrations are deliberately bimodal at one state, which is what multimodal policies
+(diffusion, flow, energy) are tested on and where regression averages.
 
 Actions are the two wheel angular velocities in rad/s, the unit the real base's motors take.
 Observations are state only:
@@ -33,7 +34,7 @@ from robo_policies.envs.task import Task
 
 SCENE_XML = Path(__file__).resolve().parent / "assets" / "diffdrive_nav.xml"
 
-HORIZON = 200  # steps at 10 Hz = 20 s; the expert needs 9.5-12 s (95-120 steps).
+HORIZON = 200  # steps at 10 Hz = 20 s; the expert needs 13-16 s.
 FRAME_SKIP = 20  # 20 x 5 ms physics steps = 0.1 s control period (10 Hz).
 
 WHEEL_RADIUS = 0.033  # [m], matches diffdrive_base.xml
@@ -202,13 +203,24 @@ class DiffDriveNavEnv(MujocoTaskEnv):
 
 
 class WaypointExpert:
-    """Scripted demonstrator: a via-point beside the wall on a random side, then the goal.
+    """Scripted demonstrator that decides its side of the wall late, standing still.
+
+    1. *approach*: turn in place to face a decision point on the route, ``DECISION_DISTANCE``
+       before the wall's centre, then drive straight at it (no steering, so the action
+       noise of DART-style collection leaves heading and offset uncorrected);
+    2. *turn*: stop there and turn in place towards a via-point beside the wall, on a side
+       chosen at random;
+    3. *via*, *goal*: drive to the via-point, then to the goal, slowing down to arrive.
+
+    Up to the decision point both sides' demonstrations are the same, so at one state the
+    data hold two opposite turns. That is the point of the task: a policy that samples one
+    of them turns and goes; one that averages them (regression) turns by their mean, about
+    zero, and stalls or creeps into the wall (measured in the README).
 
     Steering is proportional on the heading error to the current waypoint; forward speed
-    drops with the heading error (turn in place when facing away) and, on the final leg,
-    with the distance to the goal, so the base arrives instead of driving through. The (v, omega) command
-    goes through diff-drive inverse kinematics and is scaled down, keeping the turn ratio,
-    until both wheels are within the motor limit.
+    drops with the heading error. The (v, omega) command goes through diff-drive inverse
+    kinematics and is scaled down, keeping the turn ratio, until both wheels are within the
+    motor limit.
 
     Attributes:
         side: ``"left"`` or ``"right"`` of the route from start to goal, chosen with
@@ -216,6 +228,9 @@ class WaypointExpert:
     """
 
     CLEARANCE = 0.45  # [m] from the wall's end to the via-point (robot radius ~0.12 m + margin)
+    DECISION_DISTANCE = 0.45  # [m] before the wall's centre: 0.23 m between bumper and wall
+    FACING_TOLERANCE = 0.05  # [rad] heading error that ends the approach's first turn
+    TURN_TOLERANCE = 0.15  # [rad] heading error that ends the turn at the decision point
     HEADING_GAIN = 3.0  # [rad/s per rad]
     SLOWDOWN_RADIUS = 0.5  # [m] from the goal, speed falls linearly with the distance
 
@@ -226,26 +241,46 @@ class WaypointExpert:
         self._route = route / np.linalg.norm(route)
         normal = np.array([-self._route[1], self._route[0]])  # points to the route's left
         sign = 1.0 if self.side == "left" else -1.0
+        self.decision_xy = nav.obstacle_xy - self.DECISION_DISTANCE * self._route
         self.via_xy = nav.obstacle_xy + sign * (WALL_HALF_WIDTH + self.CLEARANCE) * normal
         self.goal_xy = nav.goal_xy.copy()
-        self._passed_via = False
+        self.phase = "face"  # face -> straight -> turn -> via -> goal
 
     def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         pose = obs["base_pose"].astype(np.float64)
         xy, yaw = pose[:2], np.arctan2(pose[3], pose[2])
-        # Head for the goal once beside the wall (level with the via-point along the route).
-        if not self._passed_via and (xy - self.via_xy) @ self._route > -0.05:
-            self._passed_via = True
-        target = self.goal_xy if self._passed_via else self.via_xy
-
+        self._advance_phase(xy)
+        target = {"face": self.decision_xy, "straight": self.decision_xy, "turn": self.via_xy,
+                  "via": self.via_xy, "goal": self.goal_xy}[self.phase]
         to_target = target - xy
         error = np.arctan2(to_target[1], to_target[0]) - yaw
         error = (error + np.pi) % (2 * np.pi) - np.pi  # wrap to [-pi, pi)
-        omega = self.HEADING_GAIN * error
-        v = MAX_WHEEL_SPEED * WHEEL_RADIUS * max(np.cos(error), 0.0)
-        if self._passed_via:  # arrive, don't fly through: slow down near the goal
-            v *= min(1.0, np.linalg.norm(to_target) / self.SLOWDOWN_RADIUS)
+        if self.phase == "face" and abs(error) < self.FACING_TOLERANCE:
+            self.phase = "straight"
+        if self.phase == "turn" and abs(error) < self.TURN_TOLERANCE:
+            self.phase = "via"
 
+        top_speed = MAX_WHEEL_SPEED * WHEEL_RADIUS
+        if self.phase == "straight":
+            return self._wheels(top_speed, 0.0)
+        omega = self.HEADING_GAIN * error
+        if self.phase in ("face", "turn"):
+            return self._wheels(0.0, omega)  # turn in place
+        v = top_speed * max(np.cos(error), 0.0)
+        if self.phase == "goal":  # arrive, don't fly through: slow down near the goal
+            v *= min(1.0, np.linalg.norm(to_target) / self.SLOWDOWN_RADIUS)
+        return self._wheels(v, omega)
+
+    def _advance_phase(self, xy: np.ndarray) -> None:
+        """Position-triggered transitions: at the decision point, and level with the via-point."""
+        if self.phase in ("face", "straight") and (xy - self.decision_xy) @ self._route > -0.01:
+            self.phase = "turn"
+        if self.phase == "via" and (xy - self.via_xy) @ self._route > -0.05:
+            self.phase = "goal"
+
+    @staticmethod
+    def _wheels(v: float, omega: float) -> np.ndarray:
+        """(left, right) wheel speeds for (v, omega), slowed alike to the motor limit."""
         wheels = wheel_speeds(v, omega)
         peak = np.max(np.abs(wheels))
         if peak > MAX_WHEEL_SPEED:
