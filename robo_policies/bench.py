@@ -5,7 +5,9 @@ low-dimensional observations; an added 84x84 camera for image observations), so 
 no dataset and time exactly the code paths ``robo eval`` and ``robo train`` run.
 
 - ``inference``: model-call latency (``Policy.predict_chunk`` on one observation: encode,
-  denoise, unnormalise) for each head x sampler x step count, per backbone and thread count.
+  denoise, unnormalise) for each head x sampler x step count, per backbone and thread count,
+  and per executed action (the call over the Ta actions it serves). ``rti`` records time
+  warm-started calls (``sampling.warmstart``: the episode's full first call is in the warm-up).
 - ``train``: optimiser steps of mini-batched denoising for M in ``samples_per_obs``: how many
   observations and denoising samples per second, and the step's extra peak memory.
 
@@ -31,6 +33,7 @@ import torch
 from robo_policies.atomic import atomic_write_text
 from robo_policies.heads import HEADS
 from robo_policies.policy import Policy, PolicyConfig
+from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig
 
 LOW_DIM_OBS = {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
 IMAGE_OBS = {**LOW_DIM_OBS, "camera": (84, 84, 3)}
@@ -46,19 +49,23 @@ MODELS = {
 
 @dataclass(frozen=True)
 class Sampler:
-    """One way of sampling a head: ``name`` in the table, the head and its settings."""
+    """One way of sampling a head: ``name`` in the table, the head and its settings
+    (``warm_start``: RTI steps per call after the first, else full solves)."""
 
     head: str
     name: str
     steps: int
     settings: dict[str, Any]
+    warm_start: WarmStartConfig | None = None
 
 
 SAMPLERS = (
     Sampler("diffusion", "ddpm", 100, {"scheduler": "ddpm", "inference_steps": 100}),
     Sampler("diffusion", "ddim", 10, {"scheduler": "ddim", "inference_steps": 10}),
+    Sampler("diffusion", "rti", 3, {"scheduler": "ddpm", "inference_steps": 100}, WarmStartConfig(steps=3)),
     *(Sampler("flow", "euler", n, {"flow_solver": "euler", "inference_steps": n}) for n in (1, 2, 5, 10)),
     Sampler("flow", "heun", 2, {"flow_solver": "heun", "inference_steps": 2}),
+    Sampler("flow", "rti", 3, {"flow_solver": "euler", "inference_steps": 10}, WarmStartConfig(steps=3)),
     Sampler("energy", "adaptive", 4, {"inference_steps": 4, "energy_min_grad_norm": 1e-3}),
     Sampler("energy", "fixed", 2, {"inference_steps": 2, "energy_min_grad_norm": 0.0}),
     Sampler("mlp_bc", "regression", 1, {}),
@@ -69,7 +76,8 @@ def bench_inference(
     models: Sequence[str] = tuple(MODELS), threads: Sequence[int] = (1, 2), calls: int = 20,
     warmup: int = 3,
 ) -> list[dict[str, Any]]:
-    """Latency records ``head, sampler, steps, nfe, threads, model, ms_p50, ms_p95``.
+    """Latency records ``head, sampler, steps, nfe, threads, model, ms_p50, ms_p95,
+    ms_per_action_p50`` (per executed action: ``ms_p50`` over the policy's Ta).
 
     ``nfe`` is measured: network evaluations the head reports per call. The energy head's
     adaptive stop may use fewer than its cap; these untrained backbones start with a zero
@@ -83,6 +91,8 @@ def bench_inference(
                 continue  # the regression head has one network, whatever the backbone
             config = replace(MODELS[model], head=sampler.head, **sampler.settings)
             policy = _policy(config, LOW_DIM_OBS).eval()
+            if sampler.warm_start is not None:
+                policy.warm_start = WarmStart(sampler.warm_start)  # warm after the first call
             obs = _observation_batch(LOW_DIM_OBS, config.n_obs_steps, batch=1)
             for n_threads in threads:
                 with _torch_threads(n_threads):
@@ -97,6 +107,7 @@ def bench_inference(
                     "head": sampler.head, "sampler": sampler.name, "steps": sampler.steps,
                     "nfe": float(np.mean(nfes)), "threads": n_threads, "model": model,
                     "ms_p50": float(np.percentile(times, 50)), "ms_p95": float(np.percentile(times, 95)),
+                    "ms_per_action_p50": float(np.percentile(times, 50)) / config.n_action_steps,
                 })
     return records
 

@@ -14,13 +14,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.data import ReplayBuffer
+from robo_policies.data.sampler import SequenceSampler
 from robo_policies.envs import get_task
 from robo_policies.envs.gym_target import make_gym_env_factory
 from robo_policies.envs.runner import EvalResult, evaluate
 from robo_policies.policy import Policy, policy_metadata
 from robo_policies.sampling.composition import ComposedPolicy, composition_metadata, is_composition
+from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, calibrate_start_noise
 
 
 def resolve_policy_dir(checkpoint: str | Path) -> Path:
@@ -88,6 +93,7 @@ def evaluate_policy(
     eval`` and ``robo compose``, so a weight search scores exactly as ``robo eval`` would;
     ``source`` names the policy in errors."""
     make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, recorded_task, source)
+    policy.warm_start = make_warm_start(cfg, cfg.task.name if cfg.task else recorded_task, policy, source)
     return evaluate(
         policy,
         make_env,
@@ -100,6 +106,48 @@ def evaluate_policy(
         obs_adapter=obs_adapter,
         episode_callback=episode_stats,
     )
+
+
+def make_warm_start(
+    cfg: DictConfig, task_name: str | None, policy: Policy | ComposedPolicy, source: str
+) -> WarmStart | None:
+    """The RTI warm start ``cfg.sampler`` asks for (None: full solves). Discrete action
+    dimensions default to the task's; ``rti.calibrate`` sets the start noise from held-out data."""
+    if cfg.sampler == "full":
+        return None
+    if cfg.sampler != "rti":
+        raise ValueError(f"sampler must be full or rti, got {cfg.sampler!r}")
+    settings = WarmStartConfig(**OmegaConf.to_container(cfg.rti))
+    if settings.discrete_dims is None:
+        task_dims = get_task(task_name).discrete_action_dims if task_name and not cfg.env.id else ()
+        settings.discrete_dims = list(task_dims)
+    if settings.calibrate:
+        if not isinstance(policy, Policy):
+            raise ValueError(f"{source}: rti.calibrate needs a single policy, not a composition")
+        settings.start_noise = held_out_start_noise(policy, saved_metadata(source))
+        print(f"rti.start_noise calibrated on held-out episodes: {settings.start_noise:.4f}")
+    return WarmStart(settings)
+
+
+def held_out_start_noise(policy: Policy, metadata: Mapping[str, Any], pairs: int = 256) -> float:
+    """``calibrate_start_noise`` on up to ``pairs`` observation windows, ``Ta`` steps apart,
+    from the training dataset's validation episodes (both named in the policy's metadata)."""
+    if not metadata.get("dataset") or not metadata.get("val_episodes"):
+        raise ValueError("rti.calibrate needs a policy trained by `robo train` with validation "
+                         f"episodes (metadata has dataset={metadata.get('dataset')!r}, "
+                         f"val_episodes={metadata.get('val_episodes')!r})")
+    buffer = ReplayBuffer.open(metadata["dataset"])
+    to, shift = policy.config.n_obs_steps, policy.config.n_action_steps
+    offsets = dict.fromkeys(policy.obs_shapes, np.arange(-(to - 1), shift + 1))
+    windows = SequenceSampler(buffer.as_numpy(list(policy.obs_shapes)), buffer.episode_ends, offsets,
+                              metadata["val_episodes"])
+    rows = np.random.default_rng(0).permutation(len(windows))[:pairs]
+    batch = {key: torch.as_tensor(value) for key, value in windows.sample(rows).items()
+             if key in policy.obs_shapes}
+    with torch.no_grad():
+        now = policy.encode({key: value[:, :to] for key, value in batch.items()})
+        later = policy.encode({key: value[:, shift:] for key, value in batch.items()})
+    return calibrate_start_noise(policy.head, now, later, shift, torch.Generator().manual_seed(0))
 
 
 def _env_for(

@@ -33,6 +33,7 @@ from torch import nn
 from robo_policies.atomic import atomic_output
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.heads import build_head
+from robo_policies.sampling.warmstart import WarmStart, sample_chunk
 
 NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
 """Dataset keys that are never policy inputs."""
@@ -169,12 +170,20 @@ class Policy(nn.Module):
         self.head = build_head(config, action_dim, self.encoder.out_dim)
         self.generator = torch.Generator().manual_seed(0)
         self.model_call_ms: list[float] = []
+        self.model_call_nfe: list[int] = []
+        self.warm_start: WarmStart | None = None
+        """RTI warm start between model calls (``sampling.warmstart``); None: full solves."""
         self.reset()
 
     @property
     def nfe(self) -> int:
-        """Network evaluations per model call."""
+        """Network evaluations per model call at the configured steps (a full solve)."""
         return self.head.nfe
+
+    @property
+    def last_nfe(self) -> int:
+        """Network evaluations the last model call used (fewer after a warm start)."""
+        return self.head.last_nfe
 
     # -- training -----------------------------------------------------------------------
 
@@ -216,13 +225,19 @@ class Policy(nn.Module):
     def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...)."""
         cond = self.encode(obs)
-        chunk = self.head.sample(cond, generator=self.generator)
+        chunk = sample_chunk(self.head, cond, self.generator, self.warm_start, self.config.n_action_steps)
         return self.normalizer.unnormalize("action", chunk)
 
-    def reset(self) -> None:
-        """Forget the observation history and queued actions (call at each episode start)."""
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the observation history, queued actions and warm start (call at each
+        episode start); ``seed`` also restarts the sampling noise, so an episode's actions
+        depend on nothing before it."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
         self._queue: deque[np.ndarray] = deque()
+        if self.warm_start is not None:
+            self.warm_start.reset()
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One action for the current observation; runs the model only when the queue is empty."""
@@ -231,6 +246,7 @@ class Policy(nn.Module):
             start = time.perf_counter()
             chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
             self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
+            self.model_call_nfe.append(self.last_nfe)
             first = self.config.n_obs_steps - 1
             self._queue.extend(chunk[first : first + self.config.n_action_steps])
         return self._queue.popleft()

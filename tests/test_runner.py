@@ -330,9 +330,12 @@ def test_eval_json_has_the_summary_and_records(tmp_path):
     assert data["mean_episode_len"] == 10.0 and data["nfe"] == 7
     assert data["latency_ms_p50"] == pytest.approx(50.5)
     assert data["latency_ms_p95"] == pytest.approx(95.05)
+    # Episode k's calls take 10k+1 .. 10k+10 ms over 10 steps: 10k + 5.5 ms per action.
+    assert data["records"][0]["model_ms"] == 55.0
+    assert data["ms_per_action_p50"] == pytest.approx(50.5)
     assert [r["seed"] for r in data["records"]] == list(range(123, 133))
     assert set(data["records"][0]) == {"seed", "success", "ever_success", "length", "return",
-                                       "model_calls"}
+                                       "model_calls", "model_ms"}
     assert sorted(p.name for p in path.parent.iterdir()) == ["eval.json"]
 
 

@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.policy import PolicyConfig
+from robo_policies.sampling.warmstart import WarmStartConfig
 from robo_policies.train.config import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -145,6 +146,11 @@ class RolloutConfig:
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
     """Sampling settings to change at evaluation, for every parent of a composition (the
     network weights stay the same)."""
+    sampler: str = "full"
+    """full: every model call solves from noise; rti: the first call of an episode does, later
+    calls warm-start from the previous chunk shifted by the executed actions (settings rti.*)."""
+    rti: WarmStartConfig = field(default_factory=lambda: WarmStartConfig())
+    """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.discrete_dims."""
     progress: bool = True
     """Show a progress bar."""
 

@@ -377,6 +377,7 @@ register_task(
         make_env=make_env,
         make_expert=make_expert,
         description="SO-101-like arm with a two-finger gripper: pick a cube, place it on a target",
+        discrete_action_dims=(5,),  # the gripper: 0 open, 1 closed
     )
 )
 

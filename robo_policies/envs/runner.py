@@ -33,7 +33,7 @@ from tqdm import tqdm
 DEFAULT_EVAL_SEED = 100000
 """First evaluation seed used by ``robo eval``: far above the seeds ``robo collect`` uses."""
 
-RECORD_KEYS = ("seed", "success", "ever_success", "length", "return", "model_calls")
+RECORD_KEYS = ("seed", "success", "ever_success", "length", "return", "model_calls", "model_ms")
 """Keys of every per-episode record; ``episode_callback`` results may not reuse them."""
 
 
@@ -45,6 +45,9 @@ class PolicyLike(Protocol):
         nfe: network evaluations per model call (reported, not used).
         model_call_ms: the policy appends the wall time of every model call to this list
             (it calls the model only when its action queue is empty).
+        model_call_nfe: optional; the network evaluations each model call used, for
+            policies whose calls differ (warm starts, early stopping); reported instead of
+            ``nfe`` when present.
     """
 
     nfe: int
@@ -75,7 +78,11 @@ class EvalResult:
         mean_return: mean undiscounted sum of rewards per episode.
         latency_ms_p50, latency_ms_p95: percentiles of the policy's model-call wall times
             during the run, in milliseconds; ``None`` if the policy made no model calls.
-        nfe: the policy's network evaluations per model call (``None`` if it has no ``nfe``).
+        ms_per_action_p50: median over episodes of the model time per executed action
+            (an episode's model-call time over its steps): what a control loop pays per
+            step, whatever the actions executed per call.
+        nfe: network evaluations per model call: the median of the measured calls when the
+            policy reports them, else its configured ``nfe`` (``None`` if it has neither).
         seed: the first episode's seed (episode ``i`` used ``seed + i``).
         records: one dict per episode: ``seed, success, ever_success, length, return,
             model_calls`` and whatever ``episode_callback`` returned.
@@ -94,6 +101,7 @@ class EvalResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     video_path: str | None = None
+    ms_per_action_p50: float | None = None
 
     @property
     def successes(self) -> int:
@@ -110,6 +118,7 @@ class EvalResult:
             "mean_return": self.mean_return,
             "latency_ms_p50": self.latency_ms_p50,
             "latency_ms_p95": self.latency_ms_p95,
+            "ms_per_action_p50": self.ms_per_action_p50,
             "nfe": self.nfe,
             "seed": self.seed,
             "seconds": self.seconds,
@@ -233,6 +242,7 @@ def evaluate(
     start_time = time.perf_counter()
     records: list[dict[str, Any]] = []
     call_ms: list[float] = []
+    call_nfe: list[int] = []
     bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress)
     try:
         for i in range(episodes):
@@ -240,7 +250,7 @@ def evaluate(
             env = env_for(render)
             if render and video is not None and video.fps is None:
                 video.fps = env.metadata.get("render_fps") or 10
-            record, ms = _run_episode(
+            record, ms, nfe = _run_episode(
                 policy,
                 env,
                 seed + i,
@@ -251,6 +261,7 @@ def evaluate(
             )
             records.append(record)
             call_ms.extend(ms)
+            call_nfe.extend(nfe)
             bar.update(1)
             rate = sum(r["success"] for r in records) / len(records)
             bar.set_postfix(success=f"{rate:.0%}", refresh=False)
@@ -264,7 +275,8 @@ def evaluate(
             env.close()
 
     p50, p95 = (float(p) for p in np.percentile(call_ms, [50, 95])) if call_ms else (None, None)
-    nfe = getattr(policy, "nfe", None)
+    per_action = [r["model_ms"] / r["length"] for r in records if r["length"]]
+    nfe = int(np.median(call_nfe)) if call_nfe else getattr(policy, "nfe", None)
     return EvalResult(
         success_rate=sum(r["success"] for r in records) / episodes,
         episodes=episodes,
@@ -272,6 +284,7 @@ def evaluate(
         mean_return=float(np.mean([r["return"] for r in records])),
         latency_ms_p50=p50,
         latency_ms_p95=p95,
+        ms_per_action_p50=float(np.median(per_action)) if call_ms and per_action else None,
         nfe=None if nfe is None else int(nfe),
         seed=seed,
         records=records,
@@ -288,8 +301,8 @@ def _run_episode(
     obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None,
     episode_callback: EpisodeCallback | None,
     video: _VideoWriter | None,
-) -> tuple[dict[str, Any], list[float]]:
-    """One episode: (its record, the model-call times the policy appended during it)."""
+) -> tuple[dict[str, Any], list[float], list[int]]:
+    """One episode: (its record, the model-call times and NFEs the policy appended during it)."""
     raw_obs, info = env.reset(seed=seed)
     policy.reset()
     calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
@@ -330,6 +343,7 @@ def _run_episode(
         "length": length,
         "return": total_reward,
         "model_calls": len(policy.model_call_ms) - calls_before,
+        "model_ms": float(sum(policy.model_call_ms[calls_before:])),
     }
     if episode_callback is not None:
         stacked = {key: np.stack([o[key] for o in trajectory]) for key in trajectory[0]}
@@ -338,7 +352,8 @@ def _run_episode(
         if clashes:
             raise ValueError(f"episode_callback returned reserved record keys {clashes}")
         record.update(extra)
-    return record, list(policy.model_call_ms[calls_before:])
+    nfe = getattr(policy, "model_call_nfe", [])
+    return record, list(policy.model_call_ms[calls_before:]), list(nfe[len(nfe) - record["model_calls"]:])
 
 
 def _success_flag(info: dict[str, Any]) -> bool | None:

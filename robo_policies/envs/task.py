@@ -39,6 +39,8 @@ class Task:
         episode_stats: optional ``(observations, last_info) -> dict`` of per-episode
             facts for evaluation reports, from the stacked observations of one episode
             (e.g. which side of the obstacle ``diffdrive_nav`` passed).
+        discrete_action_dims: action dimensions the expert only sets to their two ends
+            (a gripper's open/closed); warm-started samplers snap them (``sampling.warmstart``).
     """
 
     name: str
@@ -48,6 +50,7 @@ class Task:
     description: str = ""
     requires: str | None = None
     episode_stats: Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, Any]] | None = None
+    discrete_action_dims: tuple[int, ...] = ()
 
     def env(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
         """Build the env; a missing optional extra gives an error naming the extra to install."""

@@ -9,6 +9,8 @@ their noise schedules match what diffusion_policy and LeRobot users know.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -108,9 +110,10 @@ class DiffusionHead(DenoisingHead):
         """The scheduler's timesteps, then -1 (a marker: the last step lands on clean data).
 
         DDPM steps evenly from ``t_start`` (default: the last training step) down to 0 with
-        ``steps`` network calls, e.g. RTI's short lists. DDIM keeps its even grid of
-        ``steps`` over the whole schedule and starts at the first grid time <= ``t_start``
-        (diffusers' DDIM derives each step's predecessor from that fixed spacing).
+        ``steps`` network calls, e.g. RTI's short lists. DDIM's grid is evenly spaced over
+        the whole schedule (diffusers' DDIM derives each step's predecessor from that
+        spacing): from ``t_start`` the spacing is chosen so that at most ``steps`` grid times
+        lie at or below ``t_start``, and the solve starts at the highest of them.
         """
         n = self.inference_steps if steps is None else steps
         last = self.train_scheduler.config.num_train_timesteps - 1
@@ -121,8 +124,11 @@ class DiffusionHead(DenoisingHead):
         if isinstance(scheduler, DDPMScheduler):
             grid = torch.linspace(start, 0, min(n, start + 1)).round().long().unique_consecutive()
             scheduler.set_timesteps(timesteps=grid.tolist(), device=device)
-        else:
+        elif t_start is None:
             scheduler.set_timesteps(n, device=device)
+        else:  # a spacing that puts n grid times (0, s, .., (n-1)s) at or below start
+            spacing = math.ceil((start + 1) / n)
+            scheduler.set_timesteps(max(1, (last + 1) // spacing), device=device)
         timesteps = scheduler.timesteps[scheduler.timesteps <= start]
         return torch.cat([timesteps, timesteps.new_full((1,), -1)])
 

@@ -54,6 +54,7 @@ from robo_policies.atomic import atomic_output
 from robo_policies.heads.base import DenoisingHead, Field
 from robo_policies.heads.energy import Energy, EnergyHead
 from robo_policies.policy import Policy
+from robo_policies.sampling.warmstart import WarmStart, sample_chunk
 
 COMPOSITION_FILE = "composition.yaml"
 """The file that marks a directory as a saved composition."""
@@ -119,6 +120,9 @@ class ComposedPolicy:
         self.action_dim = self.lead.action_dim
         self.generator = torch.Generator().manual_seed(0)
         self.model_call_ms: list[float] = []
+        self.model_call_nfe: list[int] = []
+        self.warm_start: WarmStart | None = None
+        """RTI warm start between model calls, as for a ``Policy``; None: full solves."""
         self.reset()
 
     @property
@@ -130,6 +134,11 @@ class ComposedPolicy:
     def nfe(self) -> int:
         """Network evaluations per model call: each solver step queries every parent."""
         return len(self.parents) * self.lead.nfe
+
+    @property
+    def last_nfe(self) -> int:
+        """Network evaluations the last model call used: every parent per solver step."""
+        return len(self.parents) * self.lead.last_nfe
 
     def encode(self, obs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Each parent's conditioning (B, C_k) from observation windows (B, To, ...): its own
@@ -148,11 +157,11 @@ class ComposedPolicy:
         conds = self.encode(obs)
         lead = self.lead.head
         if isinstance(lead, EnergyHead):
-            chunk = lead.sample(conds[0], generator=self.generator, energy=self.energy(conds))
+            kwargs: dict[str, Any] = {"energy": self.energy(conds)}
         else:
-            noise = lead.initial_noise(conds[0], self.generator, horizon=self.config.horizon)
-            field = self.field(conds)
-            chunk = lead.sample(conds[0], x_init=noise, generator=self.generator, field=field)
+            kwargs = {"field": self.field(conds), "horizon": self.config.horizon}
+        chunk = sample_chunk(lead, conds[0], self.generator, self.warm_start,
+                             self.config.n_action_steps, **kwargs)
         return self.lead.normalizer.unnormalize("action", chunk)
 
     def field(self, conds: Sequence[torch.Tensor]) -> Field:

@@ -77,7 +77,8 @@ def train(
     val_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, val_episodes)
     modes = {**{k: policy_config.obs_norm for k in low_dim}, "action": policy_config.action_norm}
     normalizer = Normalizer.fit(arrays, modes, rows=train_windows.anchor)
-    metadata = {"task": buffer.attrs.get("task"), "dataset": str(dataset), "seed": seed}
+    metadata = {"task": buffer.attrs.get("task"), "dataset": str(dataset), "seed": seed,
+                "val_episodes": val_episodes.tolist()}
 
     # Model, EMA copy, optimiser and schedule: identical on every process (same seed).
     torch.manual_seed(seed)

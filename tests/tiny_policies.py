@@ -1,0 +1,34 @@
+"""Tiny policies with random weights, for tests of sampling schemes (composition, warm start)."""
+
+import numpy as np
+import torch
+
+from robo_policies.data import Normalizer
+from robo_policies.policy import Policy, PolicyConfig
+
+A = 2
+SHAPES = {"pos": (3,), "goal": (2,)}
+
+
+def make_policy(
+    head="diffusion", seed=0, shapes=SHAPES, action_dim=A, action_range=2.0, **overrides
+) -> Policy:
+    """A tiny policy with random head weights (untrained output layers are zero: every
+    parent would predict 0 and any mix would look right)."""
+    rng = np.random.default_rng(0)
+    arrays = {"action": rng.uniform(-action_range, action_range, size=(50, action_dim))}
+    arrays.update({key: rng.normal(size=(50, *shape)) for key, shape in shapes.items()})
+    normalizer = Normalizer.fit(arrays, dict.fromkeys(arrays, "minmax"))
+    settings = dict(net="mlp", hidden_dim=32, n_blocks=1, time_dim=16, horizon=8, n_action_steps=4,
+                    inference_steps=4)
+    config = PolicyConfig(head=head, **{**settings, **overrides})
+    torch.manual_seed(seed)
+    policy = Policy(config, shapes, [], action_dim=action_dim, normalizer=normalizer)
+    for parameter in policy.head.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    return policy.eval()
+
+
+def observations(steps=2, batch=3):
+    g = torch.Generator().manual_seed(1)
+    return {key: torch.randn(batch, steps, *shape, generator=g) for key, shape in SHAPES.items()}
