@@ -98,11 +98,12 @@ def train_from_recipe(
 
 def evaluate_run(
     run_dir: Path, episodes: int, seed: int, progress: bool = True,
-    sampling: dict[str, Any] | None = None, out: Path | None = None,
+    settings: dict[str, Any] | None = None, out: Path | None = None,
 ) -> EvalResult:
-    """``robo eval`` of a run directory, optionally with other sampling settings and output."""
+    """``robo eval`` of a run directory, optionally with other ``robo eval`` settings (dotted
+    keys, e.g. ``{"sampling.inference_steps": 100, "sampler": "rti"}``) and output."""
     overrides = [f"checkpoint={run_dir}", f"episodes={episodes}", f"seed={seed}", f"progress={progress}"]
-    overrides += [f"sampling.{k}={v}" for k, v in (sampling or {}).items()]
+    overrides += [f"{k}={v}" for k, v in (settings or {}).items()]
     if out is not None:
         overrides.append(f"out={out}")
     result, _ = evaluate_checkpoint(compose_config("eval", overrides))

@@ -10,6 +10,7 @@ records) and ``rollout.mp4`` of the first episodes.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -94,7 +95,7 @@ def evaluate_policy(
     ``source`` names the policy in errors."""
     make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, recorded_task, source)
     policy.warm_start = make_warm_start(cfg, cfg.task.name if cfg.task else recorded_task, policy, source)
-    return evaluate(
+    result = evaluate(
         policy,
         make_env,
         episodes=cfg.episodes,
@@ -106,6 +107,9 @@ def evaluate_policy(
         obs_adapter=obs_adapter,
         episode_callback=episode_stats,
     )
+    warm = policy.warm_start
+    result.sampler = {"name": "full"} if warm is None else {"name": "rti", **dataclasses.asdict(warm.config)}
+    return result
 
 
 def make_warm_start(

@@ -4,13 +4,16 @@ Per task: collect the demo recipe's demonstrations once, train each head with th
 policy and training settings (``robo_policies/configs/recipe/<task>.yaml``), then evaluate
 each sampler on the same unseen seeds: diffusion DDPM-100 and DDIM-10 (one trained model),
 flow at 1/2/5/10 Euler steps (one model), the energy head with its adaptive stop (at most 4
-energy evaluations), and the ``mlp_bc`` regression baseline.
+energy evaluations), and the ``mlp_bc`` regression baseline. The ``RTI`` rows warm-start each
+call after an episode's first from the previous chunk (``sampler=rti``, 3 solver steps, energy
+2 descent steps) with the start noise calibrated on the training data's held-out episodes.
 
 Writes ``scripts/results/compare_heads.json`` (one record per task x sampler) and
 ``compare_heads.md`` (the table the README shows). Runs one job at a time: on 2 cores,
 parallel torch processes slow each other down far more than they gain.
 
     python scripts/compare_heads.py [--tasks diffdrive_nav arm_pick_place] [--episodes 50]
+        [--heads diffusion flow] [--out scripts/results/compare_heads.json]
 """
 
 from __future__ import annotations
@@ -26,15 +29,22 @@ from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import DEFAULT_EVAL_SEED, format_results_table
 
+DDPM_100 = {"sampling.scheduler": "ddpm", "sampling.inference_steps": 100}
+RTI = {"sampler": "rti", "rti.steps": 3, "rti.calibrate": True}
+
 SAMPLERS = (
-    # (row label, trained head, sampling settings at evaluation)
-    ("diffusion DDPM-100", "diffusion", {"scheduler": "ddpm", "inference_steps": 100}),
-    ("diffusion DDIM-10", "diffusion", {"scheduler": "ddim", "inference_steps": 10}),
-    ("flow 1 step", "flow", {"inference_steps": 1}),
-    ("flow 2 steps", "flow", {"inference_steps": 2}),
-    ("flow 5 steps", "flow", {"inference_steps": 5}),
-    ("flow 10 steps", "flow", {"inference_steps": 10}),
-    ("energy adaptive (<=4)", "energy", {"inference_steps": 4}),
+    # (row label, trained head, `robo eval` settings)
+    ("diffusion DDPM-100", "diffusion", DDPM_100),
+    ("diffusion DDIM-10", "diffusion", {"sampling.scheduler": "ddim", "sampling.inference_steps": 10}),
+    ("diffusion RTI-3 (DDPM)", "diffusion", {**DDPM_100, **RTI}),
+    ("diffusion RTI-3 (DDIM)", "diffusion", {**RTI, "sampling.inference_steps": 10}),
+    ("flow 1 step", "flow", {"sampling.inference_steps": 1}),
+    ("flow 2 steps", "flow", {"sampling.inference_steps": 2}),
+    ("flow 5 steps", "flow", {"sampling.inference_steps": 5}),
+    ("flow 10 steps", "flow", {"sampling.inference_steps": 10}),
+    ("flow RTI-3", "flow", {**RTI, "sampling.inference_steps": 10}),
+    ("energy adaptive (<=4)", "energy", {"sampling.inference_steps": 4}),
+    ("energy RTI-2", "energy", {**RTI, "rti.steps": 2, "rti.calibrate": False}),
     ("mlp_bc", "mlp_bc", {}),
 )
 
@@ -42,6 +52,7 @@ SAMPLERS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["diffdrive_nav", "arm_pick_place"])
+    parser.add_argument("--heads", nargs="+", default=list(dict.fromkeys(h for _, h, _ in SAMPLERS)))
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="collection and training seed")
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
@@ -53,6 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work, records, tables = Path(args.work), [], []
+    samplers = [row for row in SAMPLERS if row[1] in args.heads]
     for task in args.tasks:
         recipe = load_recipe(task)
         dataset = work / f"{task}.zarr"
@@ -60,7 +72,7 @@ def main() -> None:
             collect(get_task(task), dataset, episodes=recipe.collect.episodes, seed=args.seed,
                     action_noise=recipe.collect.action_noise, overwrite=True, progress=False)
         train_seconds = {}
-        for head in dict.fromkeys(head for _, head, _ in SAMPLERS):
+        for head in dict.fromkeys(head for _, head, _ in samplers):
             summary = work / task / head / "train_summary.json"
             if args.reuse and summary.is_file():
                 train_seconds[head] = json.loads(summary.read_text())["seconds"]
@@ -71,14 +83,15 @@ def main() -> None:
             train_seconds[head] = time.perf_counter() - start
             print(f"{task}: trained {head} in {train_seconds[head]:.0f} s", flush=True)
         rows = []
-        for label, head, sampling in SAMPLERS:
+        for label, head, settings in samplers:
             result = evaluate_run(work / task / head, episodes=args.episodes, seed=args.eval_seed,
-                                  progress=False, sampling=sampling,
+                                  progress=False, settings=settings,
                                   out=work / task / "eval" / re.sub(r"[^A-Za-z0-9]+", "_", label))
             rows.append((label, result))
             records.append({
-                "task": task, "sampler": label, "head": head, **sampling,
-                **{k: v for k, v in result.to_dict().items() if k not in ("records", "video_path")},
+                "task": task, "sampler": label, "head": head, **settings,
+                **{k: v for k, v in result.to_dict().items() if k not in ("records", "video_path", "sampler")},
+                "sampled": result.sampler,
                 **side_counts(result),
                 "train_seconds": round(train_seconds[head], 1),
                 "train_steps": args.train_steps or int(recipe.train.steps),

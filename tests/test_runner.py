@@ -339,17 +339,47 @@ def test_eval_json_has_the_summary_and_records(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["eval.json"]
 
 
+class ChunkPolicy:
+    """Calls its "model" (8 ms, as reported) every 4th step, like a policy executing 4 actions."""
+
+    nfe = 1
+
+    def __init__(self) -> None:
+        self.model_call_ms: list[float] = []
+        self.step = 0
+
+    def reset(self) -> None:
+        self.step = 0
+
+    def act(self, obs):
+        if self.step % 4 == 0:
+            self.model_call_ms.append(8.0)
+        self.step += 1
+        return np.zeros(1, np.float32)
+
+
+def test_time_per_action_shares_each_call_among_the_actions_it_served():
+    target = make_gym_env_factory(FLAT_ID, obs_map={"state": "."}, kwargs={"max_episode_steps": 10})
+    result = evaluate(ChunkPolicy(), target.make_env, episodes=3, seed=0, progress=False,
+                      obs_adapter=target.obs_adapter)
+    # Calls at steps 0, 4, 8 of 10: 8 actions at 8/4 = 2 ms, then 2 at 8/2 = 4 ms.
+    assert result.ms_per_action_p50 == 2.0
+    assert result.ms_per_action_mean == pytest.approx(24 / 10)
+    assert result.latency_ms_p50 == 8.0
+
+
 def test_results_table_has_a_row_per_name():
     def result(rate, episodes, p50):
         records = [{"success": i < rate * episodes} for i in range(episodes)]
-        return EvalResult(rate, episodes, 101.25, 0.5, p50, p50 and 2 * p50, 16, 100000, records)
+        return EvalResult(rate, episodes, 101.25, 0.5, p50, p50 and 2 * p50, 16, 100000, records,
+                          ms_per_action_p50=p50 and p50 / 8)
 
     table = format_results_table([("diffdrive_nav", result(0.9, 10, 12.345)),
                                   ("arm_pick_place", result(0.25, 4, None))])
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].startswith("name")
     assert lines[2].startswith("diffdrive_nav") and "90.0% (9/10)" in lines[2]
-    assert "12.3" in lines[2] and "24.7" in lines[2] and "101.2" in lines[2]
+    assert "12.3" in lines[2] and "24.7" in lines[2] and "101.2" in lines[2] and " 1.54 " in lines[2]
     assert lines[3].startswith("arm_pick_place") and "25.0% (1/4)" in lines[3]
     assert len({len(line) for line in lines[:3]}) == 1  # columns line up
     assert result(1.0, 2, None).format_table("toy").splitlines()[2].startswith("toy")

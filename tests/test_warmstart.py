@@ -149,6 +149,9 @@ def test_robo_eval_with_rti_reports_fewer_evaluations_per_call(tmp_path, capsys)
     full = json.loads((tmp_path / "full" / "eval.json").read_text())
     rti = json.loads((tmp_path / "rti" / "eval.json").read_text())
     assert full["nfe"] == 20 and rti["nfe"] == 2  # the median call is a warm one
+    assert full["sampler"] == {"name": "full"}
+    assert rti["sampler"] == {"name": "rti", "steps": 2, "start_noise": 0.1, "calibrate": False,
+                              "discrete_dims": []}  # toy_reach has no discrete dims
     assert full["ms_per_action_p50"] > 0 and rti["ms_per_action_p50"] > 0
     assert main(["eval", *common, "sampler=warm"]) != 0
     assert "sampler must be full or rti, got 'warm'" in capsys.readouterr().err

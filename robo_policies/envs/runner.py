@@ -78,9 +78,11 @@ class EvalResult:
         mean_return: mean undiscounted sum of rewards per episode.
         latency_ms_p50, latency_ms_p95: percentiles of the policy's model-call wall times
             during the run, in milliseconds; ``None`` if the policy made no model calls.
-        ms_per_action_p50: median over episodes of the model time per executed action
-            (an episode's model-call time over its steps): what a control loop pays per
-            step, whatever the actions executed per call.
+        ms_per_action_p50: median over executed actions of the model time behind each (a
+            call's time shared by the actions executed from it): per-step cost at any number
+            of actions per call; like ``latency_ms_p50`` it leaves out rare slow calls such
+            as a warm-started policy's full first call.
+        ms_per_action_mean: all model time over all steps, rare slow calls included.
         nfe: network evaluations per model call: the median of the measured calls when the
             policy reports them, else its configured ``nfe`` (``None`` if it has neither).
         seed: the first episode's seed (episode ``i`` used ``seed + i``).
@@ -88,6 +90,8 @@ class EvalResult:
             model_calls`` and whatever ``episode_callback`` returned.
         seconds: wall time of the whole evaluation.
         video_path: the mp4 written, if any.
+        sampler: how the policy sampled, when the caller says (``robo eval``: ``name`` full
+            or rti, and the warm start's settings).
     """
 
     success_rate: float
@@ -102,6 +106,8 @@ class EvalResult:
     seconds: float = 0.0
     video_path: str | None = None
     ms_per_action_p50: float | None = None
+    ms_per_action_mean: float | None = None
+    sampler: dict[str, Any] | None = None
 
     @property
     def successes(self) -> int:
@@ -119,10 +125,12 @@ class EvalResult:
             "latency_ms_p50": self.latency_ms_p50,
             "latency_ms_p95": self.latency_ms_p95,
             "ms_per_action_p50": self.ms_per_action_p50,
+            "ms_per_action_mean": self.ms_per_action_mean,
             "nfe": self.nfe,
             "seed": self.seed,
             "seconds": self.seconds,
             "video_path": self.video_path,
+            "sampler": self.sampler,
             "records": self.records,
         }
         return json.loads(json.dumps(data, default=_json_default))
@@ -145,9 +153,10 @@ def format_results_table(rows: Sequence[tuple[str, EvalResult]]) -> str:
     """One aligned table with a row per ``(name, result)``, e.g. one per task.
 
     Columns: name, success (rate and count), episodes, mean length, mean return,
-    model-call latency p50/p95 in ms and NFE; a missing value shows as ``-``.
+    model-call latency p50/p95 in ms, model time per executed action (median over episodes)
+    and NFE; a missing value shows as ``-``.
     """
-    header = ("name", "success", "episodes", "mean len", "return", "p50 ms", "p95 ms", "nfe")
+    header = ("name", "success", "episodes", "mean len", "return", "p50 ms", "p95 ms", "ms/act", "nfe")
     body = [
         (
             name,
@@ -157,6 +166,7 @@ def format_results_table(rows: Sequence[tuple[str, EvalResult]]) -> str:
             f"{r.mean_return:.2f}",
             _fmt_ms(r.latency_ms_p50),
             _fmt_ms(r.latency_ms_p95),
+            _fmt_ms(r.ms_per_action_p50, digits=2),
             "-" if r.nfe is None else str(r.nfe),
         )
         for name, r in rows
@@ -243,6 +253,7 @@ def evaluate(
     records: list[dict[str, Any]] = []
     call_ms: list[float] = []
     call_nfe: list[int] = []
+    action_ms: list[float] = []
     bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress)
     try:
         for i in range(episodes):
@@ -250,7 +261,7 @@ def evaluate(
             env = env_for(render)
             if render and video is not None and video.fps is None:
                 video.fps = env.metadata.get("render_fps") or 10
-            record, ms, nfe = _run_episode(
+            record, ms, nfe, per_action = _run_episode(
                 policy,
                 env,
                 seed + i,
@@ -262,6 +273,7 @@ def evaluate(
             records.append(record)
             call_ms.extend(ms)
             call_nfe.extend(nfe)
+            action_ms.extend(per_action)
             bar.update(1)
             rate = sum(r["success"] for r in records) / len(records)
             bar.set_postfix(success=f"{rate:.0%}", refresh=False)
@@ -275,7 +287,6 @@ def evaluate(
             env.close()
 
     p50, p95 = (float(p) for p in np.percentile(call_ms, [50, 95])) if call_ms else (None, None)
-    per_action = [r["model_ms"] / r["length"] for r in records if r["length"]]
     nfe = int(np.median(call_nfe)) if call_nfe else getattr(policy, "nfe", None)
     return EvalResult(
         success_rate=sum(r["success"] for r in records) / episodes,
@@ -284,7 +295,8 @@ def evaluate(
         mean_return=float(np.mean([r["return"] for r in records])),
         latency_ms_p50=p50,
         latency_ms_p95=p95,
-        ms_per_action_p50=float(np.median(per_action)) if call_ms and per_action else None,
+        ms_per_action_p50=float(np.median(action_ms)) if action_ms else None,
+        ms_per_action_mean=float(sum(call_ms) / len(action_ms)) if action_ms else None,
         nfe=None if nfe is None else int(nfe),
         seed=seed,
         records=records,
@@ -301,8 +313,9 @@ def _run_episode(
     obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None,
     episode_callback: EpisodeCallback | None,
     video: _VideoWriter | None,
-) -> tuple[dict[str, Any], list[float], list[int]]:
-    """One episode: (its record, the model-call times and NFEs the policy appended during it)."""
+) -> tuple[dict[str, Any], list[float], list[int], list[float]]:
+    """One episode: its record, the model-call times and NFEs the policy appended during it,
+    and per executed action the time of the call it came from over that call's actions."""
     raw_obs, info = env.reset(seed=seed)
     policy.reset()
     calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
@@ -315,8 +328,11 @@ def _run_episode(
     seen_success_key = False
     length, total_reward = 0, 0.0
     done = False
+    call_steps: list[int] = []  # the step at which each model call happened
     while not done:
+        calls = len(policy.model_call_ms)
         action = policy.act(obs)
+        call_steps += [length] * (len(policy.model_call_ms) - calls)
         raw_obs, reward, terminated, truncated, info = env.step(action)
         length += 1
         total_reward += float(reward)
@@ -352,8 +368,13 @@ def _run_episode(
         if clashes:
             raise ValueError(f"episode_callback returned reserved record keys {clashes}")
         record.update(extra)
+    call_ms = list(policy.model_call_ms[calls_before:])
     nfe = getattr(policy, "model_call_nfe", [])
-    return record, list(policy.model_call_ms[calls_before:]), list(nfe[len(nfe) - record["model_calls"]:])
+    served = np.diff([*call_steps, length])  # actions executed from each call (0: superseded)
+    action_ms = [ms / n for ms, n in zip(call_ms, served) for _ in range(n)]
+    # Actions before the first call (a policy that acts without its model) cost nothing.
+    action_ms += [0.0] * (call_steps[0] if call_steps else length)
+    return record, call_ms, list(nfe[len(nfe) - len(call_ms):]), action_ms
 
 
 def _success_flag(info: dict[str, Any]) -> bool | None:
@@ -377,8 +398,8 @@ def _adapt(
     return obs
 
 
-def _fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _fmt_ms(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _json_default(value: Any) -> Any:
