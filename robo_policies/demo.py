@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.atomic import atomic_write_text
 from robo_policies.cli.config import CONFIG_DIR, compose_config
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
@@ -122,9 +123,14 @@ def _report(out: Path, rows: list[tuple[str, EvalResult]], timings: dict[str, fl
         for name, result in rows
     }
     summary["seconds"] = {name: round(seconds, 1) for name, seconds in timings.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "results.md").write_text("```\n" + table + "\n" + "\n".join(lines) + "\n```\n")
+    write_report(out / "results.json", summary, "\n".join([table, *lines]))
+
+
+def write_report(path: Path, data: Any, table: str) -> None:
+    """Write ``data`` as JSON to ``path`` and ``table`` as a Markdown code block beside it
+    (``.md``), atomically: what ``robo demo`` and the comparison scripts leave behind."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".md"), "```\n" + table + "\n```\n")
 
 
 def side_counts(result: EvalResult) -> dict[str, int]:

@@ -5,8 +5,10 @@ policy and training settings (``robo_policies/configs/recipe/<task>.yaml``), the
 each sampler on the same unseen seeds: diffusion DDPM-100 and DDIM-10 (one trained model),
 flow at 1/2/5/10 Euler steps (one model), the energy head with its adaptive stop (at most 4
 energy evaluations), and the ``mlp_bc`` regression baseline. The ``RTI`` rows warm-start each
-call after an episode's first from the previous chunk (``sampler=rti``, 3 solver steps, energy
-2 descent steps) with the start noise calibrated on the training data's held-out episodes.
+call after an episode's first from the previous chunk (``sampler=rti``: 3 solver steps from
+the guess noised halfway; energy: 2 descent steps); ``RTI-DP`` rows use the clean guess at the
+low level calibrated on the training data's held-out episodes, as RTI-DP does. "Ta 1" rows
+execute one action per call (RTI-DP's setting), beside full solves at Ta 1.
 
 Writes ``scripts/results/compare_heads.json`` (one record per task x sampler) and
 ``compare_heads.md`` (the table the README shows). Runs one job at a time: on 2 cores,
@@ -24,27 +26,36 @@ import re
 import time
 from pathlib import Path
 
-from robo_policies.demo import evaluate_run, load_recipe, side_counts, train_from_recipe
+from robo_policies.demo import evaluate_run, load_recipe, side_counts, train_from_recipe, write_report
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import DEFAULT_EVAL_SEED, format_results_table
 
 DDPM_100 = {"sampling.scheduler": "ddpm", "sampling.inference_steps": 100}
-RTI = {"sampler": "rti", "rti.steps": 3, "rti.calibrate": True}
+DDIM_10 = {"sampling.scheduler": "ddim", "sampling.inference_steps": 10}
+RTI = {"sampler": "rti", "rti.steps": 3}  # re-noised halfway, 3 steps (the defaults)
+RTI_DP = {**RTI, "rti.renoise": False, "rti.calibrate": True}  # clean guess at a low level
+TA_1 = {"sampling.n_action_steps": 1}  # one action per call: fully closed loop, as RTI-DP runs
 
 SAMPLERS = (
-    # (row label, trained head, `robo eval` settings)
+    # (row label, trained head, `robo eval` settings); Ta is the recipe's unless a label says
     ("diffusion DDPM-100", "diffusion", DDPM_100),
-    ("diffusion DDIM-10", "diffusion", {"sampling.scheduler": "ddim", "sampling.inference_steps": 10}),
-    ("diffusion RTI-3 (DDPM)", "diffusion", {**DDPM_100, **RTI}),
-    ("diffusion RTI-3 (DDIM)", "diffusion", {**RTI, "sampling.inference_steps": 10}),
+    ("diffusion DDIM-10", "diffusion", DDIM_10),
+    ("diffusion RTI-3", "diffusion", {**DDIM_10, **RTI}),
+    ("diffusion DDPM-100, Ta 1", "diffusion", {**DDPM_100, **TA_1}),
+    ("diffusion DDIM-10, Ta 1", "diffusion", {**DDIM_10, **TA_1}),
+    ("diffusion RTI-3, Ta 1", "diffusion", {**DDIM_10, **RTI, **TA_1}),
+    ("diffusion RTI-DP-3, Ta 1", "diffusion", {**DDIM_10, **RTI_DP, **TA_1}),
     ("flow 1 step", "flow", {"sampling.inference_steps": 1}),
     ("flow 2 steps", "flow", {"sampling.inference_steps": 2}),
     ("flow 5 steps", "flow", {"sampling.inference_steps": 5}),
     ("flow 10 steps", "flow", {"sampling.inference_steps": 10}),
-    ("flow RTI-3", "flow", {**RTI, "sampling.inference_steps": 10}),
+    ("flow RTI-3", "flow", {"sampling.inference_steps": 5, **RTI}),
+    ("flow 5 steps, Ta 1", "flow", {"sampling.inference_steps": 5, **TA_1}),
+    ("flow RTI-3, Ta 1", "flow", {"sampling.inference_steps": 5, **RTI, **TA_1}),
+    ("flow RTI-DP-3, Ta 1", "flow", {"sampling.inference_steps": 5, **RTI_DP, **TA_1}),
     ("energy adaptive (<=4)", "energy", {"sampling.inference_steps": 4}),
-    ("energy RTI-2", "energy", {**RTI, "rti.steps": 2, "rti.calibrate": False}),
+    ("energy RTI-2, Ta 1", "energy", {**RTI, "rti.steps": 2, **TA_1}),
     ("mlp_bc", "mlp_bc", {}),
 )
 
@@ -99,11 +110,8 @@ def main() -> None:
             print(f"{task}: {label}: success {result.success_rate:.2f}", flush=True)
         tables.append(f"{task}\n" + format_results_table(rows))
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(records, indent=2) + "\n")
-    table = "\n\n".join(tables)
-    out.with_suffix(".md").write_text("```\n" + table + "\n```\n")
+    out, table = Path(args.out), "\n\n".join(tables)
+    write_report(out, records, table)
     print("\n" + table + f"\n\nwrote {out} and {out.with_suffix('.md')}")
 
 

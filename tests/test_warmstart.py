@@ -150,8 +150,8 @@ def test_robo_eval_with_rti_reports_fewer_evaluations_per_call(tmp_path, capsys)
     rti = json.loads((tmp_path / "rti" / "eval.json").read_text())
     assert full["nfe"] == 20 and rti["nfe"] == 2  # the median call is a warm one
     assert full["sampler"] == {"name": "full"}
-    assert rti["sampler"] == {"name": "rti", "steps": 2, "start_noise": 0.1, "calibrate": False,
-                              "discrete_dims": []}  # toy_reach has no discrete dims
+    assert rti["sampler"] == {"name": "rti", "steps": 2, "start_noise": 0.1, "renoise": True,
+                              "calibrate": False, "discrete_dims": []}  # toy_reach has none
     assert full["ms_per_action_p50"] > 0 and rti["ms_per_action_p50"] > 0
     assert main(["eval", *common, "sampler=warm"]) != 0
     assert "sampler must be full or rti, got 'warm'" in capsys.readouterr().err
@@ -165,3 +165,20 @@ def test_calibration_on_held_out_episodes_of_the_training_data(tmp_path):
     assert 1e-3 <= level < 2.0
     with pytest.raises(ValueError, match="rti.calibrate needs a policy trained by `robo train`"):
         held_out_start_noise(policy, {"dataset": str(dataset)})
+
+
+@pytest.mark.parametrize("renoise", [False, True])
+def test_the_guess_is_used_as_is_or_noised_to_the_start_level(renoise):
+    """With a zero velocity field the solver leaves its start state alone, which shows it."""
+    head = make_policy("flow", inference_steps=4).head
+    cond = torch.zeros(2, head.cond_dim)
+    warm = WarmStart(WarmStartConfig(steps=2, start_noise=1.0, renoise=renoise))
+    warm.previous = torch.linspace(-0.5, 0.5, 2 * 8 * 2).reshape(2, 8, 2)
+    guess = shift_chunk(warm.previous, 4)
+    still = dict(field=lambda x, t: torch.zeros_like(x))
+    out = sample_chunk(head, cond, torch.Generator().manual_seed(3), warm, shift=4, **still)
+    if not renoise:
+        torch.testing.assert_close(out, guess, **EXACT)
+    else:  # t = 0.5 for a ratio of 1: half guess, half noise from the generator
+        noise = torch.randn(guess.shape, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(out, (0.5 * guess + 0.5 * noise).clamp(-1, 1))

@@ -150,7 +150,7 @@ class RolloutConfig:
     """full: every model call solves from noise; rti: the first call of an episode does, later
     calls warm-start from the previous chunk shifted by the executed actions (settings rti.*)."""
     rti: WarmStartConfig = field(default_factory=lambda: WarmStartConfig())
-    """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.discrete_dims."""
+    """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.calibrate, rti.discrete_dims."""
     progress: bool = True
     """Show a progress bar."""
 

@@ -7,15 +7,19 @@ as a slightly noisy chunk and run only the last few solver steps from there:
 
 - the first call of an episode is a full solve from noise; ``reset()`` forgets the previous
   chunk (the published code keeps it across episodes);
-- the guess is not re-noised: it is used as the state at the start noise level, given as a
-  noise-to-signal ratio ``sigma / alpha`` so one setting means the same for every head
-  (diffusion maps it to the nearest training step, flow matching to ``t = r / (1 + r)``;
-  an energy head has no time and simply descends from the guess for ``steps`` iterations);
+- the start level is a noise-to-signal ratio ``sigma / alpha``, so one setting means the same
+  for every head (diffusion maps it to the nearest training step, flow matching to
+  ``t = r / (1 + r)``); an energy head has no time and descends from the guess for ``steps``
+  iterations;
+- by default the guess is noised to that level (``renoise``), halfway by default, and solved
+  back in 3 steps. RTI-DP instead uses the clean guess at a low level; that is
+  ``renoise=false`` with a small ``start_noise`` (or ``calibrate``), which we measured to fail
+  with flow fields and where the situation changes between calls (README);
 - discrete action dimensions (a gripper) are snapped to their nearest end, -1 or +1 in the
   normalised space, in the remembered chunk (RTI-DP's "clip" variant): a half-open gripper
   in the guess would otherwise be carried into the next solve;
-- ``calibrate_start_noise`` picks the start level from held-out data: the typical distance
-  between a shifted guess and the chunk a full solve gives one call later.
+- ``calibrate_start_noise`` estimates RTI-DP's low level from held-out data: the typical
+  distance between a shifted guess and the chunk a full solve gives one call later.
 
 The sampler works on normalised chunks of any head through ``ActionHead.sample(x_init=,
 t_start=, steps=)``, for a single policy and for a composition alike.
@@ -39,9 +43,14 @@ class WarmStartConfig:
 
     steps: int = 3
     """Solver steps of a warm-started call (energy head: descent iterations)."""
-    start_noise: float = 0.05
-    """Noise-to-signal ratio sigma/alpha the shifted guess is treated as having (its typical
-    error relative to a unit-scale chunk); larger restarts from further up the schedule."""
+    start_noise: float = 1.0
+    """Noise-to-signal ratio sigma/alpha to start from: with ``renoise``, the level the guess is
+    noised to (1.0: halfway, alpha = sigma); without, the error the guess is assumed to have."""
+    renoise: bool = True
+    """Noise the shifted guess to the start level (``alpha * guess + sigma * noise``); false:
+    use it as it is, at a low level (RTI-DP). A clean guess at a low level can only be nudged:
+    velocity (flow) fields barely move it at all, and no head can turn it into another mode
+    when the situation changed (measured in the README)."""
     calibrate: bool = False
     """``robo eval``: replace start_noise by ``calibrate_start_noise`` on held-out episodes of
     the policy's training dataset (the validation episodes recorded at training)."""
@@ -88,8 +97,15 @@ def sample_chunk(
         chunk = head.sample(cond, x_init=x_init, generator=generator, **sample_kwargs)
     else:
         config = warm_start.config
-        chunk = head.sample(cond, x_init=shift_chunk(previous, shift),
-                            t_start=start_time(head, config.start_noise), steps=config.steps,
+        t_start = start_time(head, config.start_noise)
+        if isinstance(head, DenoisingHead):  # the solver's first time (DDIM keeps a fixed grid)
+            t_start = float(head.time_grid(config.steps, t_start, cond.device)[0])
+        guess = shift_chunk(previous, shift)
+        if config.renoise and isinstance(head, DenoisingHead):
+            alpha, sigma = head.noise_levels(torch.tensor(t_start))
+            noise = torch.randn(guess.shape, generator=generator, dtype=guess.dtype)
+            guess = alpha * guess + sigma * noise.to(guess.device)
+        chunk = head.sample(cond, x_init=guess, t_start=t_start, steps=config.steps,
                             generator=generator, **sample_kwargs)
     if warm_start is not None:
         warm_start.previous = snap_discrete(chunk, warm_start.config.discrete_dims)
