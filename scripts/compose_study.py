@@ -13,8 +13,8 @@ budget (so that neither is perfect and a composition has room to help), then
 
 Pairs:
 
-- ``arm_obs_subsets``: two diffusion policies on ``arm_pick_place`` reading different state
-  subsets (A: no tool position, B: no velocities);
+- ``arm_obs_subsets``: two diffusion policies on ``arm_pick_place`` that each miss one thing
+  the task needs (A: the cube's orientation, which picks the grasp face; B: the target);
 - ``diffdrive_heads``: a diffusion and a flow-matching policy on ``diffdrive_nav`` (the
   diffusion parent leads the shared solver; the flow parent is queried through the
   diffusion <-> flow state/time mapping).
@@ -63,9 +63,9 @@ class Pair:
 
 
 PAIRS = {
-    "arm_obs_subsets": Pair("arm_pick_place", 8000, (
-        Parent("no_eef", "diffusion", {"obs_keys": ["joint_pos", "joint_vel", "cube_pos", "cube_quat", "target_pos"]}),
-        Parent("no_vel", "diffusion", {"obs_keys": ["joint_pos", "eef_pos", "cube_pos", "cube_quat", "target_pos"]}),
+    "arm_obs_subsets": Pair("arm_pick_place", 2000, (
+        Parent("no_cube_quat", "diffusion", {"obs_keys": ["joint_pos", "joint_vel", "eef_pos", "cube_pos", "target_pos"]}),
+        Parent("no_target", "diffusion", {"obs_keys": ["joint_pos", "joint_vel", "eef_pos", "cube_pos", "cube_quat"]}),
     )),
     "diffdrive_heads": Pair("diffdrive_nav", 5000, (
         Parent("diffusion", "diffusion"),
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--val-episodes", type=int, default=20)
     parser.add_argument("--test-episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="collection and training seed")
+    parser.add_argument("--train-steps", type=int, default=0, help="0: each pair's")
     parser.add_argument("--work", default="outputs/compose_study", help="datasets, parents, searches")
     parser.add_argument("--out", default="scripts/results/compose_study.json")
     parser.add_argument("--reuse", action="store_true", help="keep datasets and parents already in --work")
@@ -138,7 +139,7 @@ def _train_parents(pair: Pair, root: Path, args: argparse.Namespace) -> list[Pat
         if not (args.reuse and (run / "checkpoint").is_dir()):
             parent_recipe = OmegaConf.merge(recipe, {"policy": parent.policy})
             train_from_recipe(parent_recipe, parent.head, dataset, run, seed=args.seed,
-                              progress=False, steps=pair.steps)
+                              progress=False, steps=args.train_steps or pair.steps)
         directories.append(run / "checkpoint")
     return directories
 
