@@ -1,0 +1,99 @@
+"""RL building blocks: the critic ensemble and its subset targets, Polyak averaging, the TD
+target's termination handling, and replay that mixes offline and online data."""
+
+import numpy as np
+import pytest
+import torch
+
+from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, polyak_update
+from robo_policies.rl.replay import TransitionBuffer, mixed_batch
+from robo_policies.rl.td import td_target
+
+
+def test_members_are_independent_networks_evaluated_together():
+    critic = CriticEnsemble(obs_dim=3, action_dim=2, members=4, hidden=(8, 8))
+    obs, action = torch.randn(5, 3), torch.randn(5, 2)
+    q = critic(obs, action)
+    assert q.shape == (4, 5)
+    assert not torch.allclose(q[0], q[1])  # each member has its own weights
+    # Member 2 alone, written as an ordinary MLP, gives its row.
+    x = torch.cat([obs, action], dim=-1)
+    for layer in critic.net:
+        x = x @ layer.weight[2] + layer.bias[2] if isinstance(layer, EnsembleLinear) else layer(x)
+    torch.testing.assert_close(x.squeeze(-1), q[2])
+
+
+def test_subset_min_is_the_min_over_the_drawn_members():
+    critic = CriticEnsemble(obs_dim=2, action_dim=1, members=6, hidden=(8,))
+    obs, action = torch.randn(7, 2), torch.randn(7, 1)
+    chosen = torch.randperm(6, generator=torch.Generator().manual_seed(3))[:2]
+    expected = critic(obs, action)[chosen].min(dim=0).values
+    got = critic.subset_min(obs, action, 2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(critic.subset_min(obs, action, 6), critic(obs, action).min(dim=0).values)
+    with pytest.raises(ValueError, match=r"subset size must be in \[1, 6\], got 7"):
+        critic.subset_min(obs, action, 7)
+
+
+def test_polyak_moves_the_target_by_tau():
+    source, target = CriticEnsemble(2, 1, 2, (4,)), CriticEnsemble(2, 1, 2, (4,))
+    before = [p.clone() for p in target.parameters()]
+    polyak_update(target, source, tau=0.25)
+    for old, new, src in zip(before, target.parameters(), source.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
+    with pytest.raises(ValueError, match="tau must be in"):
+        polyak_update(target, source, tau=0.0)
+
+
+def test_the_critic_fits_a_reward_function():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=2, action_dim=1, members=3, hidden=(32, 32))
+    optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
+    obs, action = torch.rand(256, 2), torch.rand(256, 1)
+    target = (obs.sum(dim=1) - action[:, 0]).expand(3, -1)
+    losses = []
+    for _ in range(300):
+        loss = (critic(obs, action) - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.02 * losses[0]
+
+
+def test_only_termination_stops_the_bootstrap():
+    reward = torch.tensor([0.0, 1.0, 0.0])
+    terminated = torch.tensor([False, True, False])  # the third is a time limit: not terminal
+    next_value = torch.tensor([2.0, 5.0, 4.0])
+    assert td_target(reward, terminated, next_value, gamma=0.5).tolist() == [1.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="gamma must be in"):
+        td_target(reward, terminated, next_value, gamma=1.5)
+
+
+def transition(i, obs_dim=2):
+    return {"obs": np.full(obs_dim, i), "action": np.array([i]), "reward": float(i),
+            "next_obs": np.full(obs_dim, i + 1), "terminated": False}
+
+
+def test_ring_buffer_keeps_the_newest_and_checks_shapes():
+    buffer = TransitionBuffer(obs_dim=2, action_dim=1, capacity=3)
+    for i in range(5):
+        buffer.add(transition(i))
+    assert len(buffer) == 3 and sorted(buffer.data["reward"].tolist()) == [2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match=r"transition\['obs'\] has shape \(3,\), expected \(2,\)"):
+        buffer.add(transition(0, obs_dim=3))
+    with pytest.raises(KeyError, match="missing \\['terminated'\\]"):
+        buffer.add({k: v for k, v in transition(0).items() if k != "terminated"})
+
+
+def test_mixed_batches_hold_the_offline_share_exactly():
+    offline, online = TransitionBuffer(2, 1, 100), TransitionBuffer(2, 1, 100)
+    for i in range(10):
+        offline.add({**transition(i), "reward": -1.0})  # offline rows are marked by reward -1
+    rng = np.random.default_rng(0)
+    assert (mixed_batch(offline, online, 8, 0.5, rng)["reward"] == -1).all()  # no online data yet
+    for i in range(10):
+        online.add({**transition(i), "reward": 1.0})
+    for ratio, expected in ((0.5, 32), (0.25, 16), (1.0, 64), (0.0, 0)):
+        batch = mixed_batch(offline, online, 64, ratio, rng)
+        assert (batch["reward"] == -1).sum() == expected and batch["obs"].shape == (64, 2)
