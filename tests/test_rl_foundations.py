@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, polyak_update
+from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.td import td_target
 
@@ -97,3 +98,45 @@ def test_mixed_batches_hold_the_offline_share_exactly():
     for ratio, expected in ((0.5, 32), (0.25, 16), (1.0, 64), (0.0, 0)):
         batch = mixed_batch(offline, online, 64, ratio, rng)
         assert (batch["reward"] == -1).sum() == expected and batch["obs"].shape == (64, 2)
+
+
+# -- EXPO's edit policy and on-the-fly selection ----------------------------------------------
+
+
+class ToyCritic:
+    """Q(s, a) = -|a_0 - s_0|: the best action copies the observation (one 'member')."""
+
+    def subset_min(self, obs, action, size, generator=None):
+        return -(action[:, 0] - obs[:, 0]).abs()
+
+
+def test_edits_stay_in_bounds_with_a_finite_log_probability():
+    edit = EditPolicy(obs_dim=2, action_dim=3, edit_scale=0.7, hidden=(16,))
+    torch.nn.init.constant_(edit.mean.bias, 5.0)  # push every edit hard towards +beta
+    action = torch.tensor([[0.9, -1.0, 1.0]] * 4)
+    edited, log_prob = edit(torch.zeros(4, 2), action, torch.Generator().manual_seed(0))
+    assert edited.max() <= 1.0 and edited.min() >= -1.0
+    assert edited[:, 1].min() > -1.0 + 0.5  # moved up by nearly beta = 0.7
+    assert torch.isfinite(log_prob).all() and log_prob.shape == (4,)
+    edited.sum().backward()  # reparameterised: gradients reach the edit policy
+    assert edit.mean.weight.grad is not None
+    with pytest.raises(ValueError, match="edit_scale must be > 0"):
+        EditPolicy(2, 3, edit_scale=0.0)
+
+
+def test_on_the_fly_action_is_the_critics_argmax_over_samples_and_edits():
+    obs = torch.tensor([[0.3], [-0.5]])
+    base = torch.tensor([[[0.0], [0.0]], [[0.25], [-0.9]], [[1.0], [-0.45]]])  # N=3, B=2, A=1
+    best = on_the_fly_action(obs, base, ToyCritic())
+    torch.testing.assert_close(best[:, 0], torch.tensor([0.25, -0.45]), rtol=0, atol=0)
+    # An edit policy that moves every action by +beta = 0.05 makes 0.25 -> 0.30 the best for the
+    # first state; only the first n_edit=2 samples are edited.
+    edit = EditPolicy(1, 1, edit_scale=0.05, hidden=(4,))
+    for layer in (edit.mean, edit.log_std):
+        torch.nn.init.zeros_(layer.weight)
+    torch.nn.init.constant_(edit.mean.bias, 20.0)
+    torch.nn.init.constant_(edit.log_std.bias, -5.0)
+    best = on_the_fly_action(obs, base, ToyCritic(), edit, n_edit=2)
+    torch.testing.assert_close(best[:, 0], torch.tensor([0.30, -0.45]))
+    with pytest.raises(ValueError, match="n_edit=4 exceeds the 3 base samples"):
+        on_the_fly_action(obs, base, ToyCritic(), edit, n_edit=4)

@@ -1,3 +1,4 @@
 """Online RL fine-tuning building blocks (issue 6, in progress): critic ensembles with random
 subset targets (``critic``), replay that mixes offline demonstrations with online data
-(``replay``), and the TD target with terminations told apart from time limits (``td``)."""
+(``replay``), the TD target with terminations told apart from time limits (``td``), and
+EXPO's edit policy with on-the-fly argmax selection (``edit_policy``)."""
