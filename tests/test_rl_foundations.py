@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from robo_policies.rl.action_optimization import best_action, refine_actions, top_k_actions
 from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, polyak_update
 from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
@@ -140,3 +141,32 @@ def test_on_the_fly_action_is_the_critics_argmax_over_samples_and_edits():
     torch.testing.assert_close(best[:, 0], torch.tensor([0.30, -0.45]))
     with pytest.raises(ValueError, match="n_edit=4 exceeds the 3 base samples"):
         on_the_fly_action(obs, base, ToyCritic(), edit, n_edit=4)
+
+
+# -- PA-RL's action optimisation ---------------------------------------------------------------
+
+
+class QuadraticCritic:
+    """Two members: Q_i(s, a) = -sum (a - s)^2 + i, so the best action copies the observation."""
+
+    def __call__(self, obs, action):
+        q = -(action - obs).pow(2).sum(dim=-1)
+        return torch.stack([q, q + 1.0])
+
+
+def test_global_keeps_the_k_best_samples_and_local_climbs_without_getting_worse():
+    obs = torch.tensor([[0.5, -0.5]])
+    samples = torch.tensor([[[0.0, 0.0]], [[0.4, -0.4]], [[1.0, 1.0]], [[0.5, -0.2]]])  # N=4, B=1
+    kept = top_k_actions(obs, samples, QuadraticCritic(), k=2)
+    torch.testing.assert_close(kept[:, 0], torch.tensor([[0.4, -0.4], [0.5, -0.2]]), rtol=0, atol=0)
+    refined = refine_actions(obs, kept, QuadraticCritic(), steps=40, step_size=0.1)  # x0.8 per step
+    torch.testing.assert_close(refined, obs.expand(2, 1, 2), atol=1e-3, rtol=0)
+    # A step size that overshoots (every step jumps past the optimum) keeps the start.
+    unmoved = refine_actions(obs, kept, QuadraticCritic(), steps=3, step_size=5.0)
+    torch.testing.assert_close(unmoved, kept)
+    # The bounds hold: an optimum outside [-1, 1] is approached from inside.
+    edge = refine_actions(torch.tensor([[3.0, 0.0]]), kept[:1], QuadraticCritic(), steps=50, step_size=0.2)
+    assert edge.max() <= 1.0 and edge[0, 0, 0] == 1.0
+    torch.testing.assert_close(best_action(obs, kept, QuadraticCritic()), torch.tensor([[0.4, -0.4]]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 4\], got 5"):
+        top_k_actions(obs, samples, QuadraticCritic(), k=5)
