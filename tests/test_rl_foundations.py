@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robo_policies.rl.action_optimization import best_action, refine_actions, top_k_actions
-from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, polyak_update
+from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, critic_loss, polyak_update
 from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.td import td_target
@@ -170,3 +170,18 @@ def test_global_keeps_the_k_best_samples_and_local_climbs_without_getting_worse(
     torch.testing.assert_close(best_action(obs, kept, QuadraticCritic()), torch.tensor([[0.4, -0.4]]), rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"k must be in \[1, 4\], got 5"):
         top_k_actions(obs, samples, QuadraticCritic(), k=5)
+
+
+def test_critic_loss_regresses_every_member_on_the_target_critics_value_at_the_next_action():
+    critic, target = CriticEnsemble(1, 1, 3, (8,)), CriticEnsemble(1, 1, 3, (8,))
+    batch = {"obs": torch.zeros(4, 1), "action": torch.zeros(4, 1), "reward": torch.ones(4),
+             "next_obs": torch.ones(4, 1), "terminated": torch.tensor([0.0, 0.0, 1.0, 0.0])}
+    next_action = torch.full((4, 1), 0.5)
+    loss = critic_loss(critic, target, batch, next_action, gamma=0.9, subset_size=2,
+                       generator=torch.Generator().manual_seed(1))
+    next_q = target.subset_min(batch["next_obs"], next_action, 2, torch.Generator().manual_seed(1))
+    expected = 1.0 + 0.9 * torch.tensor([1.0, 1.0, 0.0, 1.0]) * next_q
+    torch.testing.assert_close(loss, (critic(batch["obs"], batch["action"]) - expected).pow(2).mean())
+    loss.backward()
+    assert all(p.grad is None for p in target.parameters())  # the target is not trained
+    assert all(p.grad is not None for p in critic.parameters())

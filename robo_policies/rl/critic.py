@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from robo_policies.rl.td import td_target
+
 
 class EnsembleLinear(nn.Module):
     """E independent linear layers applied to E inputs at once: (E, B, in) -> (E, B, out)."""
@@ -73,3 +75,25 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
     for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
         target_param.lerp_(param, tau)
+
+
+def critic_loss(
+    critic: CriticEnsemble,
+    target_critic: CriticEnsemble,
+    batch: dict[str, torch.Tensor],
+    next_action: torch.Tensor,
+    gamma: float,
+    subset_size: int = 2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean squared TD error of every member against one shared target.
+
+    The target ``r + gamma * (1 - terminated) * min_{K} Qbar(s', a')`` uses the target
+    critics' random-subset minimum at ``next_action`` (EXPO: the on-the-fly argmax at s';
+    PA-RL: its optimised action), with no gradient. ``batch`` holds ``obs``, ``action``,
+    ``reward``, ``next_obs`` and ``terminated`` (see ``replay.FIELDS``).
+    """
+    with torch.no_grad():
+        next_q = target_critic.subset_min(batch["next_obs"], next_action, subset_size, generator)
+        target = td_target(batch["reward"], batch["terminated"], next_q, gamma)
+    return (critic(batch["obs"], batch["action"]) - target).pow(2).mean()
