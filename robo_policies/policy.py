@@ -125,7 +125,61 @@ class NormalizerModule(nn.Module):
         return invert_affine(y, *self._affine(key))
 
 
-class Policy(nn.Module):
+class ActsInEpisodes:
+    """How a policy acts step by step: observation history, action queue, sampling noise,
+    model-call logs (what ``robo eval`` reports) and an optional warm start.
+
+    Shared by ``Policy`` and ``sampling.composition.ComposedPolicy``; a user provides
+    ``config`` (``n_obs_steps``, ``n_action_steps``), ``obs_shapes``, ``predict_chunk`` and
+    ``last_nfe``, and calls ``start_acting()`` at the end of ``__init__``.
+    """
+
+    config: Any
+    obs_shapes: dict[str, tuple[int, ...]]
+
+    def start_acting(self) -> None:
+        """Set up the acting state: sampling noise from seed 0, empty logs, no warm start."""
+        self.generator = torch.Generator().manual_seed(0)
+        self.model_call_ms: list[float] = []
+        self.model_call_nfe: list[int] = []
+        self.warm_start: WarmStart | None = None
+        """RTI warm start between model calls (``sampling.warmstart``); None: full solves."""
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the observation history, queued actions and warm start (call at each
+        episode start); ``seed`` also restarts the sampling noise, so an episode's actions
+        depend on nothing before it."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
+        self._queue: deque[np.ndarray] = deque()
+        if self.warm_start is not None:
+            self.warm_start.reset()
+
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One action for the current observation; runs the model only when the queue is empty."""
+        self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
+        if not self._queue:
+            start = time.perf_counter()
+            chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
+            self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
+            self.model_call_nfe.append(self.last_nfe)
+            first = self.config.n_obs_steps - 1
+            self._queue.extend(chunk[first : first + self.config.n_action_steps])
+        return self._queue.popleft()
+
+    def _history_batch(self) -> dict[str, torch.Tensor]:
+        """The last To observations as a batch of one; the first is repeated until To are seen."""
+        frames = list(self._history)
+        frames = [frames[0]] * (self.config.n_obs_steps - len(frames)) + frames
+        return {
+            key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None]
+            for key in self.obs_shapes
+        }
+
+
+class Policy(ActsInEpisodes, nn.Module):
     """Normaliser + ObservationEncoder + ActionHead, with observation history and action queue.
 
     Args:
@@ -168,12 +222,7 @@ class Policy(nn.Module):
             image_feature_dim=config.image_feature_dim,
         )
         self.head = build_head(config, action_dim, self.encoder.out_dim)
-        self.generator = torch.Generator().manual_seed(0)
-        self.model_call_ms: list[float] = []
-        self.model_call_nfe: list[int] = []
-        self.warm_start: WarmStart | None = None
-        """RTI warm start between model calls (``sampling.warmstart``); None: full solves."""
-        self.reset()
+        self.start_acting()
 
     @property
     def nfe(self) -> int:
@@ -227,38 +276,6 @@ class Policy(nn.Module):
         cond = self.encode(obs)
         chunk = sample_chunk(self.head, cond, self.generator, self.warm_start, self.config.n_action_steps)
         return self.normalizer.unnormalize("action", chunk)
-
-    def reset(self, seed: int | None = None) -> None:
-        """Forget the observation history, queued actions and warm start (call at each
-        episode start); ``seed`` also restarts the sampling noise, so an episode's actions
-        depend on nothing before it."""
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque()
-        if self.warm_start is not None:
-            self.warm_start.reset()
-
-    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """One action for the current observation; runs the model only when the queue is empty."""
-        self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
-        if not self._queue:
-            start = time.perf_counter()
-            chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
-            self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
-            self.model_call_nfe.append(self.last_nfe)
-            first = self.config.n_obs_steps - 1
-            self._queue.extend(chunk[first : first + self.config.n_action_steps])
-        return self._queue.popleft()
-
-    def _history_batch(self) -> dict[str, torch.Tensor]:
-        """The last To observations as a batch of one; the first is repeated until To are seen."""
-        frames = list(self._history)
-        frames = [frames[0]] * (self.config.n_obs_steps - len(frames)) + frames
-        return {
-            key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None]
-            for key in self.obs_shapes
-        }
 
     # -- saving and loading -------------------------------------------------------------
 

@@ -53,8 +53,8 @@ import yaml
 from robo_policies.atomic import atomic_output
 from robo_policies.heads.base import DenoisingHead, Field
 from robo_policies.heads.energy import Energy, EnergyHead
-from robo_policies.policy import Policy
-from robo_policies.sampling.warmstart import WarmStart, sample_chunk
+from robo_policies.policy import ActsInEpisodes, Policy
+from robo_policies.sampling.warmstart import sample_chunk
 
 COMPOSITION_FILE = "composition.yaml"
 """The file that marks a directory as a saved composition."""
@@ -79,7 +79,7 @@ class ComposedConfig:
     """Ta: the smallest of the parents', so every executed action mixes all parents."""
 
 
-class ComposedPolicy:
+class ComposedPolicy(ActsInEpisodes):
     """K trained policies sampling one action chunk together (GPC); see the module docstring.
 
     Args:
@@ -88,11 +88,6 @@ class ComposedPolicy:
         names: labels for the parents in errors and in the saved composition (e.g. their
             checkpoint directories); default ``parent_<k>``.
     """
-
-    # Run exactly like one Policy: its observation history, action queue and timing.
-    reset = Policy.reset
-    act = Policy.act
-    _history_batch = Policy._history_batch
 
     def __init__(
         self, parents: Sequence[Policy], weights: Sequence[float], names: Sequence[str] | None = None
@@ -118,12 +113,7 @@ class ComposedPolicy:
             key: shape for parent in self.parents for key, shape in parent.obs_shapes.items()
         }
         self.action_dim = self.lead.action_dim
-        self.generator = torch.Generator().manual_seed(0)
-        self.model_call_ms: list[float] = []
-        self.model_call_nfe: list[int] = []
-        self.warm_start: WarmStart | None = None
-        """RTI warm start between model calls, as for a ``Policy``; None: full solves."""
-        self.reset()
+        self.start_acting()
 
     @property
     def lead(self) -> Policy:
