@@ -100,7 +100,7 @@ def main() -> None:
                                   out=work / task / "eval" / re.sub(r"[^A-Za-z0-9]+", "_", label))
             rows.append((label, result))
             records.append({
-                "task": task, "sampler": label, "head": head, **settings,
+                "task": task, "row": label, "head": head, "settings": settings,
                 **{k: v for k, v in result.to_dict().items() if k not in ("records", "video_path", "sampler")},
                 "sampled": result.sampler,
                 **side_counts(result),
