@@ -143,8 +143,9 @@ def held_out_start_noise(policy: Policy, metadata: Mapping[str, Any], pairs: int
     buffer = ReplayBuffer.open(metadata["dataset"])
     to, shift = policy.config.n_obs_steps, policy.config.n_action_steps
     offsets = dict.fromkeys(policy.obs_shapes, np.arange(-(to - 1), shift + 1))
-    windows = SequenceSampler(buffer.as_numpy(list(policy.obs_shapes)), buffer.episode_ends, offsets,
-                              metadata["val_episodes"])
+    # Streamed from disk: only the sampled windows' rows are read.
+    arrays = {key: buffer[key] for key in policy.obs_shapes}
+    windows = SequenceSampler(arrays, buffer.episode_ends, offsets, metadata["val_episodes"])
     rows = np.random.default_rng(0).permutation(len(windows))[:pairs]
     batch = {key: torch.as_tensor(value) for key, value in windows.sample(rows).items()
              if key in policy.obs_shapes}

@@ -69,10 +69,22 @@ class WarmStart:
             raise ValueError(f"rti.start_noise must be > 0, got {config.start_noise}")
         self.config = config
         self.previous: torch.Tensor | None = None
+        self._start: tuple[ActionHead, float | None] | None = None  # (head, its start time)
 
     def reset(self) -> None:
         """Forget the previous chunk: the next call is a full solve (call at episode start)."""
         self.previous = None
+
+    def start_time_for(self, head: ActionHead, device: torch.device) -> float | None:
+        """Where ``head``'s warm solve starts: the start level as the head's time, moved to
+        its solver's first grid time (DDIM keeps a fixed grid). Worked out once per head, not
+        on every call."""
+        if self._start is None or self._start[0] is not head:
+            t_start = start_time(head, self.config.start_noise)
+            if isinstance(head, DenoisingHead):
+                t_start = float(head.time_grid(self.config.steps, t_start, device)[0])
+            self._start = (head, t_start)
+        return self._start[1]
 
 
 def sample_chunk(
@@ -97,9 +109,7 @@ def sample_chunk(
         chunk = head.sample(cond, x_init=x_init, generator=generator, **sample_kwargs)
     else:
         config = warm_start.config
-        t_start = start_time(head, config.start_noise)
-        if isinstance(head, DenoisingHead):  # the solver's first time (DDIM keeps a fixed grid)
-            t_start = float(head.time_grid(config.steps, t_start, cond.device)[0])
+        t_start = warm_start.start_time_for(head, cond.device)
         guess = shift_chunk(previous, shift)
         if config.renoise and isinstance(head, DenoisingHead):
             alpha, sigma = head.noise_levels(torch.tensor(t_start))
