@@ -25,6 +25,7 @@ from robo_policies.envs import get_task
 from robo_policies.envs.gym_target import make_gym_env_factory
 from robo_policies.envs.runner import EvalResult, evaluate
 from robo_policies.policy import Policy, policy_metadata
+from robo_policies.rl.saved import FinetunedPolicy, finetuned_metadata, is_finetuned
 from robo_policies.sampling.composition import ComposedPolicy, composition_metadata, is_composition
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, calibrate_start_noise
 
@@ -34,10 +35,11 @@ def resolve_policy_dir(checkpoint: str | Path) -> Path:
     ``checkpoint/`` is used)."""
     path = Path(checkpoint)
     saved_policy = (path / "config.yaml").is_file() and (path / "model.safetensors").exists()
-    if saved_policy or is_composition(path):
+    if saved_policy or is_composition(path) or is_finetuned(path):
         return path
-    if is_composition(path / "checkpoint") or (path / "checkpoint" / "config.yaml").is_file():
-        return path / "checkpoint"
+    checkpoint = path / "checkpoint"
+    if is_composition(checkpoint) or is_finetuned(checkpoint) or (checkpoint / "config.yaml").is_file():
+        return checkpoint
     raise FileNotFoundError(
         f"{path}: neither a saved policy or composition nor a run directory with checkpoint/"
     )
@@ -45,17 +47,22 @@ def resolve_policy_dir(checkpoint: str | Path) -> Path:
 
 def load_policy(
     directory: str | Path, overrides: Mapping[str, Any] | None = None
-) -> Policy | ComposedPolicy:
-    """The policy saved in ``directory``: a ``ComposedPolicy`` for a composition, else a
-    ``Policy``; ``overrides`` change sampling settings (see ``Policy.load``)."""
+) -> Policy | ComposedPolicy | FinetunedPolicy:
+    """The policy saved in ``directory``: a ``ComposedPolicy`` for a composition, a
+    ``FinetunedPolicy`` for a fine-tuned agent, else a ``Policy``; ``overrides`` change
+    sampling settings (see ``Policy.load``)."""
     if is_composition(directory):
         return ComposedPolicy.load(directory, overrides=overrides)
+    if is_finetuned(directory):
+        return FinetunedPolicy.load(directory, overrides=overrides)
     return Policy.load(directory, overrides=overrides)
 
 
 def saved_metadata(directory: str | Path) -> dict[str, Any]:
     """The metadata (e.g. the training task) saved with a policy or a composition."""
-    return composition_metadata(directory) if is_composition(directory) else policy_metadata(directory)
+    if is_composition(directory):
+        return composition_metadata(directory)
+    return finetuned_metadata(directory) if is_finetuned(directory) else policy_metadata(directory)
 
 
 def sampling_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -93,7 +100,7 @@ def evaluate_policy(
     ``recorded_task``) with ``cfg``'s episodes, max_steps and progress. Shared by ``robo
     eval`` and ``robo compose``, so a weight search scores exactly as ``robo eval`` would;
     ``source`` names the policy in errors."""
-    make_env, obs_adapter, episode_stats, max_steps = _env_for(cfg, policy, recorded_task, source)
+    make_env, obs_adapter, episode_stats, max_steps = env_for(cfg, policy, recorded_task, source)
     policy.warm_start = make_warm_start(cfg, cfg.task.name if cfg.task else recorded_task, policy, source)
     result = evaluate(
         policy,
@@ -155,7 +162,7 @@ def held_out_start_noise(policy: Policy, metadata: Mapping[str, Any], pairs: int
     return calibrate_start_noise(policy.head, now, later, shift, torch.Generator().manual_seed(0))
 
 
-def _env_for(
+def env_for(
     cfg: DictConfig, policy: Policy | ComposedPolicy, recorded_task: str | None, source: str
 ) -> tuple[Callable[..., Any], Callable[[Any], dict] | None, Callable | None, int | None]:
     """(make_env, obs_adapter, episode_stats, max_steps) for the configured target."""

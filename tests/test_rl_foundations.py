@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robo_policies.rl.action_optimization import best_action, refine_actions, top_k_actions
-from robo_policies.rl.critic import CriticEnsemble, EnsembleLinear, critic_loss, polyak_update
+from robo_policies.rl.critic import CriticEnsemble, EnsembleLayerNorm, EnsembleLinear, critic_loss, polyak_update
 from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.td import td_target
@@ -21,7 +21,12 @@ def test_members_are_independent_networks_evaluated_together():
     # Member 2 alone, written as an ordinary MLP, gives its row.
     x = torch.cat([obs, action], dim=-1)
     for layer in critic.net:
-        x = x @ layer.weight[2] + layer.bias[2] if isinstance(layer, EnsembleLinear) else layer(x)
+        if isinstance(layer, EnsembleLinear):
+            x = x @ layer.weight[2] + layer.bias[2]
+        elif isinstance(layer, EnsembleLayerNorm):
+            x = torch.nn.functional.layer_norm(x, x.shape[-1:], layer.weight[2, 0], layer.bias[2, 0])
+        else:
+            x = layer(x)
     torch.testing.assert_close(x.squeeze(-1), q[2])
 
 
@@ -67,9 +72,15 @@ def test_only_termination_stops_the_bootstrap():
     reward = torch.tensor([0.0, 1.0, 0.0])
     terminated = torch.tensor([False, True, False])  # the third is a time limit: not terminal
     next_value = torch.tensor([2.0, 5.0, 4.0])
-    assert td_target(reward, terminated, next_value, gamma=0.5).tolist() == [1.0, 1.0, 2.0]
-    with pytest.raises(ValueError, match="gamma must be in"):
-        td_target(reward, terminated, next_value, gamma=1.5)
+    assert td_target(reward, terminated, next_value, discount=0.5).tolist() == [1.0, 1.0, 2.0]
+    # Chunks discount per row: gamma^k for the k steps each ran.
+    per_row = td_target(reward, terminated, next_value, discount=torch.tensor([0.25, 0.5, 0.5]))
+    assert per_row.tolist() == [0.5, 1.0, 2.0]
+    with pytest.raises(ValueError, match="discount must be in"):
+        td_target(reward, terminated, next_value, discount=1.5)
+
+
+SHAPES = {"obs": (2,), "action": (1,), "reward": (), "next_obs": (2,), "terminated": ()}
 
 
 def transition(i, obs_dim=2):
@@ -77,8 +88,8 @@ def transition(i, obs_dim=2):
             "next_obs": np.full(obs_dim, i + 1), "terminated": False}
 
 
-def test_ring_buffer_keeps_the_newest_and_checks_shapes():
-    buffer = TransitionBuffer(obs_dim=2, action_dim=1, capacity=3)
+def test_ring_buffer_keeps_the_newest_checks_shapes_and_restores():
+    buffer = TransitionBuffer(SHAPES, capacity=3)
     for i in range(5):
         buffer.add(transition(i))
     assert len(buffer) == 3 and sorted(buffer.data["reward"].tolist()) == [2.0, 3.0, 4.0]
@@ -86,10 +97,16 @@ def test_ring_buffer_keeps_the_newest_and_checks_shapes():
         buffer.add(transition(0, obs_dim=3))
     with pytest.raises(KeyError, match="missing \\['terminated'\\]"):
         buffer.add({k: v for k, v in transition(0).items() if k != "terminated"})
+    restored = TransitionBuffer(SHAPES, capacity=3)
+    restored.load_state_dict(buffer.state_dict())
+    restored.add(transition(7))  # overwrites the same (oldest) slot as in the original
+    buffer.add(transition(7))
+    for key in SHAPES:
+        np.testing.assert_array_equal(restored.data[key], buffer.data[key])
 
 
 def test_mixed_batches_hold_the_offline_share_exactly():
-    offline, online = TransitionBuffer(2, 1, 100), TransitionBuffer(2, 1, 100)
+    offline, online = TransitionBuffer(SHAPES, 100), TransitionBuffer(SHAPES, 100)
     for i in range(10):
         offline.add({**transition(i), "reward": -1.0})  # offline rows are marked by reward -1
     rng = np.random.default_rng(0)
@@ -113,14 +130,14 @@ class ToyCritic:
 
 def test_edits_stay_in_bounds_with_a_finite_log_probability():
     edit = EditPolicy(obs_dim=2, action_dim=3, edit_scale=0.7, hidden=(16,))
-    torch.nn.init.constant_(edit.mean.bias, 5.0)  # push every edit hard towards +beta
+    torch.nn.init.constant_(edit.gaussian.mean.bias, 5.0)  # push every edit hard towards +beta
     action = torch.tensor([[0.9, -1.0, 1.0]] * 4)
     edited, log_prob = edit(torch.zeros(4, 2), action, torch.Generator().manual_seed(0))
     assert edited.max() <= 1.0 and edited.min() >= -1.0
     assert edited[:, 1].min() > -1.0 + 0.5  # moved up by nearly beta = 0.7
     assert torch.isfinite(log_prob).all() and log_prob.shape == (4,)
     edited.sum().backward()  # reparameterised: gradients reach the edit policy
-    assert edit.mean.weight.grad is not None
+    assert edit.gaussian.mean.weight.grad is not None
     with pytest.raises(ValueError, match="edit_scale must be > 0"):
         EditPolicy(2, 3, edit_scale=0.0)
 
@@ -133,10 +150,10 @@ def test_on_the_fly_action_is_the_critics_argmax_over_samples_and_edits():
     # An edit policy that moves every action by +beta = 0.05 makes 0.25 -> 0.30 the best for the
     # first state; only the first n_edit=2 samples are edited.
     edit = EditPolicy(1, 1, edit_scale=0.05, hidden=(4,))
-    for layer in (edit.mean, edit.log_std):
+    for layer in (edit.gaussian.mean, edit.gaussian.log_std):
         torch.nn.init.zeros_(layer.weight)
-    torch.nn.init.constant_(edit.mean.bias, 20.0)
-    torch.nn.init.constant_(edit.log_std.bias, -5.0)
+    torch.nn.init.constant_(edit.gaussian.mean.bias, 20.0)
+    torch.nn.init.constant_(edit.gaussian.log_std.bias, -5.0)
     best = on_the_fly_action(obs, base, ToyCritic(), edit, n_edit=2)
     torch.testing.assert_close(best[:, 0], torch.tensor([0.30, -0.45]))
     with pytest.raises(ValueError, match="n_edit=4 exceeds the 3 base samples"):
@@ -175,9 +192,10 @@ def test_global_keeps_the_k_best_samples_and_local_climbs_without_getting_worse(
 def test_critic_loss_regresses_every_member_on_the_target_critics_value_at_the_next_action():
     critic, target = CriticEnsemble(1, 1, 3, (8,)), CriticEnsemble(1, 1, 3, (8,))
     batch = {"obs": torch.zeros(4, 1), "action": torch.zeros(4, 1), "reward": torch.ones(4),
-             "next_obs": torch.ones(4, 1), "terminated": torch.tensor([0.0, 0.0, 1.0, 0.0])}
+             "next_obs": torch.ones(4, 1), "terminated": torch.tensor([0.0, 0.0, 1.0, 0.0]),
+             "discount": torch.full((4,), 0.9)}
     next_action = torch.full((4, 1), 0.5)
-    loss = critic_loss(critic, target, batch, next_action, gamma=0.9, subset_size=2,
+    loss = critic_loss(critic, target, batch, next_action, subset_size=2,
                        generator=torch.Generator().manual_seed(1))
     next_q = target.subset_min(batch["next_obs"], next_action, 2, torch.Generator().manual_seed(1))
     expected = 1.0 + 0.9 * torch.tensor([1.0, 1.0, 0.0, 1.0]) * next_q

@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.policy import PolicyConfig
+from robo_policies.rl.config import RLConfig
 from robo_policies.sampling.warmstart import WarmStartConfig
 from robo_policies.train.config import TrainConfig
 
@@ -195,6 +196,38 @@ class ComposeConfig(RolloutConfig):
 
 
 @dataclass
+class FinetuneConfig(RolloutConfig):
+    """Settings of ``robo finetune`` (online RL in simulation; see robo_policies/rl/)."""
+
+    defaults: list = field(default_factory=lambda: ["_self_", {"task": None}, {"rl": "cpu"}])
+    checkpoint: str = ""
+    """The trained policy to fine-tune (a saved policy or a run directory)."""
+    algo: str = "expo"
+    """expo (edit policy + argmax-Q over base samples), parl (PA-RL: critic-optimised actions
+    distilled with the policy's own loss), rlpd (SAC baseline with a Gaussian actor, no
+    pre-training) or imitation (the base policy keeps imitating the demonstrations: control)."""
+    env_steps: int = 50000
+    """Environment steps of online interaction."""
+    out: str = "outputs/finetune/${algo}"
+    """Run directory: checkpoint/ (robo eval loads it), curve.json, curve.png, summary.json,
+    tensorboard/, rollout.mp4, config.yaml."""
+    seed: int = 0
+    """Seeds the training episodes, the networks and every sample."""
+    dataset: str = ""
+    """Demonstrations mixed into every batch (default: the policy's training dataset)."""
+    eval_every: int = 5000
+    """Evaluate (and checkpoint) every this many env steps, and at step 0."""
+    eval_seed: int = 100000
+    """First evaluation seed; every evaluation uses the same `episodes` seeds from here."""
+    resume: bool = False
+    """Continue the run in `out` from its checkpoint (after a kill)."""
+    video_episodes: int = 2
+    """Episodes of the final policy recorded into rollout.mp4 (0: none)."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """Method hyperparameters: rl=cpu (default) | expo_paper | parl_paper | rlpd_paper (configs/rl/)."""
+
+
+@dataclass
 class DemoConfig:
     """Settings of ``robo demo`` (per-task recipes: configs/recipe/<task>.yaml)."""
 
@@ -267,6 +300,7 @@ def _register() -> None:
     store.store(name="eval", node=EvalRunConfig)
     store.store(name="compose", node=ComposeConfig)
     store.store(name="demo", node=DemoConfig)
+    store.store(name="finetune", node=FinetuneConfig)
     store.store(name="bench_inference", node=BenchInferenceConfig)
     store.store(name="bench_train", node=BenchTrainConfig)
 

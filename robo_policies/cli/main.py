@@ -8,6 +8,7 @@ caused by bad input prints one line naming the file, key or value and exits with
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Callable
 
@@ -21,6 +22,7 @@ from robo_policies.cli.config import (
     ComposeConfig,
     DemoConfig,
     EvalRunConfig,
+    FinetuneConfig,
     TrainRunConfig,
     compose_config,
     config_help,
@@ -51,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
          "compose trained policies at test time (GPC): search weights on validation seeds, save the best",
          "robo compose checkpoints=[runs/a,runs/b] search=grid step=0.1 episodes=50 out=outputs/ab\n"
          "  robo eval checkpoint=outputs/ab   (test the chosen composition on the test seeds)", _compose),
+        ("finetune", FinetuneConfig,
+         "fine-tune a trained policy online in simulation (EXPO, PA-RL, RLPD baseline; resumable)",
+         "robo finetune checkpoint=runs/arm algo=expo env_steps=50000 out=runs/arm_expo seed=0\n"
+         "  robo eval checkpoint=runs/arm_expo   (the fine-tuned policy, acting as it was trained)",
+         _finetune),
         ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
@@ -181,6 +188,13 @@ def _compose(args: argparse.Namespace) -> None:
     print(results_table(candidates))
     print(f"best ({TIE_BREAK}): {weights_label(best.weights)}")
     print(f"wrote {out / 'search.json'}, {out / 'search.md'} and {out / 'checkpoint'}")
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from robo_policies.rl.finetune import finetune
+
+    summary = finetune(compose_config("finetune", args.overrides))
+    print(json.dumps(summary, indent=2))
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -25,7 +25,7 @@ class EnsembleQ(Protocol):
         """Q-values (E, B) of each member."""
 
 
-def _score(critic: EnsembleQ, obs: torch.Tensor, actions: torch.Tensor, use_min: bool) -> torch.Tensor:
+def score_actions(critic: EnsembleQ, obs: torch.Tensor, actions: torch.Tensor, use_min: bool = False) -> torch.Tensor:
     """(K, B) ensemble mean (or min) for candidates (K, B, A) at observations (B, O)."""
     k, batch, _ = actions.shape
     q = critic(obs.repeat(k, 1), actions.reshape(k * batch, -1))
@@ -34,11 +34,17 @@ def _score(critic: EnsembleQ, obs: torch.Tensor, actions: torch.Tensor, use_min:
 
 
 @torch.no_grad()
-def top_k_actions(obs: torch.Tensor, samples: torch.Tensor, critic: EnsembleQ, k: int) -> torch.Tensor:
-    """The ``k`` of the N samples (N, B, A) with the highest ensemble-mean Q: (k, B, A)."""
+def top_k_indices(obs: torch.Tensor, samples: torch.Tensor, critic: EnsembleQ, k: int) -> torch.Tensor:
+    """Which ``k`` of the N samples (N, B, A) have the highest ensemble-mean Q, best first:
+    (k, B) indices into N."""
     if not 1 <= k <= samples.shape[0]:
         raise ValueError(f"k must be in [1, {samples.shape[0]}], got {k}")
-    best = _score(critic, obs, samples, use_min=False).topk(k, dim=0).indices  # (k, B)
+    return score_actions(critic, obs, samples, use_min=False).topk(k, dim=0).indices
+
+
+def top_k_actions(obs: torch.Tensor, samples: torch.Tensor, critic: EnsembleQ, k: int) -> torch.Tensor:
+    """The ``k`` of the N samples (N, B, A) with the highest ensemble-mean Q: (k, B, A)."""
+    best = top_k_indices(obs, samples, critic, k)
     return samples[best, torch.arange(samples.shape[1])]
 
 
@@ -52,14 +58,15 @@ def refine_actions(obs: torch.Tensor, actions: torch.Tensor, critic: EnsembleQ, 
     current = actions.detach().clone()
     best = current.clone()
     with torch.no_grad():
-        best_q = _score(critic, obs, best, use_min)
+        best_q = score_actions(critic, obs, best, use_min)
     for _ in range(steps):
-        current.requires_grad_(True)
-        q = _score(critic, obs, current, use_min)
-        (grad,) = torch.autograd.grad(q.sum(), current)
+        with torch.enable_grad():  # also when called under no_grad (the TD target)
+            current.requires_grad_(True)
+            q = score_actions(critic, obs, current, use_min)
+            (grad,) = torch.autograd.grad(q.sum(), current)
         with torch.no_grad():
             current = (current + step_size * grad).clamp(-1.0, 1.0)
-            q = _score(critic, obs, current, use_min)
+            q = score_actions(critic, obs, current, use_min)
             better = q > best_q
             best[better] = current[better]
             best_q = torch.where(better, q, best_q)

@@ -26,8 +26,28 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (E', B, in), or (B, in) shared by every member (one wide matrix product
+        instead of E copies of the input); ``members``: indices of the E' members to apply."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        if x.dim() == 2:
+            count, width, out = weight.shape
+            wide = x @ weight.transpose(0, 1).reshape(width, count * out)  # (B, E' * out)
+            return wide.view(x.shape[0], count, out).transpose(0, 1) + bias
+        return torch.baddbmm(bias, x, weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a scale and shift per member: (E, B, width) -> (E, B, width)."""
+
+    def __init__(self, members: int, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, width))
+        self.bias = nn.Parameter(torch.zeros(members, 1, width))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return torch.nn.functional.layer_norm(x, x.shape[-1:]) * weight + bias
 
 
 class CriticEnsemble(nn.Module):
@@ -49,15 +69,19 @@ class CriticEnsemble(nn.Module):
         layers: list[nn.Module] = []
         width = obs_dim + action_dim
         for size in hidden:
-            layers += [EnsembleLinear(members, width, size), nn.LayerNorm(size), nn.ReLU()]
+            layers += [EnsembleLinear(members, width, size), EnsembleLayerNorm(members, size), nn.ReLU()]
             width = size
         layers.append(EnsembleLinear(members, width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.ModuleList(layers)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q-values (E, B) for observations (B, obs_dim) and actions (B, action_dim)."""
-        x = torch.cat([obs, action], dim=-1)
-        return self.net(x.expand(self.members, *x.shape)).squeeze(-1)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                members: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values (E, B) for observations (B, obs_dim) and actions (B, action_dim); with
+        ``members`` (indices), only those members' values (len(members), B)."""
+        x = torch.cat([obs, action], dim=-1)  # shared by every member until the first layer
+        for layer in self.net:
+            x = layer(x) if isinstance(layer, nn.ReLU) else layer(x, members)
+        return x.squeeze(-1)
 
     def subset_min(self, obs: torch.Tensor, action: torch.Tensor, size: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,7 +89,7 @@ class CriticEnsemble(nn.Module):
         if not 1 <= size <= self.members:
             raise ValueError(f"subset size must be in [1, {self.members}], got {size}")
         chosen = torch.randperm(self.members, generator=generator)[:size]
-        return self(obs, action)[chosen.to(obs.device)].min(dim=0).values
+        return self(obs, action, chosen.to(obs.device)).min(dim=0).values
 
 
 @torch.no_grad()
@@ -82,18 +106,17 @@ def critic_loss(
     target_critic: CriticEnsemble,
     batch: dict[str, torch.Tensor],
     next_action: torch.Tensor,
-    gamma: float,
     subset_size: int = 2,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Mean squared TD error of every member against one shared target.
 
-    The target ``r + gamma * (1 - terminated) * min_{K} Qbar(s', a')`` uses the target
+    The target ``r + discount * (1 - terminated) * min_{K} Qbar(s', a')`` uses the target
     critics' random-subset minimum at ``next_action`` (EXPO: the on-the-fly argmax at s';
-    PA-RL: its optimised action), with no gradient. ``batch`` holds ``obs``, ``action``,
-    ``reward``, ``next_obs`` and ``terminated`` (see ``replay.FIELDS``).
+    PA-RL: its optimised action), with no gradient. ``batch`` holds flat ``obs``, ``action``
+    and ``next_obs`` and per-row ``reward``, ``discount`` and ``terminated``.
     """
     with torch.no_grad():
         next_q = target_critic.subset_min(batch["next_obs"], next_action, subset_size, generator)
-        target = td_target(batch["reward"], batch["terminated"], next_q, gamma)
+        target = td_target(batch["reward"], batch["terminated"], next_q, batch["discount"])
     return (critic(batch["obs"], batch["action"]) - target).pow(2).mean()

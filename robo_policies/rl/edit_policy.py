@@ -18,9 +18,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-LOG_STD_RANGE = (-5.0, 2.0)
-"""Bounds on the Gaussian's log standard deviation before the tanh (SAC's usual range)."""
-
+from robo_policies.rl.gaussian import TanhGaussian
 
 class ScoresActions(Protocol):
     """What selection needs from a critic (``CriticEnsemble`` qualifies)."""
@@ -44,14 +42,7 @@ class EditPolicy(nn.Module):
         if edit_scale <= 0:
             raise ValueError(f"edit_scale must be > 0, got {edit_scale}")
         self.edit_scale = edit_scale
-        layers: list[nn.Module] = []
-        width = obs_dim + action_dim
-        for size in hidden:
-            layers += [nn.Linear(width, size), nn.LayerNorm(size), nn.ReLU()]
-            width = size
-        self.body = nn.Sequential(*layers)
-        self.mean = nn.Linear(width, action_dim)
-        self.log_std = nn.Linear(width, action_dim)
+        self.gaussian = TanhGaussian(obs_dim + action_dim, action_dim, hidden)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,16 +51,8 @@ class EditPolicy(nn.Module):
         The sample is reparameterised, so the edit policy's loss can differentiate through
         the critic. The log-probability includes the tanh and the beta scaling (-d log beta).
         """
-        features = self.body(torch.cat([obs, action], dim=-1))
-        mean = self.mean(features)
-        log_std = self.log_std(features).clamp(*LOG_STD_RANGE)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        pre_tanh = mean + log_std.exp() * noise
-        u = torch.tanh(pre_tanh)
-        gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        # log|du/dx| of tanh, written stably: log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)).
-        squash = 2 * (math.log(2) - pre_tanh - nn.functional.softplus(-2 * pre_tanh))
-        log_prob = (gaussian - squash).sum(dim=-1) - action.shape[-1] * math.log(self.edit_scale)
+        u, log_prob = self.gaussian(torch.cat([obs, action], dim=-1), generator)
+        log_prob = log_prob - action.shape[-1] * math.log(self.edit_scale)
         return (action + self.edit_scale * u).clamp(-1.0, 1.0), log_prob
 
 

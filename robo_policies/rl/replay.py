@@ -11,29 +11,21 @@ from collections.abc import Mapping
 
 import numpy as np
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
-"""What a transition holds; ``terminated`` is a true termination, never a time limit."""
-
 
 class TransitionBuffer:
-    """A fixed-capacity ring buffer of flat transitions (the oldest are overwritten).
+    """A fixed-capacity ring buffer of transitions with named fields (the oldest are
+    overwritten once it is full).
 
     Args:
-        obs_dim, action_dim: sizes of the flat observation and action.
+        shapes: each field's per-transition shape, e.g. ``{"reward": (), "obs": (10,)}``.
         capacity: transitions kept.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, capacity: int) -> None:
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.data = {
-            "obs": np.zeros((capacity, obs_dim), np.float32),
-            "action": np.zeros((capacity, action_dim), np.float32),
-            "reward": np.zeros(capacity, np.float32),
-            "next_obs": np.zeros((capacity, obs_dim), np.float32),
-            "terminated": np.zeros(capacity, np.float32),
-        }
+        self.data = {key: np.zeros((capacity, *shape), np.float32) for key, shape in shapes.items()}
         self.size = 0
         self._next = 0
 
@@ -41,18 +33,25 @@ class TransitionBuffer:
         return self.size
 
     def add(self, transition: Mapping[str, np.ndarray | float | bool]) -> None:
-        """Store one transition with the keys of ``FIELDS``."""
-        missing = [key for key in FIELDS if key not in transition]
+        """Store one transition (a value for every field)."""
+        self.extend({key: np.asarray(value, np.float32)[None] for key, value in transition.items()})
+
+    def extend(self, transitions: Mapping[str, np.ndarray]) -> None:
+        """Store a batch of transitions: every field as an array with a leading count."""
+        missing = [key for key in self.data if key not in transitions]
         if missing:
-            raise KeyError(f"transition is missing {missing}; needs {list(FIELDS)}")
-        for key in FIELDS:
-            value = np.asarray(transition[key], dtype=np.float32)
-            if value.shape != self.data[key].shape[1:]:
-                raise ValueError(f"transition[{key!r}] has shape {value.shape}, expected "
-                                 f"{self.data[key].shape[1:]}")
-            self.data[key][self._next] = value
-        self._next = (self._next + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+            raise KeyError(f"transition is missing {missing}; needs {list(self.data)}")
+        count = len(transitions[next(iter(self.data))])
+        for key, store in self.data.items():
+            value = np.asarray(transitions[key], dtype=np.float32)
+            if value.shape != (count, *store.shape[1:]):
+                raise ValueError(f"transition[{key!r}] has shape {value.shape[1:]}, expected "
+                                 f"{store.shape[1:]}")
+        rows = (self._next + np.arange(count)) % self.capacity
+        for key, store in self.data.items():
+            store[rows] = transitions[key]
+        self._next = int((self._next + count) % self.capacity)
+        self.size = min(self.size + count, self.capacity)
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``n`` transitions drawn uniformly with replacement."""
@@ -60,6 +59,17 @@ class TransitionBuffer:
             raise ValueError("cannot sample from an empty buffer")
         rows = rng.integers(0, self.size, size=n)
         return {key: value[rows] for key, value in self.data.items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What ``load_state_dict`` needs to restore the buffer (for resuming a run)."""
+        return {**{key: value[: self.size] for key, value in self.data.items()},
+                "_cursor": np.array([self._next, self.size])}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        cursor, size = (int(v) for v in state["_cursor"])
+        for key, store in self.data.items():
+            store[:size] = state[key]
+        self._next, self.size = cursor, size
 
 
 def mixed_batch(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int,
@@ -72,4 +82,4 @@ def mixed_batch(offline: TransitionBuffer, online: TransitionBuffer, batch_size:
         raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
     n_offline = batch_size if len(online) == 0 else round(batch_size * offline_ratio)
     parts = [buffer.sample(n, rng) for buffer, n in ((offline, n_offline), (online, batch_size - n_offline)) if n]
-    return {key: np.concatenate([part[key] for part in parts]) for key in FIELDS}
+    return {key: np.concatenate([part[key] for part in parts]) for key in offline.data}

@@ -1,0 +1,67 @@
+"""Every hyperparameter of online fine-tuning, in one typed config (``robo finetune rl.*``).
+
+The defaults are CPU-sized (2 cores, tens of thousands of env steps); the published settings
+are presets in ``configs/rl/`` (``rl=expo_paper``, ``rl=parl_paper``, ``rl=rlpd_paper``) for GPU
+machines. Action quantities (edit bound, gradient step) are in the policy's normalised action
+space [-1, 1]; one decision is one executed chunk of Ta actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RLConfig:
+    """Hyperparameters shared by EXPO, PA-RL and the RLPD baseline, then per method."""
+
+    gamma: float = 0.99
+    """Discount per env step (a chunk of k steps is discounted by gamma^k)."""
+    batch_size: int = 128
+    """Transitions per gradient update."""
+    offline_ratio: float = 0.5
+    """Share of every batch drawn from the demonstrations (RLPD's 50/50)."""
+    utd: int = 1
+    """Update-to-data ratio: critic updates per decision (per executed chunk)."""
+    actor_updates: int = 1
+    """Policy-side updates (base policy, edit policy, actor, temperature) per decision."""
+    critic_members: int = 10
+    """Q-networks in the ensemble."""
+    critic_subset: int = 2
+    """Target = min over this many randomly drawn members."""
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Widths of each critic's hidden layers (LayerNorm MLP)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    policy_lr: float = 1e-4
+    """Learning rate of the base policy's own loss (EXPO's imitation, PA-RL's distillation)."""
+    inference_steps: int = 5
+    """Solver steps of the base policy's head during fine-tuning (and in the saved policy)."""
+    n_samples: int = 4
+    """N: base-policy samples per state for acting and for the TD target."""
+    # -- EXPO --
+    n_edit: int = 4
+    """EXPO: base samples that also get an edited copy (N + n_edit candidates)."""
+    edit_scale: float = 0.1
+    """EXPO: beta, the largest edit per action dimension."""
+    actor_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Widths of the Gaussian networks (EXPO's edit policy, RLPD's actor)."""
+    actor_lr: float = 3e-4
+    """Learning rate of the Gaussian networks."""
+    initial_temperature: float = 1.0
+    """Starting entropy weight alpha (EXPO's edit policy, RLPD's actor)."""
+    temperature_lr: float = 3e-4
+    """Learning rate of log alpha."""
+    target_entropy_scale: float = 0.5
+    """Target entropy = -scale * (chunk size); EXPO and RLPD use 0.5."""
+    # -- PA-RL --
+    top_k: int = 2
+    """PA-RL: candidates kept after global optimisation (of N samples)."""
+    refine_steps: int = 1
+    """PA-RL: gradient-ascent steps on Q per kept candidate (local optimisation)."""
+    refine_step_size: float = 0.01
+    """PA-RL: step size of the local optimisation."""
+    distill_argmax: bool = False
+    """PA-RL: distil the argmax candidate instead of a softmax(Q) sample over the k."""

@@ -1,0 +1,60 @@
+"""EXPO (Dong et al., 2025): an expressive base policy kept as an imitation learner, plus a
+light edit policy and on-the-fly argmax-Q selection.
+
+Per decision the agent samples N chunks from the base policy, edits the first ``n_edit`` of
+them with the tanh-Gaussian edit policy, and executes the candidate the target critics score
+highest (``edit_policy.on_the_fly_action``); the TD target backs up the same selection at the
+next state. The base policy never sees a Q-gradient: it keeps training with its own loss on
+the mixed batch, whose online half holds the selected (improved) chunks. The edit policy is
+trained SAC-style on batch actions against the ensemble's mean Q.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from robo_policies.policy import Policy
+from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.rl.config import RLConfig
+from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
+from robo_policies.rl.gaussian import Temperature
+
+
+class Expo(FinetuneAgent):
+    """EXPO over chunk decisions; see the module docstring."""
+
+    def __init__(self, policy: Policy, config: RLConfig) -> None:
+        super().__init__(policy, config)
+        self.edit_policy = EditPolicy(self.view.obs_dim, self.view.action_dim, config.edit_scale,
+                                      tuple(config.actor_hidden))
+        self.temperature = Temperature(-config.target_entropy_scale * self.view.action_dim,
+                                       config.initial_temperature)
+        self.optimizers.update(
+            policy=torch.optim.AdamW(policy.parameters(), lr=config.policy_lr),
+            edit=torch.optim.Adam(self.edit_policy.parameters(), lr=config.actor_lr),
+            temperature=torch.optim.Adam(self.temperature.parameters(), lr=config.temperature_lr),
+        )
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.view.features(obs) if features is None else features
+        samples = self.view.executed(self.view.sample_windows(obs, self.config.n_samples, generator))
+        best = on_the_fly_action(features, samples, self.target_critic, self.edit_policy,
+                                 min(self.config.n_edit, self.config.n_samples),
+                                 self.config.critic_subset, generator)
+        return self.view.window_from_chunk(best)
+
+    def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                     generator: torch.Generator) -> dict[str, float]:
+        imitation = self.policy.compute_loss(self.view.policy_batch(rows))
+        self.step("policy", imitation)
+        edited, log_prob = self.edit_policy(batch["obs"], batch["action"], generator)
+        q = self.critic(batch["obs"], edited).mean(dim=0)
+        edit_loss = (self.temperature.alpha * log_prob - q).mean()
+        self.step("edit", edit_loss)
+        self.step("temperature", self.temperature.loss(log_prob))
+        return {"policy_loss": imitation.item(), "edit_loss": edit_loss.item(),
+                "temperature": self.temperature.alpha.item(), "edit_entropy": -log_prob.mean().item()}

@@ -1,0 +1,307 @@
+"""``robo finetune``: improve a trained policy online in simulation.
+
+One loop drives every method (``saved.ALGORITHMS``: EXPO, PA-RL, the RLPD baseline and
+imitation only). Per episode:
+
+1. act chunk by chunk with the method's selection rule (exploring), recording every step;
+2. cut the episode into chunk transitions (``chunks.ChunkView``) for the online replay;
+3. for each decision taken, ``rl.utd`` critic updates and ``rl.actor_updates`` policy-side
+   updates, each on a batch mixing demonstrations and online data (``replay.mixed_batch``).
+
+Every ``eval_every`` env steps the current policy is evaluated on fixed seeds (the same for
+every method and seed), giving a point of ``curve.json``, TensorBoard scalars and a
+checkpoint that ``robo eval`` loads and that ``resume=true`` continues from after a kill.
+Per-episode losses go to ``metrics.jsonl`` and TensorBoard. The run ends with ``curve.png``,
+``summary.json`` (env steps/s, gradient updates/s, env steps
+to 80% success) and a rollout video beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from robo_policies.atomic import atomic_output, atomic_write_text
+from robo_policies.data import ReplayBuffer
+from robo_policies.envs.runner import evaluate
+from robo_policies.evaluation import env_for, resolve_policy_dir, saved_metadata
+from robo_policies.policy import Policy
+from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.rl.chunks import ChunkView
+from robo_policies.rl.config import RLConfig
+from robo_policies.rl.replay import TransitionBuffer, mixed_batch
+from robo_policies.rl.saved import FinetunedPolicy, build_agent, save_finetuned
+
+STATE_FILE = "training_state.pt"
+REPLAY_FILE = "replay.npz"
+SUCCESS_LEVEL = 0.8
+"""The summary reports the env steps each run needed to reach this success rate."""
+
+
+@dataclass
+class Progress:
+    """Counters that a resumed run continues from."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    updates: int = 0
+    next_eval: int = 0
+    env_seconds: float = 0.0
+    update_seconds: float = 0.0
+
+
+def demonstration_transitions(view: ChunkView, dataset: str | Path, gamma: float) -> dict[str, np.ndarray]:
+    """Every step of every demonstration as a chunk decision (the expert could have chosen
+    there), with the sparse success reward on an episode's last step.
+
+    The critic sees what was executed (``executed_action`` when collection added noise);
+    the policy imitates the clean labels (``action``).
+    """
+    buffer = ReplayBuffer.open(dataset)
+    success = buffer.meta("success") if "success" in buffer.meta_keys else np.ones(buffer.n_episodes, bool)
+    executed_key = "executed_action" if "executed_action" in buffer else "action"
+    parts = []
+    for index in range(buffer.n_episodes):
+        episode = buffer.episode(index, keys=[*view.obs_shapes, "action", executed_key])
+        steps = len(episode["action"])
+        rewards = np.zeros(steps)
+        rewards[-1] = float(success[index])
+        parts.append(view.episode_transitions(
+            episode, episode[executed_key], rewards, bool(success[index]), np.arange(steps), gamma,
+            labels=episode["action"]))
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def finetune(cfg: DictConfig) -> dict[str, Any]:
+    """Run ``robo finetune`` with its composed config; returns the summary."""
+    if not cfg.checkpoint:
+        raise ValueError("checkpoint=<dir> is required (the trained policy to fine-tune)")
+    if cfg.sampler != "full":
+        raise ValueError("robo finetune acts with the method's own selection; sampler must be full")
+    out = Path(cfg.out)
+    rl = RLConfig(**OmegaConf.to_container(cfg.rl))
+    state_dir = out / "checkpoint"
+    resuming = cfg.resume and (state_dir / STATE_FILE).is_file()
+    if out.exists() and any(out.iterdir()) and not cfg.resume:
+        raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+    source = resolve_policy_dir(cfg.checkpoint)
+    metadata = {**saved_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
+    policy = Policy.load(source, overrides={"inference_steps": rl.inference_steps})
+    torch.manual_seed(cfg.seed)
+    agent = build_agent(cfg.algo, policy, rl)
+    view = agent.view
+    dataset = cfg.dataset or metadata.get("dataset")
+    if not dataset:
+        raise ValueError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
+    demos = demonstration_transitions(view, dataset, rl.gamma)
+    offline = TransitionBuffer(view.transition_shapes(), capacity=len(demos["reward"]))
+    offline.extend(demos)
+    decisions_per_step = 1.0 / view.n_action_steps
+    online = TransitionBuffer(view.transition_shapes(), capacity=int(cfg.env_steps * decisions_per_step) + 1000)
+
+    make_env, obs_adapter, _, max_steps = env_for(cfg, policy, metadata.get("task"), str(source))
+    env = make_env()
+    rng = np.random.default_rng(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    progress = Progress(next_eval=0)
+    curve: list[dict[str, Any]] = []
+    if resuming:
+        state = torch.load(state_dir / STATE_FILE, weights_only=True)
+        agent.load_state_dict(state["agent"])
+        for name, optimizer in agent.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        online.load_state_dict(dict(np.load(state_dir / REPLAY_FILE)))
+        rng.bit_generator.state = state["numpy_rng"]
+        generator.set_state(state["torch_rng"])
+        progress, curve = Progress(**state["progress"]), state["curve"]
+        print(f"resuming {out} at {progress.env_steps} env steps")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
+    logger = _Scalars(out)
+
+    def evaluate_now() -> float:
+        agent.eval()
+        result = evaluate(FinetunedPolicy(agent), make_env, episodes=cfg.episodes, seed=cfg.eval_seed,
+                          progress=False, max_steps=cfg.max_steps or max_steps, obs_adapter=obs_adapter)
+        agent.train()
+        point = {"env_steps": progress.env_steps, "success_rate": result.success_rate,
+                 "updates": progress.updates, "episodes": progress.episodes}
+        curve.append(point)
+        logger.log(progress.env_steps, eval_success_rate=result.success_rate)
+        return result.success_rate
+
+    bar = tqdm(total=cfg.env_steps, initial=progress.env_steps, desc=f"finetune {cfg.algo}",
+               disable=not cfg.progress, unit="step")
+    while True:
+        if progress.env_steps >= progress.next_eval:
+            success = evaluate_now()
+            bar.set_postfix(success=f"{success:.0%}")
+            progress.next_eval += cfg.eval_every
+            _save(state_dir, cfg.algo, agent, metadata, online, rng, generator, progress, curve)
+        if progress.env_steps >= cfg.env_steps:
+            break
+        start = time.perf_counter()
+        episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter,
+                               cfg.max_steps or max_steps)
+        progress.env_seconds += time.perf_counter() - start
+        online.extend(view.episode_transitions(
+            episode["obs"], episode["actions"], episode["rewards"], episode["terminated"],
+            episode["anchors"], rl.gamma))
+        progress.env_steps += len(episode["actions"])
+        progress.episodes += 1
+        bar.update(len(episode["actions"]))
+        start = time.perf_counter()
+        metrics = _update(agent, offline, online, len(episode["anchors"]), rng, generator)
+        progress.update_seconds += time.perf_counter() - start
+        progress.updates += metrics.pop("updates")
+        logger.log(progress.env_steps, episode_success=float(episode["success"]), **metrics)
+    bar.close()
+    env.close()
+    logger.close()
+    summary = _summarise(cfg, progress, curve)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "curve.json", json.dumps(curve, indent=2) + "\n")
+    plot_curves({cfg.algo: curve}, out / "curve.png")
+    if cfg.video_episodes > 0:
+        agent.eval()
+        evaluate(FinetunedPolicy(agent), make_env, episodes=cfg.video_episodes, seed=cfg.eval_seed,
+                 progress=False, video_path=out / "rollout.mp4", video_episodes=cfg.video_episodes,
+                 max_steps=cfg.max_steps or max_steps, obs_adapter=obs_adapter)
+    return summary
+
+
+def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: torch.Generator,
+                 seed: int, obs_adapter: Any, max_steps: int | None) -> dict[str, Any]:
+    """One exploring episode; decisions every Ta steps (``anchors``)."""
+    raw, _ = env.reset(seed=seed)
+    obs = obs_adapter(raw) if obs_adapter else raw
+    keys = list(view.obs_shapes)
+    history: deque[dict[str, np.ndarray]] = deque([obs] * view.n_obs_steps, maxlen=view.n_obs_steps)
+    frames, actions, rewards, anchors = [obs], [], [], []
+    terminated = success = False
+    while True:
+        window = {key: torch.as_tensor(np.stack([frame[key] for frame in history]))[None] for key in keys}
+        anchors.append(len(actions))
+        with torch.no_grad():
+            chunk = agent.policy.normalizer.unnormalize("action", agent.act(window, generator))[0]
+        for action in chunk[view.first : view.first + view.n_action_steps].numpy():
+            raw, reward, terminated, truncated, info = env.step(action)
+            obs = obs_adapter(raw) if obs_adapter else raw
+            frames.append(obs)
+            history.append(obs)
+            actions.append(action)
+            rewards.append(float(reward))
+            success = success or bool(info.get("is_success", False))
+            if terminated or truncated or (max_steps and len(actions) >= max_steps):
+                stacked = {key: np.stack([frame[key] for frame in frames]) for key in keys}
+                return {"obs": stacked, "actions": np.stack(actions), "rewards": np.array(rewards),
+                        "terminated": bool(terminated), "anchors": np.array(anchors), "success": success}
+
+
+def _update(agent: FinetuneAgent, offline: TransitionBuffer, online: TransitionBuffer, decisions: int,
+            rng: np.random.Generator, generator: torch.Generator) -> dict[str, float]:
+    """The updates owed for ``decisions`` new decisions; returns mean metrics and the count."""
+    config, view = agent.config, agent.view
+    sums: dict[str, float] = {}
+    updates = 0
+
+    def batch() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        rows = mixed_batch(offline, online, config.batch_size, agent.offline_ratio, rng)
+        rows = {key: torch.as_tensor(value) for key, value in rows.items()}
+        return rows, view.critic_batch(rows)
+
+    for _ in range(decisions):
+        if agent.uses_critic:
+            for _ in range(config.utd):
+                rows, critic_batch = batch()
+                sums["critic_loss"] = sums.get("critic_loss", 0.0) + agent.update_critic(rows, critic_batch, generator)
+                updates += 1
+        for _ in range(config.actor_updates):
+            rows, critic_batch = batch()
+            for name, value in agent.update_actor(rows, critic_batch, generator).items():
+                sums[name] = sums.get(name, 0.0) + value
+            updates += 1
+    counts = {"critic_loss": decisions * config.utd}
+    metrics = {name: total / counts.get(name, decisions * config.actor_updates) for name, total in sums.items()}
+    return {**metrics, "updates": updates}
+
+
+def _save(directory: Path, algo: str, agent: FinetuneAgent, metadata: dict[str, Any],
+          online: TransitionBuffer, rng: np.random.Generator, generator: torch.Generator,
+          progress: Progress, curve: list[dict[str, Any]]) -> None:
+    """The fine-tuned policy plus everything a resumed run needs, written atomically."""
+    with atomic_output(directory, overwrite=True) as tmp:
+        tmp.mkdir(parents=True)
+        save_finetuned(tmp, algo, agent, metadata)
+        np.savez(tmp / REPLAY_FILE, **online.state_dict())
+        torch.save({"agent": agent.state_dict(),
+                    "optimizers": {name: opt.state_dict() for name, opt in agent.optimizers.items()},
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
+                    "progress": vars(progress), "curve": curve}, tmp / STATE_FILE)
+
+
+def steps_to_success(curve: list[dict[str, Any]], level: float = SUCCESS_LEVEL) -> int | None:
+    """The first evaluated env step count with success >= ``level`` (None: never reached)."""
+    return next((point["env_steps"] for point in curve if point["success_rate"] >= level), None)
+
+
+def _summarise(cfg: DictConfig, progress: Progress, curve: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "algo": cfg.algo, "seed": cfg.seed, "env_steps": progress.env_steps, "episodes": progress.episodes,
+        "gradient_updates": progress.updates,
+        "start_success": curve[0]["success_rate"], "final_success": curve[-1]["success_rate"],
+        f"env_steps_to_{round(SUCCESS_LEVEL * 100)}": steps_to_success(curve),
+        "env_steps_per_s": round(progress.env_steps / max(progress.env_seconds, 1e-9), 1),
+        "updates_per_s": round(progress.updates / max(progress.update_seconds, 1e-9), 1),
+        "env_seconds": round(progress.env_seconds, 1), "update_seconds": round(progress.update_seconds, 1),
+    }
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Success rate against env steps, one line per method (or run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        axis.plot([p["env_steps"] for p in points], [p["success_rate"] for p in points], "o-", label=name)
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("success rate")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+class _Scalars:
+    """Scalars of a fine-tuning run, to TensorBoard and to ``metrics.jsonl`` (one line per
+    episode or evaluation, keyed by env steps)."""
+
+    def __init__(self, out: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(out / "tensorboard"))
+        self.metrics = open(out / "metrics.jsonl", "a")
+
+    def log(self, step: int, **values: float) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+        self.metrics.write(json.dumps({"env_steps": step, **values}) + "\n")
+        self.metrics.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.metrics.close()

@@ -1,0 +1,37 @@
+"""Imitation only: the control of the fine-tuning comparison.
+
+It acts with the base policy and keeps training it with its own loss on the demonstrations
+alone, at the same update rate as the RL methods, so a curve that rises for EXPO or PA-RL
+and stays flat here is the online RL's doing, not extra imitation training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from robo_policies.policy import Policy
+from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.rl.config import RLConfig
+
+
+class ImitationOnly(FinetuneAgent):
+    """The base policy, trained on demonstrations only; no critic."""
+
+    uses_critic = False
+
+    def __init__(self, policy: Policy, config: RLConfig) -> None:
+        super().__init__(policy, config)
+        self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.view.sample_windows(obs, 1, generator)[0]
+
+    def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                     generator: torch.Generator) -> dict[str, float]:
+        loss = self.policy.compute_loss(self.view.policy_batch(rows))
+        self.step("policy", loss)
+        return {"policy_loss": loss.item()}

@@ -1,0 +1,72 @@
+"""PA-RL (Sobol Mark et al., 2024): improve actions with the critic, then distil them back
+into the policy with the policy's own loss, whatever kind of policy it is.
+
+Action optimisation at a state (``action_optimization``): sample N windows from the base
+policy, keep the k whose executed chunks the ensemble's mean Q ranks highest (global), and
+take a few clipped gradient-ascent steps on Q from each (local). The best candidate acts and
+is the TD target's next action. For distillation the dataset window replaces the worst of the
+k before the local step, and the label is drawn from softmax(Q) over the k (or their argmax);
+the policy then trains on it with its head's own loss, so a diffusion, flow or energy head is
+fine-tuned the same way it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from robo_policies.policy import Policy
+from robo_policies.rl.action_optimization import refine_actions, score_actions, top_k_indices
+from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.rl.config import RLConfig
+
+
+class PolicyAgnosticRL(FinetuneAgent):
+    """PA-RL over chunk decisions; see the module docstring."""
+
+    def __init__(self, policy: Policy, config: RLConfig) -> None:
+        super().__init__(policy, config)
+        if not 1 <= config.top_k <= config.n_samples:
+            raise ValueError(f"rl.top_k must be in [1, rl.n_samples={config.n_samples}], got {config.top_k}")
+        self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
+
+    def optimise(self, obs: Mapping[str, torch.Tensor], features: torch.Tensor,
+                 generator: torch.Generator, dataset_windows: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k optimised normalised windows (k, B, Tp, A), their mean Q (k, B)); with
+        ``dataset_windows`` (B, Tp, A) in place of the worst of the k."""
+        view, config = self.view, self.config
+        samples = view.sample_windows(obs, config.n_samples, generator)
+        best = top_k_indices(features, view.executed(samples), self.critic, config.top_k)
+        windows = samples[best, torch.arange(samples.shape[1])]
+        if dataset_windows is not None:
+            windows[-1] = dataset_windows
+        chunks = refine_actions(features, view.executed(windows), self.critic,
+                                config.refine_steps, config.refine_step_size)
+        windows[..., view.first : view.first + view.n_action_steps, :] = chunks.view(
+            *chunks.shape[:2], view.n_action_steps, -1)
+        with torch.no_grad():
+            return windows, score_actions(self.critic, features, chunks)
+
+    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.view.features(obs) if features is None else features
+        windows, q = self.optimise(obs, features, generator)
+        return windows[q.argmax(dim=0), torch.arange(q.shape[1])]
+
+    def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                     generator: torch.Generator) -> dict[str, float]:
+        obs = self.view.obs_windows(rows, "obs")
+        dataset = self.view.normalize_action(rows["window"])
+        windows, q = self.optimise(obs, batch["obs"], generator, dataset_windows=dataset)
+        if self.config.distill_argmax:
+            choice = q.argmax(dim=0)
+        else:
+            choice = torch.multinomial(q.T.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+        labels = windows[choice, torch.arange(q.shape[1])]
+        raw = self.policy.normalizer.unnormalize("action", labels)
+        loss = self.policy.compute_loss(self.view.policy_batch(rows, action=raw))
+        self.step("policy", loss)
+        return {"policy_loss": loss.item(), "label_q": q.max(dim=0).values.mean().item(),
+                "dataset_label_share": (choice == q.shape[0] - 1).float().mean().item()}

@@ -1,0 +1,108 @@
+"""Saved fine-tuned policies: what ``robo eval`` loads to act exactly as fine-tuning did.
+
+A fine-tuned checkpoint directory holds the base policy (``policy/``, a saved ``Policy``),
+everything else the method acts with (``agent.safetensors``: critics, edit policy or actor,
+temperature) and ``finetuned.yaml`` (method, its hyperparameters, metadata, SHA-256 of the
+weights). ``FinetunedPolicy`` acts through the method's own selection rule: EXPO's argmax
+over base samples and edits, PA-RL's optimised argmax, RLPD's Gaussian mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robo_policies.policy import ActsInEpisodes, Policy, _sha256
+from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.rl.config import RLConfig
+from robo_policies.rl.expo import Expo
+from robo_policies.rl.imitation import ImitationOnly
+from robo_policies.rl.parl import PolicyAgnosticRL
+from robo_policies.rl.rlpd import Rlpd
+
+ALGORITHMS: dict[str, type[FinetuneAgent]] = {
+    "expo": Expo, "parl": PolicyAgnosticRL, "rlpd": Rlpd, "imitation": ImitationOnly}
+"""``robo finetune algo=<name>``."""
+
+DESCRIPTION = "finetuned.yaml"
+AGENT_WEIGHTS = "agent.safetensors"
+
+
+def build_agent(algo: str, policy: Policy, config: RLConfig) -> FinetuneAgent:
+    """The fine-tuning method ``algo`` around ``policy``."""
+    if algo not in ALGORITHMS:
+        raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {algo!r}")
+    return ALGORITHMS[algo](policy, config)
+
+
+def is_finetuned(directory: str | Path) -> bool:
+    return (Path(directory) / DESCRIPTION).is_file()
+
+
+def save_finetuned(directory: Path, algo: str, agent: FinetuneAgent, metadata: Mapping[str, Any]) -> None:
+    """Write the policy, the agent's other weights and ``finetuned.yaml`` into ``directory``
+    (the caller makes the directory appear atomically)."""
+    agent.policy.save(directory / "policy", metadata=metadata)
+    state = {key: value.detach().contiguous().cpu() for key, value in agent.state_dict().items()
+             if not key.startswith("policy.")}
+    save_file(state, str(directory / AGENT_WEIGHTS))
+    description = {"algo": algo, "rl": dataclasses.asdict(agent.config), "metadata": dict(metadata),
+                   "sha256": {AGENT_WEIGHTS: _sha256(directory / AGENT_WEIGHTS)}}
+    (directory / DESCRIPTION).write_text(yaml.safe_dump(description, sort_keys=False))
+
+
+def finetuned_metadata(directory: str | Path) -> dict[str, Any]:
+    return dict(yaml.safe_load((Path(directory) / DESCRIPTION).read_text()).get("metadata") or {})
+
+
+def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> tuple[str, FinetuneAgent]:
+    """(algo, agent) saved in ``directory``; ``overrides`` change the policy's sampling settings."""
+    directory = Path(directory)
+    try:
+        description = yaml.safe_load((directory / DESCRIPTION).read_text())
+        algo, config = description["algo"], RLConfig(**description["rl"])
+        checksum = description["sha256"][AGENT_WEIGHTS]
+    except (yaml.YAMLError, KeyError, TypeError) as err:
+        raise ValueError(f"{directory / DESCRIPTION}: invalid fine-tuning description ({err})") from err
+    policy = Policy.load(directory / "policy", overrides={"inference_steps": config.inference_steps,
+                                                          **dict(overrides or {})})
+    agent = build_agent(algo, policy, config)
+    path = directory / AGENT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file is missing")
+    if _sha256(path) != checksum:
+        raise ValueError(f"{path}: checksum mismatch with {DESCRIPTION} (file modified or damaged)")
+    missing, unexpected = agent.load_state_dict(load_file(str(path)), strict=False)
+    missing = [key for key in missing if not key.startswith("policy.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match algo={algo} (missing {missing}, unexpected {unexpected})")
+    return algo, agent.eval()
+
+
+class FinetunedPolicy(ActsInEpisodes, nn.Module):
+    """A fine-tuned agent acting step by step like any policy (``robo eval`` runs it)."""
+
+    def __init__(self, agent: FinetuneAgent) -> None:
+        super().__init__()
+        self.agent = agent
+        self.config = agent.policy.config
+        self.obs_shapes = agent.policy.obs_shapes
+        self.start_acting()
+
+    @classmethod
+    def load(cls, directory: str | Path, overrides: Mapping[str, Any] | None = None) -> FinetunedPolicy:
+        return cls(load_agent(directory, overrides)[1])
+
+    @property
+    def last_nfe(self) -> int:
+        return self.agent.policy.last_nfe
+
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        windows = self.agent.act(obs, self.generator, explore=False)
+        return self.agent.policy.normalizer.unnormalize("action", windows)
