@@ -51,15 +51,15 @@ def finetune_args(checkpoint, out, algo, env_steps, *extra):
                                        ("diffusion", "parl")])
 def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head, algo):
     out = tmp_path / "run"
-    assert main(finetune_args(trained[head], out, algo, 600, "seed=1")) == 0
+    assert main(finetune_args(trained[head], out, algo, 800, "seed=1")) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    losses = [row["critic_loss"] for row in rows if "critic_loss" in row]
-    assert len(losses) >= 3 and np.mean(losses[-2:]) < 0.5 * losses[0]
+    losses = [row["critic_loss"] for row in rows if "critic_loss" in row]  # one per episode
+    assert len(losses) >= 4 and losses[-1] < 0.6 * losses[0]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["env_steps"] >= 600 and summary["gradient_updates"] > 0
+    assert summary["env_steps"] >= 800 and summary["gradient_updates"] > 0
     assert summary["env_steps_per_s"] > 0 and summary["updates_per_s"] > 0
     curve = json.loads((out / "curve.json").read_text())
-    assert [point["env_steps"] for point in curve][0] == 0 and curve[-1]["env_steps"] >= 600
+    assert [point["env_steps"] for point in curve][0] == 0 and curve[-1]["env_steps"] >= 800
     assert (out / "curve.png").stat().st_size > 1000
     # robo eval loads the checkpoint and acts through the method's own selection.
     policy = load_policy(out / "checkpoint")

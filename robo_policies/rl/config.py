@@ -35,7 +35,7 @@ class RLConfig:
     """Adam learning rate of the critics."""
     tau: float = 0.005
     """Polyak rate of the target critics."""
-    policy_lr: float = 1e-4
+    policy_lr: float = 3e-4
     """Learning rate of the base policy's own loss (EXPO's imitation, PA-RL's distillation)."""
     inference_steps: int = 5
     """Solver steps of the base policy's head during fine-tuning (and in the saved policy)."""
@@ -44,7 +44,7 @@ class RLConfig:
     # -- EXPO --
     n_edit: int = 4
     """EXPO: base samples that also get an edited copy (N + n_edit candidates)."""
-    edit_scale: float = 0.1
+    edit_scale: float = 0.05
     """EXPO: beta, the largest edit per action dimension."""
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Widths of the Gaussian networks (EXPO's edit policy, RLPD's actor)."""
@@ -63,5 +63,7 @@ class RLConfig:
     """PA-RL: gradient-ascent steps on Q per kept candidate (local optimisation)."""
     refine_step_size: float = 0.01
     """PA-RL: step size of the local optimisation."""
-    distill_argmax: bool = False
-    """PA-RL: distil the argmax candidate instead of a softmax(Q) sample over the k."""
+    distill_argmax: bool = True
+    """PA-RL: distil the argmax candidate; false: a sample from softmax(Q) over the k (the
+    published default, whose raw-Q logits suit returns in the tens, e.g. AntMaze's [-100, 0];
+    with 0/1 success rewards Q differences are below 1 and the softmax is nearly uniform)."""

@@ -12,7 +12,6 @@ published code leaves them unclipped).
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
@@ -46,13 +45,16 @@ class EditPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(edited action clipped to [-1, 1], log-probability of the edit) for (B, .) inputs.
+        """(edited action clipped to [-1, 1], log-probability of the unscaled edit u) for (B, .)
+        inputs.
 
         The sample is reparameterised, so the edit policy's loss can differentiate through
-        the critic. The log-probability includes the tanh and the beta scaling (-d log beta).
+        the critic. The log-probability is u's, without the published code's ``- d log beta``:
+        that constant changes no gradient, but it caps the entropy at d log(2 beta), below
+        the -d/2 target for beta < 0.3, so the temperature grows without bound and the edits
+        end up uniform noise. Measured on u, the target is reachable and edits follow Q.
         """
         u, log_prob = self.gaussian(torch.cat([obs, action], dim=-1), generator)
-        log_prob = log_prob - action.shape[-1] * math.log(self.edit_scale)
         return (action + self.edit_scale * u).clamp(-1.0, 1.0), log_prob
 
 
