@@ -25,7 +25,7 @@ TINY_TRAIN = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "po
               "policy.horizon=8", "policy.n_action_steps=4", "train.batch_size=32", "train.threads=1",
               "progress=false"]
 TINY_RL = ["rl.batch_size=32", "rl.critic_members=4", "rl.critic_hidden=[32,32]", "rl.actor_hidden=[32]",
-           "rl.inference_steps=2", "rl.critic_lr=1e-3", "episodes=2", "video_episodes=0", "progress=false"]
+           "rl.inference_steps=2", "rl.critic_lr=1e-3", "rl.start_steps=200", "episodes=2", "video_episodes=0", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,11 @@ def test_actions_of_every_method_stay_in_bounds():
     for algo in ("expo", "parl", "rlpd", "imitation"):
         agent = build_agent(algo, policy, RLConfig(n_samples=3, n_edit=3, top_k=2, edit_scale=1.0,
                                                    critic_members=2, critic_hidden=[8], actor_hidden=[8]))
-        windows = agent.act(obs, torch.Generator().manual_seed(0))
-        assert windows.shape == (5, policy.config.horizon, A)
-        executed = agent.view.executed(windows)
-        assert executed.abs().max() <= 1.0, algo
+        for warming_up in (False, True):  # the method's choice, then its warm-up actions
+            agent.warming_up = warming_up
+            windows = agent.act(obs, torch.Generator().manual_seed(0))
+            assert windows.shape == (5, policy.config.horizon, A)
+            assert agent.view.executed(windows).abs().max() <= 1.0, algo
 
 
 def test_chunk_transitions_sum_rewards_and_stop_the_bootstrap_only_at_termination():

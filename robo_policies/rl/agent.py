@@ -12,6 +12,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,10 @@ class FinetuneAgent(nn.Module, ABC):
 
     uses_critic = True
     """False for imitation only, which trains no critic and only on demonstrations."""
+    backs_up_policy_samples = False
+    """True when the TD target chooses among base-policy samples at the next state: those are
+    drawn once per transition and cached (``cache_next_samples``) instead of running the
+    denoiser inside every critic update, and redrawn every ``rl.sample_refresh_every`` steps."""
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__()
@@ -37,6 +42,8 @@ class FinetuneAgent(nn.Module, ABC):
         self.policy = policy
         self.view = ChunkView(policy)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.warming_up = False
+        """While True (the first ``rl.start_steps``), ``act`` uses the base policy's samples."""
         if self.uses_critic:
             self.critic = CriticEnsemble(self.view.obs_dim, self.view.action_dim,
                                          config.critic_members, tuple(config.critic_hidden))
@@ -48,23 +55,55 @@ class FinetuneAgent(nn.Module, ABC):
         """Share of each batch taken from the demonstrations."""
         return self.config.offline_ratio if self.uses_critic else 1.0
 
-    @abstractmethod
     def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
-            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised windows (B, Tp, A) to execute for observation windows {key: (B, To, ...)}
-        (``features``: their flat view, when the caller has it already)."""
+            explore: bool = True) -> torch.Tensor:
+        """Normalised windows (B, Tp, A) to execute for observation windows {key: (B, To, ...)}:
+        the base policy's own sample while warming up, else the method's choice."""
+        return self.warm_up_act(obs, generator) if self.warming_up else self.choose(obs, generator, explore)
+
+    def warm_up_act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """How the method acts while warming up: one sample of the base policy."""
+        return self.view.sample_windows(obs, 1, generator)[0]
+
+    @abstractmethod
+    def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+               explore: bool) -> torch.Tensor:
+        """The method's windows (B, Tp, A) for observation windows (see ``act``)."""
 
     def next_action(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                     generator: torch.Generator) -> torch.Tensor:
-        """The flat chunk (B, Ta * A) the TD target backs up at ``next_obs``: by default the
-        one the method would act with there."""
-        next_obs = self.view.obs_windows(rows, "next_obs")
-        return self.view.executed(self.act(next_obs, generator, features=batch["next_obs"]))
+        """The flat chunk (B, Ta * A) the TD target backs up at ``next_obs`` (methods with a
+        critic define it)."""
+        raise TypeError(f"{type(self).__name__} trains no critic and backs up no action")
 
     @abstractmethod
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:
         """One policy-side update; ``rows`` are the raw transitions, ``batch`` the critic's view."""
+
+    @property
+    def cached_samples(self) -> int:
+        """Policy samples cached per transition (0: none)."""
+        return self.config.n_samples if self.backs_up_policy_samples else 0
+
+    @torch.no_grad()
+    def cache_next_samples(self, transitions: dict[str, np.ndarray], generator: torch.Generator,
+                           rows: int = 512) -> None:
+        """Draw ``next_samples`` (n_samples normalised chunks at each ``next_obs``) in place."""
+        if not self.cached_samples:
+            return
+        count = len(transitions["reward"])
+        for start in range(0, count, rows):
+            part = slice(start, min(start + rows, count))
+            obs = {key: torch.as_tensor(transitions[f"next_obs.{key}"][part]) for key in self.view.obs_shapes}
+            samples = self.view.sample_chunks(obs, self.cached_samples, generator)  # (N, b, D)
+            transitions["next_samples"][part] = samples.transpose(0, 1).numpy()
+
+    def next_samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Policy chunks at the next states (N, B, Ta * A): the cached ones when kept."""
+        if "next_samples" in rows:
+            return rows["next_samples"].transpose(0, 1)
+        return self.view.sample_chunks(self.view.obs_windows(rows, "next_obs"), self.config.n_samples, generator)
 
     def update_critic(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                       generator: torch.Generator) -> float:

@@ -11,7 +11,9 @@ action space, flattened to Ta * A numbers.
 A transition keeps what both sides need: the raw observation windows at the decision and the
 next one (``obs.<key>``, ``next_obs.<key>``), the executed chunk (``chunk``), the policy's
 training window of Tp actions around it (``window``, with ``window_is_pad``, for the head's
-own loss), ``reward``, ``discount`` and ``terminated``.
+own loss), ``reward``, ``discount`` and ``terminated``; methods whose TD target picks among
+policy samples at the next state also keep ``next_samples`` there (see
+``FinetuneAgent.cache_next_samples``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ class ChunkView:
         samples = self.policy.head.sample(cond.repeat(n, 1), generator=generator)
         return samples.view(n, batch, *samples.shape[1:])
 
+    def sample_chunks(self, obs: Mapping[str, torch.Tensor], n: int,
+                      generator: torch.Generator | None) -> torch.Tensor:
+        """``n`` normalised executed chunks per observation from the policy: (n, B, Ta * A)."""
+        return self.executed(self.sample_windows(obs, n, generator))
+
     def normalize_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.policy.normalizer.normalize("action", action)
 
@@ -97,14 +104,17 @@ class ChunkView:
 
     # -- numpy ---------------------------------------------------------------------------
 
-    def transition_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Field shapes of one transition (for ``replay.TransitionBuffer``)."""
+    def transition_shapes(self, next_samples: int = 0) -> dict[str, tuple[int, ...]]:
+        """Field shapes of one transition (for ``replay.TransitionBuffer``); with
+        ``next_samples`` > 0 also that many cached policy chunks at the next state."""
         action_dim = self.policy.action_dim
         shapes: dict[str, tuple[int, ...]] = {}
         for key, shape in self.obs_shapes.items():
             shapes[f"obs.{key}"] = shapes[f"next_obs.{key}"] = (self.n_obs_steps, *shape)
         shapes.update({"chunk": (self.n_action_steps, action_dim), "window": (self.horizon, action_dim),
                        "window_is_pad": (self.horizon,), "reward": (), "discount": (), "terminated": ()})
+        if next_samples:
+            shapes["next_samples"] = (next_samples, self.action_dim)
         return shapes
 
     def episode_transitions(

@@ -25,6 +25,8 @@ from robo_policies.rl.gaussian import Temperature
 class Expo(FinetuneAgent):
     """EXPO over chunk decisions; see the module docstring."""
 
+    backs_up_policy_samples = True
+
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__(policy, config)
         self.edit_policy = EditPolicy(self.view.obs_dim, self.view.action_dim, config.edit_scale,
@@ -37,15 +39,22 @@ class Expo(FinetuneAgent):
             temperature=torch.optim.Adam(self.temperature.parameters(), lr=config.temperature_lr),
         )
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
-            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.view.features(obs) if features is None else features
-        samples = self.view.executed(self.view.sample_windows(obs, self.config.n_samples, generator))
-        best = on_the_fly_action(features, samples, self.target_critic, self.edit_policy,
+    def select(self, features: torch.Tensor, samples: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The on-the-fly chunk (B, Ta * A) among policy samples (N, B, Ta * A) and their edits."""
+        return on_the_fly_action(features, samples, self.target_critic, self.edit_policy,
                                  min(self.config.n_edit, self.config.n_samples),
                                  self.config.critic_subset, generator)
-        return self.view.window_from_chunk(best)
+
+    @torch.no_grad()
+    def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+               explore: bool) -> torch.Tensor:
+        features = self.view.features(obs)
+        samples = self.view.sample_chunks(obs, self.config.n_samples, generator)
+        return self.view.window_from_chunk(self.select(features, samples, generator))
+
+    def next_action(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                    generator: torch.Generator) -> torch.Tensor:
+        return self.select(batch["next_obs"], self.next_samples(rows, generator), generator)
 
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:

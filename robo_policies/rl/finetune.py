@@ -55,6 +55,7 @@ class Progress:
     episodes: int = 0
     updates: int = 0
     next_eval: int = 0
+    next_refresh: int = 0
     env_seconds: float = 0.0
     update_seconds: float = 0.0
 
@@ -102,18 +103,18 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     dataset = cfg.dataset or metadata.get("dataset")
     if not dataset:
         raise ValueError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
+    shapes = view.transition_shapes(agent.cached_samples)
     demos = demonstration_transitions(view, dataset, rl.gamma)
-    offline = TransitionBuffer(view.transition_shapes(), capacity=len(demos["reward"]))
-    offline.extend(demos)
-    decisions_per_step = 1.0 / view.n_action_steps
-    online = TransitionBuffer(view.transition_shapes(), capacity=int(cfg.env_steps * decisions_per_step) + 1000)
+    offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
+    online = TransitionBuffer(shapes, capacity=cfg.env_steps // view.n_action_steps + 1000)
 
     make_env, obs_adapter, _, max_steps = env_for(cfg, policy, metadata.get("task"), str(source))
     env = make_env()
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    progress = Progress(next_eval=0)
+    progress = Progress()
     curve: list[dict[str, Any]] = []
+    _store(offline, demos, agent, generator)
     if resuming:
         state = torch.load(state_dir / STATE_FILE, weights_only=True)
         agent.load_state_dict(state["agent"])
@@ -142,6 +143,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     bar = tqdm(total=cfg.env_steps, initial=progress.env_steps, desc=f"finetune {cfg.algo}",
                disable=not cfg.progress, unit="step")
     while True:
+        agent.warming_up = progress.env_steps < rl.start_steps
         if progress.env_steps >= progress.next_eval:
             success = evaluate_now()
             bar.set_postfix(success=f"{success:.0%}")
@@ -149,13 +151,17 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
             _save(state_dir, cfg.algo, agent, metadata, online, rng, generator, progress, curve)
         if progress.env_steps >= cfg.env_steps:
             break
+        if agent.cached_samples and progress.env_steps >= progress.next_refresh:
+            for buffer in (offline, online):  # redraw with the current policy
+                agent.cache_next_samples({key: value[: len(buffer)] for key, value in buffer.data.items()}, generator)
+            progress.next_refresh += rl.sample_refresh_every
         start = time.perf_counter()
         episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter,
                                cfg.max_steps or max_steps)
         progress.env_seconds += time.perf_counter() - start
-        online.extend(view.episode_transitions(
+        _store(online, view.episode_transitions(
             episode["obs"], episode["actions"], episode["rewards"], episode["terminated"],
-            episode["anchors"], rl.gamma))
+            episode["anchors"], rl.gamma), agent, generator)
         progress.env_steps += len(episode["actions"])
         progress.episodes += 1
         bar.update(len(episode["actions"]))
@@ -205,6 +211,16 @@ def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: tor
                 stacked = {key: np.stack([frame[key] for frame in frames]) for key in keys}
                 return {"obs": stacked, "actions": np.stack(actions), "rewards": np.array(rewards),
                         "terminated": bool(terminated), "anchors": np.array(anchors), "success": success}
+
+
+def _store(buffer: TransitionBuffer, transitions: dict[str, np.ndarray], agent: FinetuneAgent,
+           generator: torch.Generator) -> None:
+    """Add transitions, with their cached policy samples when the method keeps them."""
+    if agent.cached_samples:
+        transitions["next_samples"] = np.zeros((len(transitions["reward"]), *buffer.data["next_samples"].shape[1:]),
+                                               np.float32)
+        agent.cache_next_samples(transitions, generator)
+    buffer.extend(transitions)
 
 
 def _update(agent: FinetuneAgent, offline: TransitionBuffer, online: TransitionBuffer, decisions: int,

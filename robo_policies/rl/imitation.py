@@ -25,10 +25,9 @@ class ImitationOnly(FinetuneAgent):
         super().__init__(policy, config)
         self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
-            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.view.sample_windows(obs, 1, generator)[0]
+    def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+               explore: bool) -> torch.Tensor:
+        return self.warm_up_act(obs, generator)
 
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 import torch
 
 from robo_policies.policy import Policy
-from robo_policies.rl.action_optimization import refine_actions, score_actions, top_k_indices
+from robo_policies.rl.action_optimization import refine_actions, score_actions, top_k_actions, top_k_indices
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.config import RLConfig
 
 
 class PolicyAgnosticRL(FinetuneAgent):
     """PA-RL over chunk decisions; see the module docstring."""
+
+    backs_up_policy_samples = True
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__(policy, config)
@@ -42,18 +44,30 @@ class PolicyAgnosticRL(FinetuneAgent):
         windows = samples[best, torch.arange(samples.shape[1])]
         if dataset_windows is not None:
             windows[-1] = dataset_windows
-        chunks = refine_actions(features, view.executed(windows), self.critic,
-                                config.refine_steps, config.refine_step_size)
+        chunks, q = self.refine(features, view.executed(windows))
         windows[..., view.first : view.first + view.n_action_steps, :] = chunks.view(
             *chunks.shape[:2], view.n_action_steps, -1)
-        with torch.no_grad():
-            return windows, score_actions(self.critic, features, chunks)
+        return windows, q
 
-    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
-            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.view.features(obs) if features is None else features
+    def refine(self, features: torch.Tensor, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local optimisation of flat chunks (k, B, D): (refined chunks, their mean Q (k, B))."""
+        refined = refine_actions(features, chunks, self.critic, self.config.refine_steps,
+                                 self.config.refine_step_size)
+        with torch.no_grad():
+            return refined, score_actions(self.critic, features, refined)
+
+    def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+               explore: bool) -> torch.Tensor:
+        features = self.view.features(obs)
         windows, q = self.optimise(obs, features, generator)
         return windows[q.argmax(dim=0), torch.arange(q.shape[1])]
+
+    def next_action(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                    generator: torch.Generator) -> torch.Tensor:
+        features = batch["next_obs"]
+        kept = top_k_actions(features, self.next_samples(rows, generator), self.critic, self.config.top_k)
+        chunks, q = self.refine(features, kept)
+        return chunks[q.argmax(dim=0), torch.arange(q.shape[1])]
 
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:

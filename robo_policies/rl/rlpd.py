@@ -32,11 +32,21 @@ class Rlpd(FinetuneAgent):
         )
 
     @torch.no_grad()
-    def act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
-            explore: bool = True, features: torch.Tensor | None = None) -> torch.Tensor:
-        features = self.view.features(obs) if features is None else features
+    def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
+               explore: bool) -> torch.Tensor:
+        features = self.view.features(obs)
         chunk, _ = self.actor(features, generator, deterministic=not explore)
         return self.view.window_from_chunk(chunk)
+
+    def warm_up_act(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """RLPD starts from uniformly random chunks, not from the imitation policy."""
+        batch = next(iter(obs.values())).shape[0]
+        chunk = torch.rand(batch, self.view.action_dim, generator=generator) * 2 - 1
+        return self.view.window_from_chunk(chunk)
+
+    def next_action(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                    generator: torch.Generator) -> torch.Tensor:
+        return self.actor(batch["next_obs"], generator)[0]
 
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:
