@@ -1,9 +1,11 @@
 """Fine-tuning study: success versus env steps for EXPO, PA-RL, the RLPD baseline and
 imitation only, all starting from one weak imitation policy on ``arm_pick_place``.
 
-1. Collect ``--demos`` scripted demonstrations (few: the point is a weak start) and train a
-   diffusion policy on them with the task's demo recipe (``--train-steps`` steps, enough to
-   converge on so few demonstrations, so more imitation does not help).
+1. Collect ``--demos`` noisy demonstrations: the scripted expert's actions with Gaussian noise
+   of ``--noise`` times each joint's half-range, recorded as the labels (a shaky teleoperator:
+   ``robo collect noisy_labels=true``). Train a diffusion policy (epsilon prediction, otherwise
+   the task's demo recipe) on them for ``--train-steps`` steps. Imitation learns the noise too:
+   the policy knows roughly what to do but is imprecise, and more imitation does not fix that.
 2. ``robo finetune`` that policy with each method and seed for ``--env-steps`` env steps,
    evaluating every ``--eval-every`` steps on the same ``--episodes`` test seeds (100000 on).
 3. Report per method: start and final success, best success, env steps to 80% success (None:
@@ -39,7 +41,8 @@ def main() -> None:
     parser.add_argument("--task", default="arm_pick_place")
     parser.add_argument("--algos", nargs="+", default=["expo", "parl", "rlpd", "imitation"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--demos", type=int, default=100)
+    parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--train-steps", type=int, default=8000)
     parser.add_argument("--env-steps", type=int, default=50000)
     parser.add_argument("--eval-every", type=int, default=5000)
@@ -53,10 +56,11 @@ def main() -> None:
 
     base = args.work / "base"
     if not (args.reuse and (base / "checkpoint").is_dir()):
-        dataset = args.work / f"{args.task}_{args.demos}demos.zarr"
-        recipe = load_recipe(args.task)
+        dataset = args.work / f"{args.task}_{args.demos}_noisy_demos.zarr"
         collect(get_task(args.task), dataset, episodes=args.demos, seed=0, progress=False,
-                action_noise=recipe.collect.action_noise, overwrite=True)
+                action_noise=args.noise, noisy_labels=True, max_attempts=10 * args.demos, overwrite=True)
+        recipe = load_recipe(args.task)
+        recipe.policy.prediction = "epsilon"  # x0-prediction collapses to one sample per state here
         train_from_recipe(recipe, "diffusion", dataset, base, seed=0, steps=args.train_steps)
 
     runs: dict[str, list[dict[str, Any]]] = {}

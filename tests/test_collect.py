@@ -50,6 +50,16 @@ def test_action_noise_keeps_clean_labels(tmp_path):
     assert np.all(np.abs(executed) <= 1.0)
 
 
+def test_noisy_labels_store_what_was_executed(tmp_path):
+    collect(TOY_TASK, tmp_path / "d.zarr", episodes=3, action_noise=0.2, noisy_labels=True, progress=False)
+    buffer = ReplayBuffer.open(tmp_path / "d.zarr")
+    assert "executed_action" not in buffer  # the label is what was executed
+    noisy = buffer["action"][:]
+    # Same seeds, same noise: the noisy labels are exactly the clean run's executed actions.
+    collect(TOY_TASK, tmp_path / "c.zarr", episodes=3, action_noise=0.2, progress=False)
+    np.testing.assert_array_equal(noisy, ReplayBuffer.open(tmp_path / "c.zarr")["executed_action"][:])
+
+
 def test_resume_continues_and_refuses_overwrite(tmp_path):
     path = tmp_path / "d.zarr"
     first = collect(TOY_TASK, path, episodes=2, seed=0, progress=False)

@@ -74,6 +74,9 @@ class CollectConfig:
     action_noise: float = 0.0
     """Std of Gaussian noise added to executed actions, as a fraction of each action's
     half-range; `action` keeps the expert's clean label, `executed_action` what was sent."""
+    noisy_labels: bool = False
+    """Store the noisy executed action as the label (`action`) too, like a shaky teleoperator,
+    instead of the expert's clean label."""
     keep_failed: bool = False
     """Also save failed attempts (marked in meta/success)."""
     max_attempts: int = 0

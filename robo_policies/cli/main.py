@@ -140,6 +140,7 @@ def _collect(args: argparse.Namespace) -> None:
         episodes=cfg.episodes,
         seed=cfg.seed,
         action_noise=cfg.action_noise,
+        noisy_labels=cfg.noisy_labels,
         keep_failed=cfg.keep_failed,
         max_attempts=cfg.max_attempts,
         overwrite=cfg.overwrite,

@@ -7,7 +7,9 @@ observation key), the expert's action and the reward.
 With ``action_noise`` the env executes a perturbed action (stored as ``executed_action``)
 while ``action`` keeps the expert's clean label: the perturbations visit states just off the
 expert's path and the labels show how to recover from them (DART-style noise injection),
-which is what makes behaviour cloning robust to its own small errors. Only successful attempts are saved unless
+which is what makes behaviour cloning robust to its own small errors. With ``noisy_labels``
+the label is the noisy action itself, as from a shaky teleoperator: imitation then learns the
+noise too (the weak starting point of ``scripts/finetune_study.py``). Only successful attempts are saved unless
 ``keep_failed`` is set; ``meta/success`` records the outcome either way.
 """
 
@@ -55,9 +57,11 @@ class CollectResult:
 
 
 def run_episode(
-    task: Task, env: Any, seed: int, action_noise: float, rng: np.random.Generator
+    task: Task, env: Any, seed: int, action_noise: float, rng: np.random.Generator,
+    noisy_labels: bool = False,
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """One expert episode from ``env.reset(seed=seed)``: (per-step arrays, success)."""
+    """One expert episode from ``env.reset(seed=seed)``: (per-step arrays, success);
+    ``noisy_labels``: ``action`` is the executed (noisy) action, not the expert's clean one."""
     obs, info = env.reset(seed=seed)
     expert = task.make_expert(env, rng)
     space = env.action_space
@@ -74,13 +78,13 @@ def run_episode(
             action = np.clip(clean + noise, space.low, space.high).astype(np.float32)
         for key, value in obs.items():
             steps[key].append(value)
-        steps["action"].append(clean)
+        steps["action"].append(action if noisy_labels else clean)
         steps["executed_action"].append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         steps["reward"].append(np.float32(reward))
         success = bool(info.get("is_success", False))
         done = terminated or truncated
-    if action_noise <= 0:
+    if action_noise <= 0 or noisy_labels:
         del steps["executed_action"]  # identical to `action`
     return {key: np.stack(values) for key, values in steps.items()}, success
 
@@ -98,6 +102,7 @@ def collect(
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
     attrs: dict[str, Any] | None = None,
+    noisy_labels: bool = False,
 ) -> CollectResult:
     """Run the task's expert until ``episodes`` successful demonstrations are saved at ``out``.
 
@@ -147,7 +152,7 @@ def collect(
                 )
             attempt_seed = seed + first_attempt + attempts
             rng = np.random.default_rng([seed, first_attempt + attempts])
-            data, success = run_episode(task, env, attempt_seed, action_noise, rng)
+            data, success = run_episode(task, env, attempt_seed, action_noise, rng, noisy_labels)
             attempts += 1
             successes += success
             if success or keep_failed:

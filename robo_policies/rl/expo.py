@@ -5,7 +5,8 @@ Per decision the agent samples N chunks from the base policy, edits the first ``
 them with the tanh-Gaussian edit policy, and executes the candidate the target critics score
 highest (``edit_policy.on_the_fly_action``); the TD target backs up the same selection at the
 next state. The base policy never sees a Q-gradient: it keeps training with its own loss on
-the mixed batch, whose online half holds the selected (improved) chunks. The edit policy is
+the demonstrations (``rl.imitation_data=offline``) or, as the published code does, on the whole
+mixed batch, whose online half holds the selected chunks. The edit policy is
 trained SAC-style on batch actions against the ensemble's mean Q.
 """
 
@@ -29,6 +30,8 @@ class Expo(FinetuneAgent):
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__(policy, config)
+        if config.imitation_data not in ("offline", "mixed"):
+            raise ValueError(f"rl.imitation_data must be offline or mixed, got {config.imitation_data!r}")
         self.edit_policy = EditPolicy(self.view.obs_dim, self.view.action_dim, config.edit_scale,
                                       tuple(config.actor_hidden))
         self.temperature = Temperature(-config.target_entropy_scale * self.view.action_dim,
@@ -58,6 +61,9 @@ class Expo(FinetuneAgent):
 
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:
+        if self.config.imitation_data == "offline":
+            demos = rows["offline"].bool()
+            rows = {key: value[demos] for key, value in rows.items()}
         imitation = self.policy.compute_loss(self.view.policy_batch(rows))
         self.step("policy", imitation)
         edited, log_prob = self.edit_policy(batch["obs"], batch["action"], generator)

@@ -74,7 +74,8 @@ class TransitionBuffer:
 
 def mixed_batch(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int,
                 offline_ratio: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """``round(batch_size * offline_ratio)`` offline rows, then the rest from ``online``.
+    """``round(batch_size * offline_ratio)`` offline rows, then the rest from ``online``;
+    the field ``offline`` marks which rows are demonstrations (1) or online data (0).
 
     While the online buffer is still empty the whole batch is offline.
     """
@@ -82,4 +83,6 @@ def mixed_batch(offline: TransitionBuffer, online: TransitionBuffer, batch_size:
         raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
     n_offline = batch_size if len(online) == 0 else round(batch_size * offline_ratio)
     parts = [buffer.sample(n, rng) for buffer, n in ((offline, n_offline), (online, batch_size - n_offline)) if n]
-    return {key: np.concatenate([part[key] for part in parts]) for key in offline.data}
+    batch = {key: np.concatenate([part[key] for part in parts]) for key in offline.data}
+    batch["offline"] = (np.arange(batch_size) < n_offline).astype(np.float32)
+    return batch

@@ -32,6 +32,8 @@ ALGORITHMS: dict[str, type[FinetuneAgent]] = {
 
 DESCRIPTION = "finetuned.yaml"
 AGENT_WEIGHTS = "agent.safetensors"
+POLICY_PREFIXES = ("policy.", "acting_policy.")
+"""State-dict keys of the base policy, saved as ``policy/`` (its acting average) instead."""
 
 
 def build_agent(algo: str, policy: Policy, config: RLConfig) -> FinetuneAgent:
@@ -48,9 +50,9 @@ def is_finetuned(directory: str | Path) -> bool:
 def save_finetuned(directory: Path, algo: str, agent: FinetuneAgent, metadata: Mapping[str, Any]) -> None:
     """Write the policy, the agent's other weights and ``finetuned.yaml`` into ``directory``
     (the caller makes the directory appear atomically)."""
-    agent.policy.save(directory / "policy", metadata=metadata)
+    agent.acting_policy.save(directory / "policy", metadata=metadata)
     state = {key: value.detach().contiguous().cpu() for key, value in agent.state_dict().items()
-             if not key.startswith("policy.")}
+             if not key.startswith(POLICY_PREFIXES)}
     save_file(state, str(directory / AGENT_WEIGHTS))
     description = {"algo": algo, "rl": dataclasses.asdict(agent.config), "metadata": dict(metadata),
                    "sha256": {AGENT_WEIGHTS: _sha256(directory / AGENT_WEIGHTS)}}
@@ -79,7 +81,7 @@ def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None
     if _sha256(path) != checksum:
         raise ValueError(f"{path}: checksum mismatch with {DESCRIPTION} (file modified or damaged)")
     missing, unexpected = agent.load_state_dict(load_file(str(path)), strict=False)
-    missing = [key for key in missing if not key.startswith("policy.")]
+    missing = [key for key in missing if not key.startswith(POLICY_PREFIXES)]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match algo={algo} (missing {missing}, unexpected {unexpected})")
     return algo, agent.eval()
@@ -91,8 +93,8 @@ class FinetunedPolicy(ActsInEpisodes, nn.Module):
     def __init__(self, agent: FinetuneAgent) -> None:
         super().__init__()
         self.agent = agent
-        self.config = agent.policy.config
-        self.obs_shapes = agent.policy.obs_shapes
+        self.config = agent.acting_policy.config
+        self.obs_shapes = agent.acting_policy.obs_shapes
         self.start_acting()
 
     @classmethod
@@ -101,8 +103,8 @@ class FinetunedPolicy(ActsInEpisodes, nn.Module):
 
     @property
     def last_nfe(self) -> int:
-        return self.agent.policy.last_nfe
+        return self.agent.acting_policy.last_nfe
 
     def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         windows = self.agent.act(obs, self.generator, explore=False)
-        return self.agent.policy.normalizer.unnormalize("action", windows)
+        return self.agent.acting_policy.normalizer.unnormalize("action", windows)
