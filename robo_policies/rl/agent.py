@@ -31,6 +31,10 @@ class FinetuneAgent(nn.Module, ABC):
 
     uses_critic = True
     """False for imitation only, which trains no critic and only on demonstrations."""
+    trains_policy_in_warm_up = True
+    """False for PA-RL, whose policy stays frozen while the critic first learns (its offline
+    phase): distilling an untrained critic's picks, i.e. the policy's own samples, into it took
+    the arm policy from 22% to 3-10% in 600 updates."""
     backs_up_policy_samples = False
     """True when the TD target chooses among base-policy samples at the next state: those are
     drawn once per transition and cached (``cache_next_samples``) instead of running the

@@ -241,6 +241,8 @@ def _update(agent: FinetuneAgent, offline: TransitionBuffer, online: TransitionB
                 rows, critic_batch = batch()
                 sums["critic_loss"] = sums.get("critic_loss", 0.0) + agent.update_critic(rows, critic_batch, generator)
                 updates += 1
+        if agent.warming_up and not agent.trains_policy_in_warm_up:
+            continue
         for _ in range(config.actor_updates):
             rows, critic_batch = batch()
             for name, value in agent.update_actor(rows, critic_batch, generator).items():

@@ -26,6 +26,7 @@ class PolicyAgnosticRL(FinetuneAgent):
     """PA-RL over chunk decisions; see the module docstring."""
 
     backs_up_policy_samples = True
+    trains_policy_in_warm_up = False
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__(policy, config)
