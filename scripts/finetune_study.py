@@ -50,10 +50,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("outputs/finetune_study"))
     parser.add_argument("--out", type=Path, default=RESULTS / "finetune_study.json")
     parser.add_argument("--reuse", action="store_true", help="keep finished runs, resume the others")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: report every finished <algo>_seed<k> run under --work")
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value",
                         help="extra robo finetune settings for every run, e.g. rl.utd=2")
     args = parser.parse_args()
 
+    if args.report_only:
+        runs = {algo: [_finished(out) for out in sorted(args.work.glob(f"{algo}_seed*"))
+                       if (out / "summary.json").is_file()] for algo in args.algos}
+        report({algo: summaries for algo, summaries in runs.items() if summaries}, args)
+        return
     base = args.work / "base"
     if not (args.reuse and (base / "checkpoint").is_dir()):
         dataset = args.work / f"{args.task}_{args.demos}_noisy_demos.zarr"
@@ -75,9 +82,7 @@ def main() -> None:
                              f"eval_every={args.eval_every}", f"episodes={args.episodes}", f"out={out}",
                              f"seed={seed}", f"resume={resume}", *args.set]
                 finetune(compose_config("finetune", overrides))
-            summary = json.loads((out / "summary.json").read_text())
-            summary["curve"] = json.loads((out / "curve.json").read_text())
-            runs.setdefault(algo, []).append(summary)
+            runs.setdefault(algo, []).append(_finished(out))
     report(runs, args)
 
 
@@ -112,6 +117,13 @@ def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> N
     write_report(args.out, {"settings": {**settings, "out": str(args.out)}, "rows": rows, "runs": runs}, table)
     plot_curves({f"{algo} ({len(runs[algo])} seed{'s' if len(runs[algo]) > 1 else ''})": points
                  for algo, points in curves.items()}, args.out.with_suffix(".png"))
+
+
+def _finished(out: Path) -> dict[str, Any]:
+    """A finished run's summary with its curve."""
+    summary = json.loads((out / "summary.json").read_text())
+    summary["curve"] = json.loads((out / "curve.json").read_text())
+    return summary
 
 
 def _mean_steps(summaries: list[dict[str, Any]], level: str) -> float | None:

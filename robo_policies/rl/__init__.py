@@ -1,5 +1,9 @@
-"""Online RL fine-tuning building blocks (issue 6, in progress): critic ensembles with random
-subset targets (``critic``), replay that mixes offline demonstrations with online data
-(``replay``), the TD target with terminations told apart from time limits (``td``), EXPO's
-edit policy with on-the-fly argmax selection (``edit_policy``) and PA-RL's global and local
-action optimisation (``action_optimization``). Not yet: the update loops, ``robo finetune``."""
+"""Online RL fine-tuning in simulation (``robo finetune``).
+
+The policy seen as an MDP over action chunks (``chunks``); critic ensembles with random-subset
+targets (``critic``); replay that mixes demonstrations with online data (``replay``); the TD
+target with terminations told apart from time limits (``td``); tanh-Gaussians and their
+temperature (``gaussian``); the methods behind one interface (``agent``): EXPO (``expo``,
+with ``edit_policy``), PA-RL (``parl``, with ``action_optimization``), the RLPD baseline
+(``rlpd``) and imitation only (``imitation``); the loop (``finetune``), its settings
+(``config``) and saved fine-tuned agents (``saved``)."""
