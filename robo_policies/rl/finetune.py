@@ -40,6 +40,7 @@ from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.saved import FinetunedPolicy, build_agent, save_finetuned
+from robo_policies.scalars import ScalarLog
 
 STATE_FILE = "training_state.pt"
 REPLAY_FILE = "replay.npz"
@@ -127,7 +128,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         print(f"resuming {out} at {progress.env_steps} env steps")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
-    logger = _Scalars(out)
+    logger = ScalarLog(out, step_key="env_steps")
 
     def evaluate_now() -> float:
         agent.eval()
@@ -302,24 +303,3 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-class _Scalars:
-    """Scalars of a fine-tuning run, to TensorBoard and to ``metrics.jsonl`` (one line per
-    episode or evaluation, keyed by env steps)."""
-
-    def __init__(self, out: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(out / "tensorboard"))
-        self.metrics = open(out / "metrics.jsonl", "a")
-
-    def log(self, step: int, **values: float) -> None:
-        for name, value in values.items():
-            self.writer.add_scalar(name, value, step)
-        self.metrics.write(json.dumps({"env_steps": step, **values}) + "\n")
-        self.metrics.flush()
-
-    def close(self) -> None:
-        self.writer.close()
-        self.metrics.close()

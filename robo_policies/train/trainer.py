@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
 from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
+from robo_policies.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig
@@ -106,7 +107,7 @@ def train(
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(_yaml(run_config or {}))
-        logger = _Logger(run_dir)
+        logger = ScalarLog(run_dir)
     per_process_batch = max(1, config.batch_size // dist.world_size)
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step",
                disable=not (progress and dist.is_main))
@@ -160,6 +161,7 @@ def train(
         policy.eval()
         policy.save(policy_dir, ema=_ema_copy(policy, ema), metadata=metadata)
         logger.close()
+        plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "curve.png")
         summary = {"steps": step, "final_loss": losses[-1] if losses else None,
                    "seconds": time.perf_counter() - start_time, "world_size": dist.world_size,
                    "replica_digests": digests}
@@ -215,29 +217,6 @@ def _yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
-
-
-class _Logger:
-    """Scalars to TensorBoard and to ``metrics.jsonl`` (read back for the learning curve)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run_dir = run_dir
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        self.metrics = open(run_dir / "metrics.jsonl", "a")
-
-    def log(self, step: int, **values: float | None) -> None:
-        present = {k: v for k, v in values.items() if v is not None}
-        for name, value in present.items():
-            self.writer.add_scalar(name, value, step)
-        self.metrics.write(json.dumps({"step": step, **present}) + "\n")
-        self.metrics.flush()
-
-    def close(self) -> None:
-        self.writer.close()
-        self.metrics.close()
-        plot_learning_curve(self.run_dir / "metrics.jsonl", self.run_dir / "curve.png")
 
 
 def plot_learning_curve(metrics_path: Path, png_path: Path) -> None:
