@@ -101,11 +101,16 @@ def test_expo_backs_up_the_on_the_fly_argmax_over_samples_and_edits():
     batch = {"next_obs": view.features(obs)}
     chosen = agent.next_action(rows, batch, torch.Generator().manual_seed(0))
     torch.testing.assert_close(chosen, torch.full((2, view.action_dim), 0.3), atol=1e-4, rtol=0)
+    # Samples cached with the transition (B, N, D) are used instead of sampling again.
+    cached = {**rows, "next_samples": view.executed(windows).transpose(0, 1)}
+    view.sample_windows = None
+    chosen = agent.next_action(cached, batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(chosen, torch.full((2, view.action_dim), 0.3), atol=1e-4, rtol=0)
     # Without the edit, the best base sample (0.3) wins as well; with the critic preferring
     # -0.8, the third sample is chosen: the target follows the critic, not the sample order.
     agent.target_critic = type("Neg", (PreferredChunkCritic,), {
         "forward": lambda self, o, a, m=None: (-(a + 0.8).abs().sum(-1)).expand(4, -1)})()
-    chosen = agent.next_action(rows, batch, torch.Generator().manual_seed(0))
+    chosen = agent.next_action(cached, batch, torch.Generator().manual_seed(0))
     torch.testing.assert_close(chosen, torch.full((2, view.action_dim), -0.8))
 
 

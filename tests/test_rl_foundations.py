@@ -116,6 +116,7 @@ def test_mixed_batches_hold_the_offline_share_exactly():
     for ratio, expected in ((0.5, 32), (0.25, 16), (1.0, 64), (0.0, 0)):
         batch = mixed_batch(offline, online, 64, ratio, rng)
         assert (batch["reward"] == -1).sum() == expected and batch["obs"].shape == (64, 2)
+        np.testing.assert_array_equal(batch["offline"], batch["reward"] == -1)  # rows are marked
 
 
 # -- EXPO's edit policy and on-the-fly selection ----------------------------------------------
