@@ -128,6 +128,9 @@ def make_warm_start(
         return None
     if cfg.sampler != "rti":
         raise ValueError(f"sampler must be full or rti, got {cfg.sampler!r}")
+    if isinstance(policy, FinetunedPolicy):
+        raise ValueError(f"{source}: a fine-tuned agent picks among fresh samples at every call; "
+                         "sampler=rti does not apply (use sampler=full)")
     settings = WarmStartConfig(**OmegaConf.to_container(cfg.rti))
     if settings.discrete_dims is None:
         task_dims = get_task(task_name).discrete_action_dims if task_name and not cfg.env.id else ()

@@ -15,9 +15,11 @@ import torch
 from robo_policies.cli.main import main
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
-from robo_policies.evaluation import load_policy
+from robo_policies.cli.config import compose_config
+from robo_policies.evaluation import load_policy, make_warm_start
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
+from robo_policies.rl.finetune import finetune
 from robo_policies.rl.saved import FinetunedPolicy, build_agent
 from tests.tiny_policies import A, make_policy, observations
 
@@ -66,6 +68,8 @@ def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head
     assert isinstance(policy, FinetunedPolicy) and policy.agent.policy.config.head == head
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false"]) == 0
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+    with pytest.raises(ValueError, match="sampler=rti does not apply"):
+        make_warm_start(compose_config("eval", ["sampler=rti"]), None, policy, str(out))
 
 
 class PreferredChunkCritic(torch.nn.Module):
@@ -188,7 +192,4 @@ def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
 
 
 def _finetune_direct(args):
-    from robo_policies.cli.config import compose_config
-    from robo_policies.rl.finetune import finetune
-
     return finetune(compose_config("finetune", args[1:]))
