@@ -109,11 +109,12 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
     online = TransitionBuffer(shapes, capacity=cfg.env_steps // view.n_action_steps + 1000)
 
-    make_env, obs_adapter, _, max_steps = env_for(cfg, policy, metadata.get("task"), str(source))
+    make_env, obs_adapter, _, env_limit = env_for(cfg, policy, metadata.get("task"), str(source))
+    max_steps = cfg.max_steps or env_limit
     env = make_env()
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    progress = Progress()
+    progress = Progress(next_refresh=rl.sample_refresh_every)  # _store draws the first samples
     curve: list[dict[str, Any]] = []
     _store(offline, demos, agent, generator)
     if resuming:
@@ -133,7 +134,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     def evaluate_now() -> float:
         agent.eval()
         result = evaluate(FinetunedPolicy(agent), make_env, episodes=cfg.episodes, seed=cfg.eval_seed,
-                          progress=False, max_steps=cfg.max_steps or max_steps, obs_adapter=obs_adapter)
+                          progress=False, max_steps=max_steps, obs_adapter=obs_adapter)
         agent.train()
         point = {"env_steps": progress.env_steps, "success_rate": result.success_rate,
                  "updates": progress.updates, "episodes": progress.episodes}
@@ -157,8 +158,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
                 agent.cache_next_samples({key: value[: len(buffer)] for key, value in buffer.data.items()}, generator)
             progress.next_refresh += rl.sample_refresh_every
         start = time.perf_counter()
-        episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter,
-                               cfg.max_steps or max_steps)
+        episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter, max_steps)
         progress.env_seconds += time.perf_counter() - start
         _store(online, view.episode_transitions(
             episode["obs"], episode["actions"], episode["rewards"], episode["terminated"],
@@ -182,7 +182,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         agent.eval()
         evaluate(FinetunedPolicy(agent), make_env, episodes=cfg.video_episodes, seed=cfg.eval_seed,
                  progress=False, video_path=out / "rollout.mp4", video_episodes=cfg.video_episodes,
-                 max_steps=cfg.max_steps or max_steps, obs_adapter=obs_adapter)
+                 max_steps=max_steps, obs_adapter=obs_adapter)
     return summary
 
 
