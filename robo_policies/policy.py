@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -170,13 +170,16 @@ class ActsInEpisodes:
         return self._queue.popleft()
 
     def _history_batch(self) -> dict[str, torch.Tensor]:
-        """The last To observations as a batch of one; the first is repeated until To are seen."""
-        frames = list(self._history)
-        frames = [frames[0]] * (self.config.n_obs_steps - len(frames)) + frames
-        return {
-            key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None]
-            for key in self.obs_shapes
-        }
+        return history_batch(list(self._history), self.obs_shapes, self.config.n_obs_steps)
+
+
+def history_batch(frames: Sequence[Mapping[str, np.ndarray]], keys: Iterable[str],
+                  n_obs_steps: int) -> dict[str, torch.Tensor]:
+    """The last ``n_obs_steps`` observations as a batch of one {key: (1, To, ...)}; the first
+    is repeated until To are seen (as at an episode's start)."""
+    frames = list(frames)[-n_obs_steps:]
+    frames = [frames[0]] * (n_obs_steps - len(frames)) + frames
+    return {key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None] for key in keys}
 
 
 class Policy(ActsInEpisodes, nn.Module):

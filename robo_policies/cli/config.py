@@ -231,6 +231,42 @@ class FinetuneConfig(RolloutConfig):
 
 
 @dataclass
+class DeployConfig:
+    """Settings of ``robo deploy``."""
+
+    robot: str = ""
+    """Robot name (see `robo robot list`) or a robot.yaml path."""
+    checkpoint: str = ""
+    """A saved policy or a run directory (its checkpoint/ is used)."""
+    sim: bool = False
+    """Run on the robot's MuJoCo twin instead of the hardware (same loop and safety chain)."""
+    hz: float = 0.0
+    """Control loop rate (10-50 Hz typical; 0: the policy's own rate). Between policy steps the
+    loop repeats the present action."""
+    policy_hz: float = 0.0
+    """Rate the policy was trained at (0: its task's control rate)."""
+    episodes: int = 1
+    """Episodes to run; a twin's episode i resets with seed+i and ends on success or the
+    task's horizon."""
+    duration_s: float = 30.0
+    """Hardware: seconds per episode."""
+    seed: int = 100000
+    """First episode seed (the same as `robo eval`'s, so success rates compare)."""
+    out: str = "outputs/deploy"
+    """Where deploy.json and config.yaml go."""
+    realtime: bool = True
+    """Twin only: false runs as fast as possible and waits for every chunk (reproducible)."""
+    lead_steps: int = 2
+    """Ask for the next chunk when this many policy steps of the present one are left."""
+    threads: int = 1
+    """Torch threads for inference (the loop needs a core of its own)."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
+    """Sampling settings to change at deployment (e.g. sampling.inference_steps)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
 class DemoConfig:
     """Settings of ``robo demo`` (per-task recipes: configs/recipe/<task>.yaml)."""
 
@@ -304,6 +340,7 @@ def _register() -> None:
     store.store(name="compose", node=ComposeConfig)
     store.store(name="demo", node=DemoConfig)
     store.store(name="finetune", node=FinetuneConfig)
+    store.store(name="deploy", node=DeployConfig)
     store.store(name="bench_inference", node=BenchInferenceConfig)
     store.store(name="bench_train", node=BenchTrainConfig)
 

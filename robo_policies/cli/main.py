@@ -21,6 +21,7 @@ from robo_policies.cli.config import (
     CollectConfig,
     ComposeConfig,
     DemoConfig,
+    DeployConfig,
     EvalRunConfig,
     FinetuneConfig,
     TrainRunConfig,
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
          "robo finetune checkpoint=runs/arm algo=expo env_steps=50000 out=runs/arm_expo seed=0\n"
          "  robo eval checkpoint=runs/arm_expo   (the fine-tuned policy, acting as it was trained)",
          _finetune),
+        ("deploy", DeployConfig,
+         "run a trained policy on a robot or its MuJoCo twin: safety chain, fixed-rate loop, deploy.json",
+         "robo deploy robot=so101_arm checkpoint=outputs/demo/arm_pick_place/checkpoint sim=true "
+         "episodes=20 out=outputs/deploy/arm\n"
+         "  robo deploy robot=diffdrive_base checkpoint=runs/nav hz=50 sim=true   (50 Hz loop, 10 Hz policy)",
+         _deploy),
         ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
@@ -196,6 +203,12 @@ def _finetune(args: argparse.Namespace) -> None:
 
     summary = finetune(compose_config("finetune", args.overrides))
     print(json.dumps(summary, indent=2))
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    from robo_policies.robots.deploy import deploy
+
+    deploy(compose_config("deploy", args.overrides))
 
 
 def _demo(args: argparse.Namespace) -> None:

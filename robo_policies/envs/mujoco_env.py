@@ -113,6 +113,25 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         truncated = self._steps >= self.horizon
         return self._get_obs(), self._reward(success), success, truncated, self._info(success)
 
+    # -- what a sim twin drives (``robots.sim_twin``) ---------------------------------------
+
+    def drive(self, action: np.ndarray, seconds: float) -> None:
+        """Apply ``action`` and advance the physics by ``seconds`` (0: apply only): a robot's
+        control period, which need not be the task's step (a 50 Hz loop drives a 10 Hz task)."""
+        self._apply_action(np.clip(np.asarray(action, dtype=np.float32), self.action_space.low,
+                                   self.action_space.high))
+        steps = round(seconds / self.model.opt.timestep)
+        if steps > 0:
+            mujoco.mj_step(self.model, self.data, nstep=steps)
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """The current observation, without stepping."""
+        return self._get_obs()
+
+    def solved(self) -> bool:
+        """Whether the task is solved in the current state."""
+        return self._is_success()
+
     def _info(self, success: bool) -> dict[str, Any]:
         return {"is_success": bool(success), **self._extra_info()}
 

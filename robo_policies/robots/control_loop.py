@@ -1,0 +1,223 @@
+"""The fixed-rate control loop: one loop for hardware and the MuJoCo twin.
+
+Each tick (10 to 50 Hz) reads the robot when a policy step begins, sends the action that the
+schedule holds for this moment through the robot's safety chain, and sleeps to an absolute
+deadline, so a slow tick does not shift the ones after it.
+
+Inference is decoupled from the loop: a ``PolicyWorker`` thread predicts the next chunk
+while the loop keeps executing the present one. Every chunk is stamped with the time of the
+observation it came from, and its actions are scheduled one policy step apart from there;
+actions whose time has passed when the chunk arrives are skipped (as diffusion_policy's
+real-robot loop does), so a chunk's actions always line up with the world they were
+predicted for. Between policy steps the loop repeats the present action (a 50 Hz loop
+drives a 10 Hz policy).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from robo_policies.policy import history_batch
+from robo_policies.robots.robot import Robot
+
+SPIN_S = 0.0005
+"""The last stretch before a deadline is waited by spinning: ``time.sleep`` can overshoot."""
+
+
+class PolicyLike(Protocol):
+    """What the loop needs from a policy (``Policy`` qualifies)."""
+
+    config: Any  # n_obs_steps, n_action_steps
+    obs_shapes: dict[str, tuple[int, ...]]
+
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+@dataclass
+class Chunk:
+    """Actions (n, A) scheduled from ``start`` (episode seconds), one per ``step_s``."""
+
+    start: float
+    actions: np.ndarray
+    step_s: float
+
+    def action_at(self, t: float) -> np.ndarray | None:
+        """The action for time ``t``, or None once the chunk is used up."""
+        index = int(np.floor((t - self.start) / self.step_s + 1e-6))
+        return self.actions[index] if 0 <= index < len(self.actions) else None
+
+    def steps_left(self, t: float) -> int:
+        """Policy steps after the one that contains ``t``."""
+        index = int(np.floor((t - self.start) / self.step_s + 1e-6))
+        return max(0, len(self.actions) - index - 1)
+
+
+class PolicyWorker:
+    """The policy in a background thread: one request in flight at a time.
+
+    Args:
+        policy: anything with ``predict_chunk``, ``config.n_obs_steps``, ``config.n_action_steps``.
+        step_s: seconds between the policy's actions (its task's control period).
+    """
+
+    def __init__(self, policy: PolicyLike, step_s: float) -> None:
+        self.policy = policy
+        self.step_s = step_s
+        self.inference_ms: list[float] = []
+        self._requests: queue.Queue[tuple[list[dict[str, np.ndarray]], float] | None] = queue.Queue()
+        self._results: queue.Queue[Chunk | BaseException] = queue.Queue()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A request is being worked on."""
+        return self._busy
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="policy-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._requests.put(None)
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def request(self, history: list[dict[str, np.ndarray]], t_obs: float) -> None:
+        """Ask for the chunk that starts at the newest observation in ``history`` (taken at ``t_obs``)."""
+        self._busy = True
+        self._requests.put((list(history), t_obs))
+
+    def poll(self, timeout: float | None = 0.0) -> Chunk | None:
+        """The finished chunk, if any (``timeout=None`` waits for it); re-raises the worker's error."""
+        try:
+            result = self._results.get(block=timeout != 0.0, timeout=timeout)
+        except queue.Empty:
+            return None
+        self._busy = False
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"policy inference failed: {result}") from result
+        return result
+
+    def _serve(self) -> None:
+        config = self.policy.config
+        first = config.n_obs_steps - 1
+        while (item := self._requests.get()) is not None:
+            history, t_obs = item
+            try:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    batch = history_batch(history, self.policy.obs_shapes, config.n_obs_steps)
+                    window = self.policy.predict_chunk(batch)[0].cpu().numpy().astype(np.float64)
+                self.inference_ms.append((time.perf_counter() - start) * 1000.0)
+                self._results.put(Chunk(t_obs, window[first : first + config.n_action_steps], self.step_s))
+            except BaseException as err:  # handed to the loop, which stops the robot
+                self._results.put(err)
+
+
+@dataclass
+class LoopStats:
+    """Timing of every tick, gathered over a run's episodes."""
+
+    period_s: float
+    tick_starts: list[float] = field(default_factory=list)
+    missed_deadlines: int = 0
+    """Ticks whose work ended after the next tick's deadline."""
+    starved_ticks: int = 0
+    """Ticks with no scheduled action (the policy fell behind): the robot held still."""
+    _episode_starts: list[int] = field(default_factory=list)
+
+    def new_episode(self) -> None:
+        self._episode_starts.append(len(self.tick_starts))
+
+    def periods_ms(self) -> np.ndarray:
+        """Time between consecutive tick starts within each episode (ms)."""
+        starts = np.asarray(self.tick_starts)
+        bounds = [*self._episode_starts, len(starts)]
+        parts = [np.diff(starts[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b - a > 1]
+        return np.concatenate(parts) * 1000.0 if parts else np.zeros(0)
+
+    def summary(self) -> dict[str, Any]:
+        periods = self.periods_ms()
+        def pct(q: float) -> float | None:
+            return round(float(np.percentile(periods, q)), 3) if len(periods) else None
+        return {"target_period_ms": round(self.period_s * 1000.0, 3), "ticks": len(self.tick_starts),
+                "period_ms_p50": pct(50), "period_ms_p99": pct(99),
+                "period_ms_max": round(float(periods.max()), 3) if len(periods) else None,
+                "missed_deadlines": self.missed_deadlines, "starved_ticks": self.starved_ticks}
+
+
+@dataclass
+class EpisodeOutcome:
+    """How one episode of the loop ended."""
+
+    ticks: int
+    success: bool
+    seconds: float
+    """Episode time (ticks x period)."""
+
+
+def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: float,
+                stats: LoopStats, done: Callable[[], bool] = lambda: False,
+                realtime: bool = True, lead_steps: int = 2) -> EpisodeOutcome:
+    """Drive ``robot`` with the worker's policy at ``hz`` until ``done()`` or ``max_seconds``.
+
+    ``lead_steps``: ask for the next chunk when this many policy steps of the present one are
+    left, so it is ready before the present one runs out. With ``realtime=False`` (twins
+    only) the loop does not sleep and waits for every chunk, which makes a run reproducible.
+    """
+    period = 1.0 / hz
+    max_ticks = int(round(max_seconds * hz))
+    history: deque[dict[str, np.ndarray]] = deque(maxlen=worker.policy.config.n_obs_steps)
+    chunk: Chunk | None = None
+    next_policy_step = 0.0
+    stats.new_episode()
+    deadline = time.perf_counter()
+    for tick in range(max_ticks):
+        t = tick * period
+        stats.tick_starts.append(time.perf_counter())
+        if t >= next_policy_step - 1e-9:
+            history.append(robot.get_observation())
+            next_policy_step += worker.step_s
+            needs_chunk = chunk is None or chunk.steps_left(t) < lead_steps
+            if needs_chunk and not worker.busy:
+                worker.request(list(history), t)
+        if chunk is None:  # the episode's first chunk is awaited before the clock starts
+            chunk = worker.poll(timeout=None)
+            deadline = stats.tick_starts[-1] = time.perf_counter()
+        elif (arrived := worker.poll(timeout=0.0 if realtime or not worker.busy else None)) is not None:
+            chunk = arrived
+        action = chunk.action_at(t) if chunk is not None else None
+        if action is None:
+            stats.starved_ticks += 1
+            action = robot.hold_command()
+        robot.send_action(action)
+        if done():
+            return EpisodeOutcome(tick + 1, True, (tick + 1) * period)
+        deadline += period
+        if realtime:
+            now = time.perf_counter()
+            if now > deadline:  # late: count it and start the next tick now, without a burst
+                stats.missed_deadlines += 1
+                deadline = now
+            _sleep_until(deadline)
+    return EpisodeOutcome(max_ticks, False, max_ticks * period)
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep, then spin the last ``SPIN_S``, until ``time.perf_counter()`` reaches ``deadline``."""
+    remaining = deadline - time.perf_counter()
+    if remaining > SPIN_S:
+        time.sleep(remaining - SPIN_S)
+    while time.perf_counter() < deadline:
+        pass

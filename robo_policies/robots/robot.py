@@ -1,0 +1,215 @@
+"""The ``Robot`` interface every device and the MuJoCo twin implement.
+
+A robot reads observations as a dict of arrays and takes one flat command (an arm: joint
+targets in rad then the gripper in [0, 1]; a wheeled base: wheel speeds in rad/s). Every
+command goes through the robot's safety chain before it reaches the hardware, and
+``send_action`` returns what was actually sent, so a caller can log or learn from it.
+
+The base class owns what must be the same on every robot: the safety chain and its context,
+the latched e-stop, the watchdog that stops the robot when commands stop arriving, and the
+context manager that leaves the robot in its safe state on any exit. A subclass provides
+the device side: ``_connect``, ``_disconnect``, ``_read`` (observation), ``_write``
+(command), ``hold_command`` and ``_make_safe`` (torque off, wheels zero).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robo_policies.robots.safety import EStop, SafetyChain, SafetyContext, Watchdog
+
+
+class RobotError(RuntimeError):
+    """A robot used the wrong way (not connected, a command of the wrong shape, ...)."""
+
+
+@dataclass
+class SendRecord:
+    """What happened to one command: kept for timing and safety statistics."""
+
+    requested: np.ndarray
+    sent: np.ndarray
+    timestamp: float
+    """``time.perf_counter()`` when the command was written."""
+    events: list[str] = field(default_factory=list)
+    """Safety interventions on this command (empty when it went through unchanged)."""
+
+
+class Robot(ABC):
+    """A robot behind one typed interface (see the module docstring).
+
+    Args:
+        name: the robot's name (its config in ``hardware/``).
+        safety: filters applied before every send, with the latched e-stop (while latched,
+            every send sends ``hold_command``); default: no filters, an e-stop of its own.
+        watchdog_s: stop the robot when no command arrives for this long (None: no watchdog).
+        period_s: the control loop's period, the ``dt`` of velocity and acceleration limits
+            (None: the measured time since the last command).
+    """
+
+    def __init__(self, name: str, safety: SafetyChain | None = None,
+                 watchdog_s: float | None = None, period_s: float | None = None) -> None:
+        self.name = name
+        self.period_s = period_s
+        self.safety = safety if safety is not None else SafetyChain([], estop=EStop())
+        if self.safety.estop is None:
+            raise ValueError(f"{name}: the safety chain needs an e-stop")
+        self.estop: EStop = self.safety.estop
+        self.watchdog_s = watchdog_s
+        self._watchdog: Watchdog | None = None
+        self._lock = threading.RLock()
+        """Serialises sends from the control loop and stops from the watchdog thread."""
+        self._connected = False
+        self._last_sent: np.ndarray | None = None
+        self._previous_sent: np.ndarray | None = None
+        self._last_send_time: float | None = None
+        self.last_record: SendRecord | None = None
+
+    # -- what a device provides -----------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def observation_features(self) -> dict[str, tuple[int, ...]]:
+        """Observation keys and shapes (readable before connecting)."""
+
+    @property
+    @abstractmethod
+    def action_names(self) -> list[str]:
+        """One name per command dimension, e.g. ``shoulder_pan.pos`` or ``left_wheel.vel``."""
+
+    @abstractmethod
+    def _connect(self) -> None:
+        """Open the device (port, bus, simulation) and bring it to a ready state."""
+
+    @abstractmethod
+    def _disconnect(self) -> None:
+        """Release the device; ``_make_safe`` has already run."""
+
+    @abstractmethod
+    def _read(self) -> dict[str, np.ndarray]:
+        """One observation from the device."""
+
+    @abstractmethod
+    def _write(self, command: np.ndarray) -> None:
+        """Write a command that passed the safety chain."""
+
+    @abstractmethod
+    def hold_command(self) -> np.ndarray:
+        """The command that keeps the robot still: an arm holds its present position,
+        a base sends zero wheel speeds."""
+
+    @abstractmethod
+    def _make_safe(self) -> None:
+        """Put the hardware in its safe state: wheels to zero, torque off where it is safe."""
+
+    def present_position(self) -> np.ndarray | None:
+        """Measured positions in command units (for step limits); None for velocity robots."""
+        return None
+
+    # -- the shared interface ---------------------------------------------------------------
+
+    @property
+    def action_features(self) -> dict[str, type]:
+        """Command dimensions by name (LeRobot's convention: each is a float)."""
+        return {name: float for name in self.action_names}
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def connect(self) -> None:
+        """Open the device and start the watchdog."""
+        if self._connected:
+            raise RobotError(f"{self.name} is already connected")
+        self._connect()
+        self._connected = True
+        self.safety.reset()
+        self._last_sent = self._previous_sent = self._last_send_time = None
+        if self.watchdog_s is not None:
+            self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog)
+            self._watchdog.start()
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        """The present observation, with ``timestamp`` (``time.perf_counter()`` at the read)."""
+        self._require_connected()
+        observation = self._read()
+        observation["timestamp"] = np.float64(time.perf_counter())
+        return observation
+
+    def send_action(self, action: np.ndarray) -> np.ndarray:
+        """Filter ``action`` through the safety chain, write it, and return what was sent."""
+        self._require_connected()
+        requested = np.asarray(action, dtype=np.float64).reshape(-1)
+        if requested.shape != (self.action_dim,):
+            raise RobotError(f"{self.name}: action has shape {np.shape(action)}, expected "
+                             f"({self.action_dim},) for {self.action_names}")
+        with self._lock:
+            now = time.perf_counter()
+            before = dict(self.safety.interventions)
+            sent = self.safety.apply(requested, self._context(now))
+            events = [name for name, count in self.safety.interventions.items()
+                      if count != before.get(name, 0)]
+            self._write(sent)
+            self._previous_sent, self._last_sent, self._last_send_time = self._last_sent, sent.copy(), now
+            self.last_record = SendRecord(requested, sent.copy(), now, events)
+        if self._watchdog is not None:
+            self._watchdog.feed()
+        return sent.copy()
+
+    def stop(self) -> None:
+        """Send the hold command now, bypassing the chain (used on faults and at the end)."""
+        if not self._connected:
+            return
+        with self._lock:
+            hold = self.hold_command()
+            self._write(hold)
+            self._previous_sent, self._last_sent = self._last_sent, hold.copy()
+
+    def disconnect(self) -> None:
+        """Stop the watchdog, put the hardware in its safe state and release it."""
+        if not self._connected:
+            return
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        try:
+            with self._lock:
+                self._make_safe()
+        finally:
+            self._disconnect()
+            self._connected = False
+
+    def __enter__(self) -> Robot:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.disconnect()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _context(self, now: float) -> SafetyContext:
+        if self.period_s is not None:
+            dt = self.period_s
+        else:
+            dt = now - self._last_send_time if self._last_send_time is not None else 0.0
+        return SafetyContext(present=self.present_position(), last_sent=self._last_sent,
+                             previous_sent=self._previous_sent, dt=dt, hold=self.hold_command())
+
+    def _on_watchdog(self) -> None:
+        """No command for ``watchdog_s``: the loop or its link is gone, so hold still."""
+        self.stop()
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise RobotError(f"{self.name} is not connected: call connect() or use `with robot:`")

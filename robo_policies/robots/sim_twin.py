@@ -1,0 +1,118 @@
+"""The MuJoCo twin of a robot: the ``Robot`` API over the model its task uses.
+
+``robo deploy sim=true`` drives a twin with the same control loop, policy worker and safety
+chain as the hardware. Simulated time advances by one control period per command, in step
+with the loop (which still keeps wall-clock time), so a sim run is reproducible and its
+success rate compares with ``robo eval`` on the same task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from robo_policies.envs.mujoco_env import MujocoTaskEnv
+from robo_policies.envs.registry import get_task
+from robo_policies.robots.robot import Robot
+
+
+class SimTwin(Robot):
+    """A task's MuJoCo scene as a robot.
+
+    Args:
+        task: registered task whose model and scene the twin runs (``arm_pick_place``, ...).
+        action_names: one name per command dimension, as on the hardware.
+        period_s: simulated seconds per command (the control loop's period).
+        **robot_kwargs: safety chain, e-stop and watchdog (see ``Robot``).
+    """
+
+    def __init__(self, name: str, task: str, action_names: list[str], period_s: float,
+                 **robot_kwargs: Any) -> None:
+        super().__init__(name, period_s=period_s, **robot_kwargs)
+        self.task = get_task(task)
+        self._action_names = list(action_names)
+        self.env: MujocoTaskEnv | None = None
+        probe = self.task.env().unwrapped
+        self._features = {key: tuple(space.shape) for key, space in probe.observation_space.spaces.items()}
+        if probe.action_space.shape != (len(self._action_names),):
+            raise ValueError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
+                             f"task {task}, whose action has shape {probe.action_space.shape}")
+        probe.close()
+
+    @property
+    def observation_features(self) -> dict[str, tuple[int, ...]]:
+        return dict(self._features)
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self._action_names)
+
+    @property
+    def horizon_s(self) -> float:
+        """Simulated seconds the task allows per episode."""
+        return self.task.horizon * self._sim.control_dt
+
+    def start_episode(self, seed: int) -> None:
+        """Reset the scene as ``robo eval`` does for ``seed``; the safety chain starts afresh."""
+        self._sim.reset(seed=seed)
+        self.safety.reset()
+        self._last_sent = self._previous_sent = self._last_send_time = None
+
+    def is_success(self) -> bool:
+        """The task's success test in the present state."""
+        return self._sim.solved()
+
+    @property
+    def _sim(self) -> MujocoTaskEnv:
+        self._require_connected()
+        assert self.env is not None
+        return self.env
+
+    def _connect(self) -> None:
+        self.env = self.task.env().unwrapped
+        self.env.reset(seed=0)
+
+    def _disconnect(self) -> None:
+        if self.env is not None:
+            self.env.close()
+        self.env = None
+
+    def _read(self) -> dict[str, np.ndarray]:
+        return self._sim.observe()
+
+    def _write(self, command: np.ndarray) -> None:
+        self._sim.drive(command, self.period_s or self._sim.control_dt)
+
+    def stop(self) -> None:
+        """Apply the hold command without advancing simulated time (only sends do)."""
+        if self.is_connected:
+            with self._lock:
+                hold = self.hold_command()
+                self._sim.drive(hold, 0.0)
+                self._previous_sent, self._last_sent = self._last_sent, hold
+
+    def _make_safe(self) -> None:
+        self.stop()
+
+
+class SimArm(SimTwin):
+    """An arm twin: commands are joint targets (rad) then the gripper closure in [0, 1]."""
+
+    def present_position(self) -> np.ndarray:
+        return self._sim.observe()["joint_pos"].astype(np.float64)
+
+    def hold_command(self) -> np.ndarray:
+        """Hold the joints where they are and the gripper where it was last told to be (a
+        gripper told to stay at its measured closure would let go of what it holds)."""
+        hold = self.present_position()
+        if self._last_sent is not None:
+            hold[-1] = self._last_sent[-1]
+        return hold
+
+
+class SimBase(SimTwin):
+    """A wheeled-base twin: commands are wheel speeds (rad/s)."""
+
+    def hold_command(self) -> np.ndarray:
+        return np.zeros(self.action_dim)

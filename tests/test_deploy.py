@@ -1,0 +1,172 @@
+"""The deploy path against the MuJoCo twins: control loop, policy worker, safety chain, e-stop."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robo_policies.cli.main import main
+from robo_policies.envs.registry import get_task
+from robo_policies.robots.config import load_robot_config, robot_names
+from robo_policies.robots.control_loop import Chunk, LoopStats, PolicyWorker, run_episode
+from robo_policies.robots.factory import make_robot
+from tests.tiny_policies import make_policy
+
+
+class ExpertPolicy:
+    """The task's scripted expert behind ``predict_chunk``: one action per call."""
+
+    class config:  # noqa: N801 - the attribute a policy has
+        n_obs_steps = 1
+        n_action_steps = 1
+
+    def __init__(self, keys):
+        self.obs_shapes = dict.fromkeys(keys, ())
+        self.expert = None
+        self.override = None
+        """When set, ``override(action)`` replaces the expert's action (fault injection)."""
+
+    def predict_chunk(self, batch):
+        obs = {key: value[0, -1].numpy() for key, value in batch.items()}
+        action = np.asarray(self.expert(obs), dtype=np.float64)
+        if self.override is not None:
+            action = self.override(action)
+        return torch.as_tensor(action)[None, None]
+
+
+def run_expert(robot_name, episodes, hz=10.0, override=None):
+    """Episodes of the expert driving a robot's twin through the loop; (successes, robot, stats)."""
+    config = load_robot_config(robot_name)
+    task = get_task(config.sim_task)
+    robot = make_robot(config, sim=True, period_s=1.0 / hz)
+    policy = ExpertPolicy(robot.observation_features)
+    policy.override = override
+    worker = PolicyWorker(policy, step_s=0.1)
+    stats = LoopStats(period_s=1.0 / hz)
+    successes = []
+    with robot:
+        worker.start()
+        try:
+            for episode in range(episodes):
+                robot.start_episode(episode)
+                policy.expert = task.make_expert(robot.env, np.random.default_rng(episode))
+                outcome = run_episode(robot, worker, hz, robot.horizon_s, stats, done=robot.is_success,
+                                      realtime=False)
+                successes.append(outcome.success)
+        finally:
+            worker.stop()
+    return successes, robot, stats
+
+
+def test_hardware_configs_load():
+    assert {"so101_arm", "diffdrive_base"} <= set(robot_names())
+    arm = load_robot_config("so101_arm")
+    assert arm.action_names[-1] == "gripper.pos" and len(arm.action_names) == 6
+    assert load_robot_config("diffdrive_base").action_names == ["left_wheel.vel", "right_wheel.vel"]
+
+
+@pytest.mark.parametrize("robot_name,hz", [("so101_arm", 10.0), ("diffdrive_base", 50.0)])
+def test_expert_succeeds_through_the_loop_and_safety_chain(robot_name, hz):
+    successes, robot, stats = run_expert(robot_name, episodes=2, hz=hz)
+    assert successes == [True, True]
+    assert stats.starved_ticks == 0
+    assert robot.safety.interventions["reject_non_finite"] == 0
+
+
+def test_nan_actions_are_never_sent():
+    calls = {"n": 0}
+
+    def every_third_nan(action):
+        calls["n"] += 1
+        return np.full_like(action, np.nan) if calls["n"] % 3 == 0 else action
+
+    config = load_robot_config("diffdrive_base")
+    robot = make_robot(config, sim=True, period_s=0.1)
+    policy = ExpertPolicy(robot.observation_features)
+    policy.override = every_third_nan
+    worker = PolicyWorker(policy, step_s=0.1)
+    sent = []
+    with robot:
+        worker.start()
+        robot.start_episode(0)
+        policy.expert = get_task("diffdrive_nav").make_expert(robot.env, np.random.default_rng(0))
+        original = robot.send_action
+        robot.send_action = lambda action: sent.append(original(action)) or sent[-1]
+        run_episode(robot, worker, 10.0, 3.0, LoopStats(0.1), realtime=False)
+        worker.stop()
+        assert np.isfinite(robot.env.data.ctrl).all()
+    assert len(sent) == 30 and np.isfinite(sent).all()
+    assert robot.safety.interventions["reject_non_finite"] == 10
+
+
+def test_out_of_limit_action_is_clamped_and_the_clamped_value_returned():
+    robot = make_robot(load_robot_config("so101_arm"), sim=True, period_s=0.1)
+    with robot:
+        robot.start_episode(0)
+        present = robot.present_position()
+        sent = robot.send_action(np.array([5.0, -5.0, 0.0, 0.0, 0.0, 3.0]))
+    # joint limits first (pan 1.92, lift -1.75, gripper 1), then at most 0.4 rad (gripper 1.0)
+    # from the present position, then at most 6 rad/s x 0.1 s from nothing sent before.
+    expected = np.clip(np.array([1.92, -1.75, 0.0, 0.0, 0.0, 1.0]),
+                       present - [0.4, 0.4, 0.4, 0.4, 0.5, 1.0], present + [0.4, 0.4, 0.4, 0.4, 0.5, 1.0])
+    np.testing.assert_allclose(sent, expected)
+    assert robot.last_record.events == ["joint_limits", "max_step"]
+
+
+def test_estop_latches_until_reset(tmp_path):
+    config = load_robot_config("diffdrive_base")
+    config.estop.file = str(tmp_path / "estop")
+    robot = make_robot(config, sim=True, period_s=0.1)
+    forward = np.array([3.0, 3.0])
+    with robot:
+        robot.start_episode(0)
+        np.testing.assert_allclose(robot.send_action(forward), forward)
+        (tmp_path / "estop").touch()
+        np.testing.assert_allclose(robot.send_action(forward), [0.0, 0.0])
+        (tmp_path / "estop").unlink()
+        for _ in range(3):
+            np.testing.assert_allclose(robot.send_action(forward), [0.0, 0.0])
+        assert robot.estop.is_latched and "estop" in robot.estop.reason
+        robot.estop.reset()
+        np.testing.assert_allclose(robot.send_action(forward), forward)
+    assert robot.safety.interventions["estop"] == 4
+
+
+def test_chunk_schedules_actions_from_its_observation_time():
+    chunk = Chunk(start=0.3, actions=np.arange(4.0)[:, None], step_s=0.1)
+    assert chunk.action_at(0.29) is None and chunk.action_at(0.7) is None
+    assert chunk.action_at(0.3)[0] == 0 and chunk.action_at(0.45)[0] == 1 and chunk.action_at(0.6)[0] == 3
+    assert chunk.steps_left(0.3) == 3 and chunk.steps_left(0.65) == 0
+
+
+def test_loop_stats_report_periods_within_episodes():
+    stats = LoopStats(period_s=0.02)
+    for start in (0.0, 10.0):  # the gap between episodes is not a period
+        stats.new_episode()
+        stats.tick_starts += [start + 0.02 * i for i in range(51)] + [start + 1.03]
+    summary = stats.summary()
+    assert summary["ticks"] == 104 and summary["period_ms_p50"] == pytest.approx(20.0)
+    assert summary["period_ms_max"] == pytest.approx(30.0)
+
+
+def test_deploy_command_writes_its_report(tmp_path, capsys):
+    shapes = {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
+    policy = make_policy(shapes=shapes, action_dim=2, action_range=6.0)
+    policy.save(tmp_path / "policy", metadata={"task": "diffdrive_nav"})
+    code = main(["deploy", "robot=diffdrive_base", f"checkpoint={tmp_path / 'policy'}", "sim=true",
+                 "episodes=2", "hz=50", "realtime=false", f"out={tmp_path / 'out'}", "progress=false"])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert report["episodes"] == 2 and report["success_rate"] == 0.0  # random weights
+    assert report["ticks"] == 2 * 200 * 5 and report["starved_ticks"] == 0
+    assert {"period_ms_p50", "period_ms_p99", "missed_deadlines"} <= set(report)
+    assert "success rate" in capsys.readouterr().out
+
+
+def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, capsys):
+    policy = make_policy(shapes={"base_pose": (4,)}, action_dim=2)
+    policy.save(tmp_path / "policy", metadata={"task": "diffdrive_nav"})
+    code = main(["deploy", "robot=so101_arm", f"checkpoint={tmp_path / 'policy'}", "sim=true",
+                 f"out={tmp_path / 'out'}"])
+    assert code == 1 and "trained on task 'diffdrive_nav'" in capsys.readouterr().err
