@@ -78,6 +78,10 @@ class RLConfig:
     """PA-RL: gradient-ascent steps on Q per kept candidate (local optimisation)."""
     refine_step_size: float = 0.01
     """PA-RL: step size of the local optimisation."""
+    label_temperature: float = 1.0
+    """PA-RL: the distillation label is drawn from softmax(Q / T) over the k candidates (T = 1
+    is the published raw-Q softmax, whose returns are in the tens; 0/1 success rewards give Q
+    differences of hundredths, where T = 1 is nearly uniform)."""
     distill_argmax: bool = False
     """PA-RL: distil the argmax candidate instead of a sample from softmax(Q) over the k (the
     published default; its raw-Q logits suit returns in the tens, and with 0/1 success

@@ -32,6 +32,8 @@ class PolicyAgnosticRL(FinetuneAgent):
         super().__init__(policy, config)
         if not 1 <= config.top_k <= config.n_samples:
             raise ValueError(f"rl.top_k must be in [1, rl.n_samples={config.n_samples}], got {config.top_k}")
+        if config.label_temperature <= 0:
+            raise ValueError(f"rl.label_temperature must be > 0, got {config.label_temperature}")
         self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
 
     def optimise(self, obs: Mapping[str, torch.Tensor], features: torch.Tensor,
@@ -78,7 +80,8 @@ class PolicyAgnosticRL(FinetuneAgent):
         if self.config.distill_argmax:
             choice = q.argmax(dim=0)
         else:
-            choice = torch.multinomial(q.T.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+            probs = (q.T / self.config.label_temperature).softmax(dim=-1)
+            choice = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         labels = windows[choice, torch.arange(q.shape[1])]
         raw = self.policy.normalizer.unnormalize("action", labels)
         loss = self.policy.compute_loss(self.view.policy_batch(rows, action=raw))
