@@ -16,7 +16,7 @@ from robo_policies.cli.main import main
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.cli.config import compose_config
-from robo_policies.evaluation import load_policy, make_warm_start
+from robo_policies.evaluation import load_policy, make_warm_start, saved_metadata
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.finetune import finetune
@@ -149,6 +149,8 @@ def test_chunk_transitions_sum_rewards_and_stop_the_bootstrap_only_at_terminatio
     assert out["reward"].tolist() == [0.0, 0.0, 0.5]
     assert out["discount"].tolist() == [0.0625, 0.0625, 0.25]
     assert out["terminated"].tolist() == [0.0, 0.0, 1.0]
+    # Cal-QL's reference: the Monte-Carlo return from each decision, 0.5^(9 - t).
+    assert out["mc_return"].tolist() == [0.5**9, 0.5**5, 0.5**1]
     # A time limit is not a termination: the last chunk still bootstraps.
     truncated = view.episode_transitions(obs, actions, np.zeros(steps), False, np.array([8]), gamma=0.5)
     assert truncated["terminated"].tolist() == [0.0]
@@ -193,3 +195,36 @@ def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
 
 def _finetune_direct(args):
     return finetune(compose_config("finetune", args[1:]))
+
+
+def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):
+    from robo_policies.rl.finetune import _pretrain_critic, demonstration_transitions
+    from robo_policies.rl.replay import TransitionBuffer
+    from robo_policies.scalars import ScalarLog
+
+    policy = load_policy(trained["flow"] / "checkpoint")
+    config = RLConfig(batch_size=32, critic_members=2, critic_hidden=[32, 32], inference_steps=2,
+                      critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
+    agent = build_agent("parl", policy, config)
+    dataset = saved_metadata(trained["flow"] / "checkpoint")["dataset"]
+    demos = demonstration_transitions(agent.view, dataset, config.gamma)
+    offline = TransitionBuffer(agent.view.transition_shapes(), capacity=len(demos["reward"]))
+    offline.extend(demos)
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+
+    def gap():
+        rows = {key: torch.as_tensor(value) for key, value in offline.sample(256, rng).items()}
+        batch = agent.view.critic_batch(rows)
+        with torch.no_grad():
+            uniform = torch.rand(batch["action"].shape, generator=generator) * 2 - 1
+            return (agent.critic(batch["obs"], batch["action"]) - agent.critic(batch["obs"], uniform)).mean().item()
+
+    before = gap()
+    logger = ScalarLog(trained["flow"] / "calql_log", step_key="env_steps")
+    _pretrain_critic(agent, offline, rng, generator, "parl", False, logger)
+    logger.close()
+    assert gap() > before + 0.05
+    assert agent.optimizers["critic"].state == {}  # a fresh optimiser for the online phase
+    with pytest.raises(ValueError, match="RLPD baseline learns online from scratch"):
+        _pretrain_critic(agent, offline, rng, generator, "rlpd", False, logger)
+

@@ -204,3 +204,19 @@ def test_critic_loss_regresses_every_member_on_the_target_critics_value_at_the_n
     loss.backward()
     assert all(p.grad is None for p in target.parameters())  # the target is not trained
     assert all(p.grad is not None for p in critic.parameters())
+
+
+def test_calql_penalty_floors_policy_candidates_at_the_mc_return():
+    from robo_policies.rl.calql import calql_penalty
+
+    class SumCritic:  # two members: Q = sum of the action, and twice that
+        def __call__(self, obs, action):
+            return torch.stack([action.sum(-1), 2 * action.sum(-1)])
+
+    obs = torch.zeros(1, 3)
+    data = torch.tensor([[0.5, 0.0]])
+    uniform = torch.tensor([[[0.0, -1.0]]])  # Q = -1, -2
+    policy = torch.tensor([[[0.1, 0.0]]])  # Q = 0.1, 0.2; floored at the MC return 0.3
+    penalty = calql_penalty(SumCritic(), obs, data, uniform, policy, torch.tensor([0.3]))
+    expected = np.mean([np.logaddexp(-1.0, 0.3) - 0.5, np.logaddexp(-2.0, 0.3) - 1.0])
+    assert penalty.item() == pytest.approx(expected, abs=1e-6)

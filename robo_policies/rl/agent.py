@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from robo_policies.policy import Policy
+from robo_policies.rl.calql import calql_penalty
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.critic import CriticEnsemble, critic_loss, polyak_update
@@ -115,15 +116,30 @@ class FinetuneAgent(nn.Module, ABC):
         return self.view.sample_chunks(self.view.obs_windows(rows, "next_obs"), self.config.n_samples, generator)
 
     def update_critic(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
-                      generator: torch.Generator) -> float:
-        """One TD step of every critic member, then the Polyak step of the targets."""
+                      generator: torch.Generator, conservative: bool = False) -> float:
+        """One TD step of every critic member, then the Polyak step of the targets; with
+        ``conservative`` (offline pre-training) plus ``rl.cql_alpha`` times Cal-QL's penalty."""
         with torch.no_grad():
             next_action = self.next_action(rows, batch, generator)
         loss = critic_loss(self.critic, self.target_critic, dict(batch), next_action,
                            self.config.critic_subset, generator)
+        if conservative:
+            loss = loss + self.config.cql_alpha * self._calql_penalty(rows, batch, generator)
         self.step("critic", loss)
         polyak_update(self.target_critic, self.critic, self.config.tau)
         return loss.item()
+
+    def _calql_penalty(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                       generator: torch.Generator) -> torch.Tensor:
+        """Cal-QL's penalty with ``rl.cql_samples`` uniform chunks and as many policy samples
+        at s and at s' (all scored at s)."""
+        n = self.config.cql_samples
+        with torch.no_grad():
+            uniform = torch.rand((n, *batch["action"].shape), generator=generator) * 2.0 - 1.0
+            at_s = self.view.sample_chunks(self.view.obs_windows(rows, "obs"), n, generator)
+            at_next = self.next_samples(rows, generator)[:n]
+        return calql_penalty(self.critic, batch["obs"], batch["action"], uniform,
+                             torch.cat([at_s, at_next]), rows["mc_return"])
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         """A gradient step of optimiser ``name`` on ``loss`` (the ``policy`` step also moves

@@ -112,7 +112,8 @@ class ChunkView:
         for key, shape in self.obs_shapes.items():
             shapes[f"obs.{key}"] = shapes[f"next_obs.{key}"] = (self.n_obs_steps, *shape)
         shapes.update({"chunk": (self.n_action_steps, action_dim), "window": (self.horizon, action_dim),
-                       "window_is_pad": (self.horizon,), "reward": (), "discount": (), "terminated": ()})
+                       "window_is_pad": (self.horizon,), "reward": (), "discount": (), "terminated": (),
+                       "mc_return": ()})
         if next_samples:
             shapes["next_samples"] = (next_samples, self.action_dim)
         return shapes
@@ -161,4 +162,16 @@ class ChunkView:
         out["reward"] = (step_rewards * powers * in_chunk).sum(axis=1).astype(np.float32)
         out["discount"] = (gamma ** taken).astype(np.float32)
         out["terminated"] = (terminated & (anchors + taken == steps)).astype(np.float32)
+        out["mc_return"] = discounted_returns(rewards, gamma)[anchors].astype(np.float32)
         return out
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """The Monte-Carlo return from every step of an episode, ``sum_j gamma^(j-t) r_j`` (Cal-QL's
+    reference value: what the behaviour that collected the episode achieved from there)."""
+    returns = np.zeros(len(rewards))
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns

@@ -51,6 +51,15 @@ class RLConfig:
     """The TD target's policy samples are drawn once per transition and redrawn for the whole
     replay every this many env steps (the policy keeps changing; the denoiser then runs once
     per transition instead of inside every critic update)."""
+    offline_critic_steps: int = 0
+    """Critic updates on the demonstrations alone, with Cal-QL's conservative penalty, before
+    the first env step (PA-RL's offline phase; 0: none). The policy does not change; the
+    critic's optimiser restarts when the online phase begins."""
+    cql_alpha: float = 0.05
+    """Weight of Cal-QL's penalty in the offline phase (0.005 in PA-RL, whose returns are in
+    the tens; Q-values of 0/1 success rewards need a larger weight for the same effect)."""
+    cql_samples: int = 4
+    """Cal-QL: uniform chunks, and policy samples at s and at s', per row (10 each in PA-RL)."""
     # -- EXPO --
     imitation_data: str = "offline"
     """EXPO: what the base policy keeps imitating: ``offline`` (the demonstrations' rows of each

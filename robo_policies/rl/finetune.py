@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
+from tqdm import tqdm, trange
 
 from robo_policies.atomic import atomic_output, atomic_write_text
 from robo_policies.data import ReplayBuffer
@@ -130,6 +130,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
     logger = ScalarLog(out, step_key="env_steps")
+    if rl.offline_critic_steps and not resuming:
+        _pretrain_critic(agent, offline, rng, generator, cfg.algo, cfg.progress, logger)
 
     def evaluate_now() -> float:
         agent.eval()
@@ -184,6 +186,21 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
                  progress=False, video_path=out / "rollout.mp4", video_episodes=cfg.video_episodes,
                  max_steps=max_steps, obs_adapter=obs_adapter)
     return summary
+
+
+def _pretrain_critic(agent: FinetuneAgent, offline: TransitionBuffer, rng: np.random.Generator,
+                     generator: torch.Generator, algo: str, progress: bool, logger: ScalarLog) -> None:
+    """Cal-QL on the demonstrations (``rl.offline_critic_steps``), then a fresh critic optimiser
+    for the online phase (as PA-RL does at the switch)."""
+    if algo == "rlpd":
+        raise ValueError("the RLPD baseline learns online from scratch: rl.offline_critic_steps must be 0")
+    config = agent.config
+    losses = []
+    for _ in trange(config.offline_critic_steps, desc="Cal-QL critic", disable=not progress):
+        rows = {key: torch.as_tensor(value) for key, value in offline.sample(config.batch_size, rng).items()}
+        losses.append(agent.update_critic(rows, agent.view.critic_batch(rows), generator, conservative=True))
+    logger.log(0, offline_critic_loss=float(np.mean(losses[-100:])))
+    agent.optimizers["critic"] = torch.optim.Adam(agent.critic.parameters(), lr=config.critic_lr)
 
 
 def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: torch.Generator,
