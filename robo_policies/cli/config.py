@@ -240,6 +240,8 @@ class DeployConfig:
     """A saved policy or a run directory (its checkpoint/ is used)."""
     sim: bool = False
     """Run on the robot's MuJoCo twin instead of the hardware (same loop and safety chain)."""
+    port: str = ""
+    """Serial port of the robot's bus (default: the one in its config)."""
     hz: float = 0.0
     """Control loop rate (10-50 Hz typical; 0: the policy's own rate). Between policy steps the
     loop repeats the present action."""

@@ -57,7 +57,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     torch.set_num_threads(max(1, cfg.threads))
     sys.setswitchinterval(0.001)  # the loop thread gets the interpreter back within 1 ms
 
-    robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz)
+    robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None)
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+from robo_policies.robots.base_kinematics import DiffDriveKinematics, OmniKinematics
 from robo_policies.robots.config import RobotConfig
+from robo_policies.robots.motors import Motor, MotorBus, load_calibration, motor_bus_class
 from robo_policies.robots.robot import Robot
 from robo_policies.robots.safety import EStop, SafetyChain, build_safety_chain
 
@@ -18,9 +22,10 @@ def make_safety_chain(config: RobotConfig) -> SafetyChain:
         raise ValueError(f"{config.source}: {err}") from None
 
 
-def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1) -> Robot:
-    """The robot ``config`` describes; with ``sim`` its MuJoCo twin stepping ``period_s``
-    per command."""
+def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1,
+               port: str | None = None) -> Robot:
+    """The robot ``config`` describes, on ``port`` if given; with ``sim`` its MuJoCo twin
+    stepping ``period_s`` per command."""
     safety = make_safety_chain(config)
     if sim:
         from robo_policies.robots.sim_twin import SimArm, SimBase
@@ -30,4 +35,32 @@ def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1) ->
         twin = SimArm if config.kind == "arm" else SimBase
         return twin(config.name, config.sim_task, config.action_names, period_s,
                     safety=safety, watchdog_s=config.watchdog_s)
-    raise NotImplementedError("hardware robots are not wired in yet")
+    bus = make_motor_bus(config, port)
+    if config.kind == "arm":
+        from robo_policies.robots.arm import ManipulatorArm
+
+        return ManipulatorArm(config.name, bus, safety=safety, watchdog_s=config.watchdog_s, period_s=period_s)
+    from robo_policies.robots.wheeled_base import WheeledBase
+
+    return WheeledBase(config.name, bus, base_kinematics(config), safety=safety,
+                       watchdog_s=config.watchdog_s, period_s=period_s)
+
+
+def make_motor_bus(config: RobotConfig, port: str | None = None) -> MotorBus:
+    """The robot's bus (not connected), with its calibration when the file exists; ``port``
+    replaces the configured one."""
+    mode = "position" if config.kind == "arm" else "velocity"
+    motors = [Motor(name, motor.id, motor.model, mode) for name, motor in config.motors.items()]
+    calibration_path = config.directory / config.calibration
+    calibration = load_calibration(calibration_path) if calibration_path.is_file() else None
+    bus_class = motor_bus_class(config.bus.vendor)
+    return bus_class(port or config.bus.port, motors, calibration, baudrate=config.bus.baudrate)
+
+
+def base_kinematics(config: RobotConfig) -> DiffDriveKinematics | OmniKinematics:
+    """A base's kinematics from its geometry."""
+    g = config.geometry
+    if config.kind == "diffdrive":
+        return DiffDriveKinematics(g.wheel_radius, g.wheel_separation, g.max_wheel_speed)
+    return OmniKinematics(g.wheel_radius, g.base_radius, tuple(math.radians(a) for a in g.wheel_angles_deg),
+                          max_wheel_speed=g.max_wheel_speed)

@@ -126,6 +126,10 @@ class MotorBusError(RuntimeError):
         """The SDK's or the servo's own words, when there are any."""
 
 
+class MotorCommunicationError(MotorBusError):
+    """No valid status packet came back (missing or corrupt), even after all retries."""
+
+
 class MotorHardwareError(MotorBusError):
     """A servo reported a hardware fault (overload, overheating, input voltage, ...)."""
 
@@ -152,6 +156,13 @@ class FailedAttempt(Exception):
         """The motor whose status packet failed, when known."""
 
 
+def reply_bytes(data: Sequence[int], register: Register, motor_id: int) -> bytes:
+    """A reply's data bytes, checked: a reply of the wrong length is as good as corrupt."""
+    if len(data) != register.size:
+        raise FailedAttempt(f"status packet carried {len(data)} data bytes, expected {register.size}", motor_id)
+    return bytes(data)
+
+
 class MotorBus(ABC):
     """Servos on one serial port (see the module docstring).
 
@@ -162,7 +173,7 @@ class MotorBus(ABC):
             counted from encoder tick 0, the whole turn allowed).
         baudrate: the bus speed in bit/s.
         retries: how many times a read or write is repeated after a missing or corrupt
-            status packet before it raises ``MotorBusError``.
+            status packet before it raises ``MotorCommunicationError``.
         hardware_errors: ``"warn"`` (``MotorHardwareWarning``, the data is still returned)
             or ``"raise"`` (``MotorHardwareError``) when a servo reports a fault.
         latency_timer_ms: the USB adapter's latency timer; the bus waits twice this plus the
@@ -190,6 +201,7 @@ class MotorBus(ABC):
         for motor in motors:
             self._check_motor(motor)
             self.motors[motor.name] = motor
+        self._name_by_id = {motor.id: motor.name for motor in self.motors.values()}
         if calibration is None:
             calibration = {name: MotorCalibration.full_turn(self._spec(name).ticks_per_revolution)
                            for name in self.motors}
@@ -238,7 +250,7 @@ class MotorBus(ABC):
 
     @abstractmethod
     def _close_port(self) -> None:
-        ...
+        """Close the port opened by ``_open_port``."""
 
     @abstractmethod
     def _discard_input(self) -> None:
@@ -335,8 +347,8 @@ class MotorBus(ABC):
     # -- SI reads and goals -------------------------------------------------------------------
 
     def read_positions(self, names: Sequence[str] | None = None) -> np.ndarray:
-        """Joint angles in rad (one sync read), clamped to the calibrated range for motors in
-        position mode (wheels turn freely and are not clamped)."""
+        """Joint angles in rad (one sync read), clamped to the calibrated range for motors
+        configured for position mode (wheels turn freely and are not clamped)."""
         names = self._names(names)
         ticks = self._sync_read("present_position", names)
         return np.array([self.calibration[name].ticks_to_radians(
@@ -448,8 +460,6 @@ class MotorBus(ABC):
     def _read_operating_modes(self) -> dict[str, str | None]:
         mode_names = {value: mode for mode, value in self.operating_mode_values.items()}
         names = list(self.motors)
-        if not names:
-            return {}
         return {name: mode_names.get(value) for name, value in zip(names, self._sync_read("operating_mode", names))}
 
     def _require_mode(self, names: Sequence[str], mode: str) -> None:
@@ -466,9 +476,8 @@ class MotorBus(ABC):
 
         One attempt by default: during a scan, silence is the usual answer."""
         try:
-            return self._retrying(f"ping of id {motor_id}", None, [motor_id],
-                                  lambda: self._ping_once(motor_id), retries=retries)
-        except MotorBusError:
+            return self._retrying("ping of", None, [motor_id], lambda: self._ping_once(motor_id), retries=retries)
+        except MotorCommunicationError:
             return None
 
     def scan(self, motor_ids: Iterable[int] = range(MAX_MOTOR_ID + 1)) -> list[int]:
@@ -529,6 +538,8 @@ class MotorBus(ABC):
         or one for all)."""
         names = self._names(names)
         values = self._values(values, names)
+        if not np.all(values == np.round(values)):
+            raise ValueError(f"raw register values must be whole numbers, got {values.tolist()}")
         with self._lock:
             for name, value in zip(names, values):
                 self._write_by_id(register_name, self.motors[name].id, int(value))
@@ -545,15 +556,20 @@ class MotorBus(ABC):
             for attempt_number in range(retries + 1):
                 if attempt_number:
                     self.retry_count += 1
-                self._discard_input()
                 try:
+                    self._discard_input()
                     return attempt()
                 except FailedAttempt as failure:
                     last_failure = failure
+                except OSError as err:  # the adapter went away: retrying will not help
+                    raise MotorBusError(f"{action} {self._describe(motor_ids)} on {self.port} failed: the port "
+                                        f"failed ({err}); is the adapter still plugged in?", port=self.port,
+                                        register=register, motor_ids=motor_ids, cause=str(err)) from err
             failed_ids = [last_failure.motor_id] if last_failure.motor_id is not None else motor_ids
-            raise MotorBusError(f"{action} {self._describe(failed_ids)} on {self.port} failed after "
-                                f"{retries + 1} attempts: {last_failure.reason}", port=self.port,
-                                register=register, motor_ids=failed_ids, cause=last_failure.reason)
+            raise MotorCommunicationError(
+                f"{action} {self._describe(failed_ids)} on {self.port} failed after {retries + 1} attempts: "
+                f"{last_failure.reason}", port=self.port, register=register, motor_ids=failed_ids,
+                cause=last_failure.reason)
 
     def _check_status(self, action: str, register_name: str, errors: Mapping[int, int]) -> None:
         """Raise on instructions a servo rejected; raise or warn on hardware faults."""
@@ -573,56 +589,64 @@ class MotorBus(ABC):
         details = "; ".join(f"{self._describe([motor_id])}: {', '.join(names)}" for motor_id, names in faults.items())
         message = f"hardware error on {self.port} during the {action} of {register_name!r}: {details}"
         if self.hardware_errors == "raise":
-            by_name = {self._name_of(motor_id): names for motor_id, names in faults.items()}
+            by_name = {self._name_by_id.get(motor_id, f"id {motor_id}"): names
+                       for motor_id, names in faults.items()}
             raise MotorHardwareError(message, faults=by_name, port=self.port, register=register_name,
                                      motor_ids=list(faults), cause=details)
         warnings.warn(message, MotorHardwareWarning, stacklevel=4)
 
     def _sync_read(self, register_name: str, names: Sequence[str]) -> list[int]:
         register = self._register(register_name)
+        if not names:
+            return []
         ids = [self.motors[name].id for name in names]
-        replies = self._retrying(f"sync read of {register_name!r} from", register_name, ids,
-                                 lambda: self._sync_read_once(register, ids))
-        self._check_status("sync read", register_name, {motor_id: error for motor_id, (_, error) in replies.items()})
+        with self._lock:  # checking a status may take another transaction (Dynamixel alerts)
+            replies = self._retrying(f"sync read of {register_name!r} from", register_name, ids,
+                                     lambda: self._sync_read_once(register, ids))
+            self._check_status("sync read", register_name, {i: error for i, (_, error) in replies.items()})
         return [register.decode(replies[motor_id][0]) for motor_id in ids]
 
     def _sync_write(self, register_name: str, names: Sequence[str], values: Sequence[int]) -> None:
         register = self._register(register_name)
-        data_by_id = {self.motors[name].id: self._encode(register_name, name, value)
-                      for name, value in zip(names, values)}
+        if not names:
+            return
+        ids = [self.motors[name].id for name in names]
+        data_by_id = {motor_id: self._encode(register_name, motor_id, value) for motor_id, value in zip(ids, values)}
         self._retrying(f"sync write of {register_name!r} to", register_name, list(data_by_id),
                        lambda: self._sync_write_once(register, data_by_id))
 
     def _read_by_id(self, register_name: str, motor_id: int) -> int:
         register = self._register(register_name)
-        data, error = self._retrying(f"read of {register_name!r} from", register_name, [motor_id],
-                                     lambda: self._read_once(register, motor_id))
-        self._check_status("read", register_name, {motor_id: error})
+        with self._lock:
+            data, error = self._retrying(f"read of {register_name!r} from", register_name, [motor_id],
+                                         lambda: self._read_once(register, motor_id))
+            self._check_status("read", register_name, {motor_id: error})
         return register.decode(data)
 
     def _write_by_id(self, register_name: str, motor_id: int, value: int) -> None:
         register = self._register(register_name)
-        data = self._encode(register_name, self._name_of(motor_id), value)
-        error = self._retrying(f"write of {register_name!r} to", register_name, [motor_id],
-                               lambda: self._write_once(register, motor_id, data))
-        self._check_status("write", register_name, {motor_id: error})
+        data = self._encode(register_name, motor_id, value)
+        with self._lock:
+            error = self._retrying(f"write of {register_name!r} to", register_name, [motor_id],
+                                   lambda: self._write_once(register, motor_id, data))
+            self._check_status("write", register_name, {motor_id: error})
 
     def _write_setting(self, motor_id: int, register_name: str, value: int) -> None:
         """Write a setting that changes how the servo answers (its id or baud rate): the reply
         may come from the new id or at the new rate, so it is not waited for but dropped."""
         register = self._register(register_name)
-        data = self._encode(register_name, self._name_of(motor_id), value)
+        data = self._encode(register_name, motor_id, value)
         with self._lock:
-            self._discard_input()
-            self._write_without_reply(register, motor_id, data)
+            self._retrying(f"write of {register_name!r} to", register_name, [motor_id],
+                           lambda: self._write_without_reply(register, motor_id, data), retries=0)
             time.sleep(SETTING_WRITE_SETTLE_S)
             self._discard_input()
 
-    def _encode(self, register_name: str, motor_name: str, value: int) -> bytes:
+    def _encode(self, register_name: str, motor_id: int, value: int) -> bytes:
         try:
             return self._register(register_name).encode(value)
         except ValueError as err:
-            raise ValueError(f"{register_name} for motor {motor_name!r}: {err}") from err
+            raise ValueError(f"{register_name!r} of {self._describe([motor_id])}: {err}") from err
 
     def _register(self, register_name: str) -> Register:
         if register_name not in self.control_table:
@@ -655,15 +679,10 @@ class MotorBus(ABC):
             raise ValueError(f"values for {bad} are not finite: {array.tolist()}")
         return array
 
-    def _name_of(self, motor_id: int) -> str:
-        for motor in self.motors.values():
-            if motor.id == motor_id:
-                return motor.name
-        return f"id {motor_id}"
+    def _label(self, motor_id: int) -> str:
+        """``'elbow' (id 3)``, or ``id 9`` for a servo that is not one of the configured motors."""
+        name = self._name_by_id.get(motor_id)
+        return f"{name!r} (id {motor_id})" if name is not None else f"id {motor_id}"
 
     def _describe(self, motor_ids: Sequence[int]) -> str:
-        parts = [f"{self._name_of(i)!r} (id {i})" if self._name_of(i) != f"id {i}" else f"id {i}"
-                 for i in motor_ids]
-        if len(parts) == 1:
-            return f"motor {parts[0]}" if "(" in parts[0] else f"motor {parts[0]}"
-        return "motors " + ", ".join(parts)
+        return ("motor " if len(motor_ids) == 1 else "motors ") + ", ".join(map(self._label, motor_ids))
