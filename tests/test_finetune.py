@@ -228,3 +228,13 @@ def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained)
     with pytest.raises(ValueError, match="RLPD baseline learns online from scratch"):
         _pretrain_critic(agent, offline, rng, generator, "rlpd", False, logger)
 
+
+
+def test_fine_tuning_runs_on_a_gymnasium_id(tmp_path, trained):
+    """env.id instead of the recorded task: episodes end at the env's own TimeLimit."""
+    out = tmp_path / "gym"
+    gym_env = ["env.id=robo_policies/DiffDriveNav-v0", "+env.kwargs.max_episode_steps=50"]
+    assert main(finetune_args(trained["diffusion"], out, "expo", 300, "seed=2", *gym_env)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] >= 300 and summary["episodes"] == pytest.approx(summary["env_steps"] / 50, abs=1)
+    assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false", *gym_env]) == 0
