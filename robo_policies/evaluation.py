@@ -133,7 +133,8 @@ def make_warm_start(
                          "sampler=rti does not apply (use sampler=full)")
     settings = WarmStartConfig(**OmegaConf.to_container(cfg.rti))
     if settings.discrete_dims is None:
-        task_dims = get_task(task_name).discrete_action_dims if task_name and not cfg.env.id else ()
+        on_task = task_name and not ("env" in cfg and cfg.env.id)
+        task_dims = get_task(task_name).discrete_action_dims if on_task else ()
         settings.discrete_dims = list(task_dims)
     if settings.calibrate:
         if not isinstance(policy, Policy):

@@ -274,10 +274,12 @@ class Policy(ActsInEpisodes, nn.Module):
     # -- inference ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...)."""
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None) -> torch.Tensor:
+        """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...); a warm
+        start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions)."""
         cond = self.encode(obs)
-        chunk = sample_chunk(self.head, cond, self.generator, self.warm_start, self.config.n_action_steps)
+        shift = self.config.n_action_steps if shift is None else shift
+        chunk = sample_chunk(self.head, cond, self.generator, self.warm_start, shift)
         return self.normalizer.unnormalize("action", chunk)
 
     # -- saving and loading -------------------------------------------------------------

@@ -170,3 +170,33 @@ def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, capsys):
     code = main(["deploy", "robot=so101_arm", f"checkpoint={tmp_path / 'policy'}", "sim=true",
                  f"out={tmp_path / 'out'}"])
     assert code == 1 and "trained on task 'diffdrive_nav'" in capsys.readouterr().err
+
+
+def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
+    """The loop asks for the next chunk 2 steps before the present one runs out, so an RTI
+    warm start shifts the previous chunk by Ta - 2 = 6 steps, not Ta."""
+
+    class Recorder:
+        class config:  # noqa: N801
+            n_obs_steps = 2
+            n_action_steps = 8
+
+        obs_shapes = {"base_pose": (4,)}
+        warm_start = object()  # present: the policy warm-starts
+
+        def __init__(self):
+            self.shifts = []
+
+        def predict_chunk(self, batch, shift=None):
+            self.shifts.append(shift)
+            return torch.zeros(1, 10, 2)
+
+    robot = make_robot(load_robot_config("diffdrive_base"), sim=True, period_s=0.1)
+    policy = Recorder()
+    worker = PolicyWorker(policy, step_s=0.1)
+    with robot:
+        worker.start()
+        robot.start_episode(0)
+        run_episode(robot, worker, 10.0, 2.0, LoopStats(0.1), realtime=False, lead_steps=2)
+        worker.stop()
+    assert policy.shifts == [None, 6, 6, 6]

@@ -264,6 +264,11 @@ class DeployConfig:
     """Torch threads for inference (the loop needs a core of its own)."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
     """Sampling settings to change at deployment (e.g. sampling.inference_steps)."""
+    sampler: str = "full"
+    """full: every chunk is solved from noise; rti: from the previous chunk, shifted by the
+    policy steps between the two observations, in rti.steps steps."""
+    rti: WarmStartConfig = field(default_factory=lambda: WarmStartConfig())
+    """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.calibrate, rti.discrete_dims."""
     progress: bool = True
     """Show a progress bar."""
 

@@ -42,6 +42,11 @@ class PolicyLike(Protocol):
     def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
 
 
+def _warm_started(policy: PolicyLike) -> bool:
+    """Whether the policy warm-starts each chunk from the previous one (RTI)."""
+    return getattr(policy, "warm_start", None) is not None
+
+
 @dataclass
 class Chunk:
     """Actions (n, A) scheduled from ``start`` (episode seconds), one per ``step_s``."""
@@ -112,13 +117,21 @@ class PolicyWorker:
     def _serve(self) -> None:
         config = self.policy.config
         first = config.n_obs_steps - 1
+        previous_t: float | None = None
         while (item := self._requests.get()) is not None:
             history, t_obs = item
             try:
                 start = time.perf_counter()
+                # An RTI warm start shifts the previous chunk by the policy steps between the
+                # two observations (the loop asks ahead of time, so fewer than Ta). A new
+                # episode restarts the clock; the policy's reset() has cleared its warm start.
+                kwargs = {}
+                if _warm_started(self.policy) and previous_t is not None and t_obs > previous_t:
+                    kwargs["shift"] = int(round((t_obs - previous_t) / self.step_s))
                 with torch.no_grad():
                     batch = history_batch(history, self.policy.obs_shapes, config.n_obs_steps)
-                    window = self.policy.predict_chunk(batch)[0].cpu().numpy().astype(np.float64)
+                    window = self.policy.predict_chunk(batch, **kwargs)[0].cpu().numpy().astype(np.float64)
+                previous_t = t_obs
                 self.inference_ms.append((time.perf_counter() - start) * 1000.0)
                 self._results.put(Chunk(t_obs, window[first : first + config.n_action_steps], self.step_s))
             except BaseException as err:  # handed to the loop, which stops the robot

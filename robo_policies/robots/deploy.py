@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from robo_policies.atomic import atomic_write_text
 from robo_policies.envs.registry import get_task
-from robo_policies.evaluation import load_policy, resolve_policy_dir, sampling_overrides, saved_metadata
+from robo_policies.evaluation import (
+    load_policy,
+    make_warm_start,
+    resolve_policy_dir,
+    sampling_overrides,
+    saved_metadata,
+)
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, run_episode
 from robo_policies.robots.factory import make_robot
@@ -44,6 +50,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     policy_dir = resolve_policy_dir(cfg.checkpoint)
     policy = load_policy(policy_dir, overrides=sampling_overrides(cfg))
     policy_task = saved_metadata(policy_dir).get("task")
+    policy.warm_start = make_warm_start(cfg, policy_task or robot_config.sim_task, policy, str(policy_dir))
     step_s = _policy_step(cfg, policy_task, robot_config.sim_task)
     hz = cfg.hz or 1.0 / step_s
     if not 1.0 <= hz <= 500.0:
@@ -88,7 +95,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
 
     report = {
         "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
-        "hz": hz, "policy_step_s": step_s, "episodes": len(outcomes),
+        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler, "episodes": len(outcomes),
         "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
         **stats.summary(),
         "inference_ms_p50": _percentile(worker.inference_ms, 50),

@@ -142,16 +142,17 @@ class ComposedPolicy(ActsInEpisodes):
         ]
 
     @torch.no_grad()
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Unnormalised composed chunks (B, horizon, A) for observation windows (B, To, ...)."""
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None) -> torch.Tensor:
+        """Unnormalised composed chunks (B, horizon, A) for observation windows (B, To, ...); a
+        warm start shifts the previous chunk by ``shift`` steps (default: the Ta executed)."""
         conds = self.encode(obs)
         lead = self.lead.head
         if isinstance(lead, EnergyHead):
             kwargs: dict[str, Any] = {"energy": self.energy(conds)}
         else:
             kwargs = {"field": self.field(conds), "horizon": self.config.horizon}
-        chunk = sample_chunk(lead, conds[0], self.generator, self.warm_start,
-                             self.config.n_action_steps, **kwargs)
+        shift = self.config.n_action_steps if shift is None else shift
+        chunk = sample_chunk(lead, conds[0], self.generator, self.warm_start, shift, **kwargs)
         return self.lead.normalizer.unnormalize("action", chunk)
 
     def field(self, conds: Sequence[torch.Tensor]) -> Field:
