@@ -1,6 +1,7 @@
 """The deploy path against the MuJoCo twins: control loop, policy worker, safety chain, e-stop."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -200,3 +201,30 @@ def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
         run_episode(robot, worker, 10.0, 2.0, LoopStats(0.1), realtime=False, lead_steps=2)
         worker.stop()
     assert policy.shifts == [None, 6, 6, 6]
+
+
+def test_a_chunk_in_flight_when_an_episode_ends_is_not_used_in_the_next():
+    class Slow:
+        class config:  # noqa: N801
+            n_obs_steps = 1
+            n_action_steps = 8
+
+        obs_shapes = {"base_pose": (4,)}
+
+        def predict_chunk(self, batch):
+            time.sleep(0.05)
+            return torch.zeros(1, 8, 2)
+
+    robot = make_robot(load_robot_config("diffdrive_base"), sim=True, period_s=0.02)
+    worker = PolicyWorker(Slow(), step_s=0.1)
+    stats = LoopStats(0.02)
+    ticks = iter(range(10**6))
+    with robot:
+        worker.start()
+        robot.start_episode(0)
+        # ends at t = 0.62 s, just after the loop asked for the chunk of t = 0.6 s
+        first = run_episode(robot, worker, 50.0, 2.0, stats, done=lambda: next(ticks) == 31)
+        second = run_episode(robot, worker, 50.0, 0.5, stats)
+        worker.stop()
+    assert first.ticks == 32 and second.ticks == 25
+    assert stats.starved_ticks == 0

@@ -114,6 +114,12 @@ class PolicyWorker:
             raise RuntimeError(f"policy inference failed: {result}") from result
         return result
 
+    def discard_pending(self) -> None:
+        """Wait for the request in flight, if any, and drop its chunk (an episode ended
+        while it was computed; its times belong to the old episode's clock)."""
+        if self._busy:
+            self.poll(timeout=None)
+
     def _serve(self) -> None:
         config = self.policy.config
         first = config.n_obs_steps - 1
@@ -194,6 +200,7 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
     history: deque[dict[str, np.ndarray]] = deque(maxlen=worker.policy.config.n_obs_steps)
     chunk: Chunk | None = None
     next_policy_step = 0.0
+    worker.discard_pending()
     stats.new_episode()
     deadline = time.perf_counter()
     for tick in range(max_ticks):
@@ -211,6 +218,10 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
         elif (arrived := worker.poll(timeout=0.0 if realtime or not worker.busy else None)) is not None:
             chunk = arrived
         action = chunk.action_at(t) if chunk is not None else None
+        if action is None and worker.busy and realtime:  # wait for it while the tick lasts
+            arrived = worker.poll(timeout=max(0.0, deadline + period - SPIN_S - time.perf_counter()))
+            chunk = arrived if arrived is not None else chunk
+            action = chunk.action_at(t)
         if action is None:
             stats.starved_ticks += 1
             action = robot.hold_command()
