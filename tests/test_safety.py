@@ -75,10 +75,11 @@ def test_velocity_limit_bounds_change_per_dt():
     f = VelocityLimit(VelocityLimitConfig([1.0, 2.0, 10.0]))
     out = f(np.array([1.0, -1.0, 0.5]), context(last_sent=[0.0, 0.0, 0.0], dt=0.05))
     np.testing.assert_allclose(out, [0.05, -0.1, 0.5])
-    # First command: measured from the present position; a base with neither passes.
+    # First command: measured from the present position; a base with neither from rest (hold).
     out = f(np.array([1.0, 0.0, 0.0]), context(present=[0.5, 0.0, 0.0], dt=0.1))
     np.testing.assert_allclose(out, [0.6, 0.0, 0.0])
-    np.testing.assert_array_equal(f(np.array([9.0, 9.0, 9.0]), context()), [9.0, 9.0, 9.0])
+    out = f(np.array([9.0, 9.0, -9.0]), context(hold=[0.0, 0.0, 0.0], dt=0.1))
+    np.testing.assert_allclose(out, [0.1, 0.2, -1.0])
 
 
 def test_acceleration_limit_bounds_change_of_velocity():

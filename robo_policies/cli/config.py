@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.policy import PolicyConfig
 from robo_policies.rl.config import RLConfig
+from robo_policies.robots.teleop import DriveSettings
 from robo_policies.sampling.warmstart import WarmStartConfig
 from robo_policies.train.config import TrainConfig
 
@@ -274,6 +275,53 @@ class DeployConfig:
 
 
 @dataclass
+class RobotToolConfig:
+    """Settings of ``robo robot calibrate`` and ``robo robot check`` (and of every command on one robot)."""
+
+    robot: str = ""
+    """Robot name (see `robo robot list`) or a robot.yaml path."""
+    port: str = ""
+    """Serial port of the robot's bus (default: the one in its config; `robo robot find-port` names it)."""
+
+
+@dataclass
+class RobotSetupMotorsConfig(RobotToolConfig):
+    """Settings of ``robo robot setup-motors``."""
+
+    latency_ms: float = 16.0
+    """The USB adapter's latency timer (ms). Each of the 253 ids of a scan waits about twice this
+    when silent: ~9 s per scan at 16 ms (the Linux FTDI default), ~1 s at 1 ms."""
+
+
+@dataclass
+class RobotTeleopConfig(RobotToolConfig):
+    """Settings of ``robo robot teleop``."""
+
+    hz: float = 20.0
+    """Command rate (Hz); every command goes through the robot's safety chain."""
+    duration_s: float = 0.0
+    """Stop after this many seconds (0: until Esc)."""
+    drive: DriveSettings = field(default_factory=DriveSettings)
+    """What one key press does."""
+
+
+@dataclass
+class RecordConfig(RobotToolConfig):
+    """Settings of ``robo record``."""
+
+    out: str = ""
+    """Dataset (.zarr directory); an existing one is appended to (same robot and fps)."""
+    episodes: int = 1
+    """Episodes to record in this session."""
+    fps: float = 10.0
+    """Control and recording rate (Hz): one stored step per command."""
+    episode_s: float = 30.0
+    """Seconds per episode (Enter ends one early)."""
+    drive: DriveSettings = field(default_factory=DriveSettings)
+    """What one key press does."""
+
+
+@dataclass
 class DemoConfig:
     """Settings of ``robo demo`` (per-task recipes: configs/recipe/<task>.yaml)."""
 
@@ -348,6 +396,11 @@ def _register() -> None:
     store.store(name="demo", node=DemoConfig)
     store.store(name="finetune", node=FinetuneConfig)
     store.store(name="deploy", node=DeployConfig)
+    store.store(name="robot_setup_motors", node=RobotSetupMotorsConfig)
+    store.store(name="robot_calibrate", node=RobotToolConfig)
+    store.store(name="robot_check", node=RobotToolConfig)
+    store.store(name="robot_teleop", node=RobotTeleopConfig)
+    store.store(name="record", node=RecordConfig)
     store.store(name="bench_inference", node=BenchInferenceConfig)
     store.store(name="bench_train", node=BenchTrainConfig)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.cli.config import (
     BenchInferenceConfig,
@@ -24,10 +24,17 @@ from robo_policies.cli.config import (
     DeployConfig,
     EvalRunConfig,
     FinetuneConfig,
+    RecordConfig,
+    RobotSetupMotorsConfig,
+    RobotTeleopConfig,
+    RobotToolConfig,
     TrainRunConfig,
     compose_config,
     config_help,
 )
+
+if TYPE_CHECKING:
+    from robo_policies.robots.config import RobotConfig
 
 EPILOG_OVERRIDES = "Settings (override with key=value):\n"
 
@@ -65,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
          "episodes=20 out=outputs/deploy/arm\n"
          "  robo deploy robot=diffdrive_base checkpoint=runs/nav hz=50 sim=true   (50 Hz loop, 10 Hz policy)",
          _deploy),
+        ("record", RecordConfig, "teleoperate a robot by keyboard into a crash-safe zarr dataset",
+         "robo record robot=diffdrive_base out=data/real_nav.zarr episodes=20 fps=10 episode_s=30\n"
+         "  (an existing dataset is appended to; Enter starts/ends an episode, Esc stops)", _record),
         ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
@@ -95,6 +105,46 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("overrides", nargs="*", metavar="key=value")
         command.set_defaults(run=_bench, bench_name=name)
+
+    robot = commands.add_parser(
+        "robot", help="set up, calibrate, check and teleoperate a real robot (hardware/)",
+        description="Set up, calibrate, check and teleoperate a real robot. In order: find-port, "
+        "setup-motors, calibrate, check, teleop; then `robo record` and `robo deploy`.",
+    )
+    robot_commands = robot.add_subparsers(dest="robot_command", metavar="<action>", required=True)
+    robot_list = robot_commands.add_parser(
+        "list", help="every robot config in hardware/: kind, bus, twin task, motors and ids",
+        description="List every robot config in hardware/: kind, bus, twin task, motors and ids.",
+    )
+    robot_list.set_defaults(run=_robot_list)
+    find_port = robot_commands.add_parser(
+        "find-port", help="name the bus adapter's serial port (unplug it when asked)",
+        description="List the serial ports, ask you to unplug the bus adapter, and name the port that "
+        "disappeared. No settings.",
+    )
+    find_port.set_defaults(run=_robot_find_port)
+    for name, schema, summary, example, run in (
+        ("setup-motors", RobotSetupMotorsConfig,
+         "give each servo its configured id and baud rate, one servo on the bus at a time",
+         "robo robot setup-motors robot=so101_arm port=/dev/ttyACM0", _robot_setup_motors),
+        ("calibrate", RobotToolConfig,
+         "torque off, move the robot by hand: zero pose, joint ranges or wheel directions -> calibration.json",
+         "robo robot calibrate robot=so101_arm", _robot_calibrate),
+        ("check", RobotToolConfig,
+         "read every motor, check ranges, e-stop and the safety chain (hold, NaN); exit 1 naming a failure",
+         "robo robot check robot=diffdrive_base port=/dev/ttyUSB0", _robot_check),
+        ("teleop", RobotTeleopConfig,
+         "drive a base (w/s/a/d, q/e omni, x stop) or nudge an arm's joints (1-9, shift+1-9) by keyboard",
+         "robo robot teleop robot=diffdrive_base hz=20 drive.speed=0.15\n"
+         "  (space latches the e-stop, r resets it, Esc quits)", _robot_teleop),
+    ):
+        command = robot_commands.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=EPILOG_OVERRIDES + config_help(schema),
+        )
+        command.add_argument("overrides", nargs="*", metavar="key=value")
+        command.set_defaults(run=run)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
@@ -209,6 +259,69 @@ def _deploy(args: argparse.Namespace) -> None:
     from robo_policies.robots.deploy import deploy
 
     deploy(compose_config("deploy", args.overrides))
+
+
+def _record(args: argparse.Namespace) -> None:
+    from robo_policies.robots.record import record
+    from robo_policies.robots.teleop import DriveSettings, keyboard_session
+
+    cfg = compose_config("record", args.overrides)
+    if not cfg.out:
+        raise ValueError("out=<dataset.zarr> is required")
+    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
+        record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
+               DriveSettings(**OmegaConf.to_container(cfg.drive)))
+
+
+def _robot_list(args: argparse.Namespace) -> None:
+    from robo_policies.robots.config import load_robot_config, robot_names, robot_table
+
+    print(robot_table([load_robot_config(name) for name in robot_names()]))
+
+
+def _robot_find_port(args: argparse.Namespace) -> None:
+    from robo_policies.robots.bus_setup import find_port
+
+    find_port()
+
+
+def _robot_setup_motors(args: argparse.Namespace) -> None:
+    from robo_policies.robots.bus_setup import setup_motors
+
+    cfg = compose_config("robot_setup_motors", args.overrides)
+    setup_motors(_robot_config(cfg), cfg.port or None, latency_timer_ms=cfg.latency_ms)
+
+
+def _robot_calibrate(args: argparse.Namespace) -> None:
+    from robo_policies.robots.calibrate import calibrate_robot
+
+    cfg = compose_config("robot_calibrate", args.overrides)
+    calibrate_robot(_robot_config(cfg), cfg.port or None)
+
+
+def _robot_check(args: argparse.Namespace) -> None:
+    from robo_policies.robots.check import check_robot
+
+    cfg = compose_config("robot_check", args.overrides)
+    check_robot(_robot_config(cfg), cfg.port or None)
+    print("PASS: every check")
+
+
+def _robot_teleop(args: argparse.Namespace) -> None:
+    from robo_policies.robots.teleop import DriveSettings, keyboard_session, teleop
+
+    cfg = compose_config("robot_teleop", args.overrides)
+    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys):
+        teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s)
+
+
+def _robot_config(cfg: DictConfig) -> RobotConfig:
+    """The config named by ``robot=``, which every robot command needs."""
+    from robo_policies.robots.config import load_robot_config
+
+    if not cfg.robot:
+        raise ValueError("robot=<name> is required (see `robo robot list`)")
+    return load_robot_config(cfg.robot)
 
 
 def _demo(args: argparse.Namespace) -> None:

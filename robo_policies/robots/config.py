@@ -126,3 +126,22 @@ def load_robot_config(name_or_path: str | Path) -> RobotConfig:
     config.source = str(path)
     config.name = config.name or path.parent.name
     return config
+
+
+def robot_table(configs: list[RobotConfig]) -> str:
+    """``robo robot list``: one row per motor, the robot's columns on its first motor's row."""
+    header = ("name", "kind", "bus", "twin task", "id", "motor", "model")
+    rows = []
+    for config in configs:
+        bus = f"{config.bus.vendor} {config.bus.port} {config.bus.baudrate} bit/s"
+        robot = (config.name, config.kind, bus, config.sim_task or "-")
+        for index, (name, motor) in enumerate(config.motors.items()):
+            rows.append((*(robot if index == 0 else ("",) * len(robot)), str(motor.id), name, motor.model))
+    return text_table(header, rows)
+
+
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns as wide as their widest cell: the tables `robo robot` prints."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *rows])

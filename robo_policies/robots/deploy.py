@@ -9,7 +9,6 @@ often each safety filter intervened.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,8 @@ from robo_policies.evaluation import (
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, run_episode
 from robo_policies.robots.factory import make_robot
+from robo_policies.robots.signals import stop_signals
 from robo_policies.robots.sim_twin import SimTwin
-
-
-class Terminated(SystemExit):
-    """SIGTERM arrived: unwind so every ``with robot`` leaves the robot in its safe state."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(128 + signum)
 
 
 def deploy(cfg: DictConfig) -> dict[str, Any]:
@@ -68,11 +60,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    if robot_config.estop.signal:
-        robot.estop.install_signal(getattr(signal, robot_config.estop.signal))
     try:
-        with robot:
+        with stop_signals(robot, robot_config.estop.signal), robot:
             worker.start()
             bar = tqdm(range(cfg.episodes), desc=f"deploy {robot_config.name}", disable=not cfg.progress)
             for episode in bar:
@@ -90,8 +79,6 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
                 bar.set_postfix(success=f"{np.mean([o.success for o in outcomes]):.0%}")
     finally:
         worker.stop()
-        robot.estop.uninstall_signals()
-        signal.signal(signal.SIGTERM, previous_term)
 
     report = {
         "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),

@@ -46,13 +46,14 @@ def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1,
                        watchdog_s=config.watchdog_s, period_s=period_s)
 
 
-def make_motor_bus(config: RobotConfig, port: str | None = None) -> MotorBus:
-    """The robot's bus (not connected), with its calibration when the file exists; ``port``
-    replaces the configured one."""
+def make_motor_bus(config: RobotConfig, port: str | None = None, calibrated: bool = True) -> MotorBus:
+    """The robot's bus (not connected), with its calibration when the file exists and
+    ``calibrated`` is set (``robo robot calibrate`` reads raw ticks and must not depend on an
+    old file); ``port`` replaces the configured one."""
     mode = "position" if config.kind == "arm" else "velocity"
     motors = [Motor(name, motor.id, motor.model, mode) for name, motor in config.motors.items()]
     calibration_path = config.directory / config.calibration
-    calibration = load_calibration(calibration_path) if calibration_path.is_file() else None
+    calibration = load_calibration(calibration_path) if calibrated and calibration_path.is_file() else None
     bus_class = motor_bus_class(config.bus.vendor)
     return bus_class(port or config.bus.port, motors, calibration, baudrate=config.bus.baudrate)
 

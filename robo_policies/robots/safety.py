@@ -224,17 +224,17 @@ class VelocityLimitConfig:
 class VelocityLimit(_Filter):
     """Keeps ``|command - last_sent| <= max_velocity * dt`` in every dimension.
 
-    The first command is measured from ``present`` when there is one and passes unchanged
-    otherwise. On a wheeled base, whose command is already a speed, this bounds the wheels'
-    acceleration (``max_velocity`` is then in rad/s^2).
+    The first command is measured from ``present`` when there is one, else from ``hold``
+    (a base at rest: its first command ramps up from zero like every later one). On a
+    wheeled base, whose command is already a speed, this bounds the wheels' acceleration
+    (``max_velocity`` is then in rad/s^2).
     """
 
     config_class, type_name = VelocityLimitConfig, "velocity_limit"
 
     def __call__(self, command: np.ndarray, context: SafetyContext) -> np.ndarray:
-        reference = context.last_sent if context.last_sent is not None else context.present
-        if reference is None:
-            return np.array(command, dtype=np.float64)
+        reference = next(value for value in (context.last_sent, context.present, context.hold)
+                         if value is not None)
         bound = self.config.max_velocity * context.dt
         return np.clip(command, reference - bound, reference + bound)
 

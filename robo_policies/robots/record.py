@@ -1,0 +1,99 @@
+"""``robo record``: keyboard teleoperation into a crash-safe zarr dataset.
+
+Each step stores the observation read before acting (one array per key of the robot's
+``observation_features``) and ``action``, the command actually sent (``send_action``'s
+return, after the safety chain): a policy learns what the robot was really told to do, not
+what a key asked for. Episodes are kept in memory and appended with one
+``ReplayBuffer.add_episode`` each when they end, so a kill or crash mid-episode loses that
+episode only and the dataset never shows part of one. An existing dataset is appended to
+(it must come from the same robot at the same rate).
+
+Between episodes the keys still drive the robot (to reset the scene); Enter starts an
+episode and ends it early, Esc stops recording and drops the episode in progress.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robo_policies.data.replay_buffer import ReplayBuffer
+from robo_policies.robots.robot import Robot
+from robo_policies.robots.teleop import DriveSettings, KeySource, drive, keyboard_for
+
+DATASET_SOURCE = "robo record"
+
+
+@dataclass
+class RecordResult:
+    """What a recording session did."""
+
+    path: str
+    episodes_before: int
+    episodes_saved: int
+    steps_saved: int
+
+
+def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: float, episode_s: float,
+           settings: DriveSettings, echo: Callable[[str], None] = print) -> RecordResult:
+    """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
+    connected robot into ``out`` (created, or appended to)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not (fps > 0 and episode_s > 0):
+        raise ValueError(f"fps and episode_s must be > 0, got fps={fps}, episode_s={episode_s}")
+    buffer = open_dataset(out, robot, fps)
+    before = buffer.n_episodes
+    echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
+    controller = keyboard_for(robot, settings)
+    echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
+    features = list(robot.observation_features)
+    saved_steps = 0
+    try:
+        for _ in range(episodes):
+            echo(f"episode {buffer.n_episodes + 1}: set the scene (the keys drive), then press Enter to record")
+            if drive(robot, keys, controller, fps, end_keys=("enter",), echo=echo) == "quit":
+                break
+            steps: dict[str, list[np.ndarray]] = {key: [] for key in [*features, "action"]}
+
+            def keep(observation: dict[str, np.ndarray], sent: np.ndarray) -> None:
+                for key in features:
+                    steps[key].append(observation[key])
+                steps["action"].append(sent)
+
+            started = time.time()
+            echo(f"recording episode {buffer.n_episodes + 1} ({episode_s:g} s; Enter ends it early)")
+            ended = drive(robot, keys, controller, fps, duration_s=episode_s, end_keys=("enter",),
+                          on_step=keep, echo=echo)
+            if ended == "quit":
+                echo(f"episode {buffer.n_episodes + 1} dropped ({len(steps['action'])} steps)")
+                break
+            data = {key: np.asarray(values, dtype=np.float32) for key, values in steps.items()}
+            buffer.add_episode(data, {"start_time": started})
+            saved_steps += len(data["action"])
+            echo(f"episode {buffer.n_episodes} saved: {len(data['action'])} steps")
+    finally:
+        robot.stop()
+    result = RecordResult(str(out), before, buffer.n_episodes - before, saved_steps)
+    echo(f"{out}: {result.episodes_saved} episodes saved this session, {buffer.n_episodes} in all")
+    return result
+
+
+def open_dataset(out: str | Path, robot: Robot, fps: float) -> ReplayBuffer:
+    """``out`` for appending when it exists (same robot and rate), else a new dataset."""
+    out = Path(out)
+    if out.exists():
+        buffer = ReplayBuffer.open(out, mode="a")
+        attrs = buffer.attrs
+        if attrs.get("robot") != robot.name or not math.isclose(attrs.get("fps") or 0.0, fps):
+            raise ValueError(f"{out} holds robot {attrs.get('robot')!r} at {attrs.get('fps')} Hz, not "
+                             f"{robot.name!r} at {fps:g} Hz: choose another out")
+        return buffer
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return ReplayBuffer.create(out, attrs={"robot": robot.name, "fps": fps, "action_names": robot.action_names,
+                                           "source": DATASET_SOURCE})

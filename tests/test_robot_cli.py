@@ -1,0 +1,251 @@
+"""`robo robot ...` and `robo record` against fake Dynamixel and Feetech servos on a pty.
+
+The real drivers run down to the serial port (``fake_servos.py`` answers byte for byte);
+interactive steps are driven by scripted prompts and key sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import termios
+import time
+
+import numpy as np
+import pytest
+from fake_servos import FakeDynamixelBus, FakeFeetechBus
+from robot_configs import robot_yaml
+
+from robo_policies.cli.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
+from robo_policies.cli.main import main
+from robo_policies.data.replay_buffer import ReplayBuffer
+from robo_policies.robots.bus_setup import find_port, setup_motors
+from robo_policies.robots.calibrate import calibrate_robot
+from robo_policies.robots.config import load_robot_config
+from robo_policies.robots.factory import make_robot
+from robo_policies.robots.motors import MotorCalibration, save_calibration
+from robo_policies.robots.record import record
+from robo_policies.robots.teleop import DriveSettings, ScriptedKeys, TerminalKeys, parse_keys, teleop
+
+pytest.importorskip("dynamixel_sdk")
+pytest.importorskip("scservo_sdk")
+
+STS3215, XL430 = 777, 1060
+ARM_IDS = range(1, 7)
+
+
+@pytest.fixture
+def feetech_arm():
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def dynamixel_base():
+    with FakeDynamixelBus({1: XL430, 2: XL430}) as fake:
+        yield fake
+
+
+def calibrated_arm(tmp_path):
+    """so101_arm's config with a calibration: every joint's zero at tick 2048, the gripper
+    open at 2048 and closed at 3000."""
+    path = robot_yaml(tmp_path, "so101_arm")
+    calibration = {name: MotorCalibration(2048, 1024, 3072) for name in load_robot_config(path).motors}
+    calibration["gripper"] = MotorCalibration(2048, 2048, 3000)
+    save_calibration(path.parent / "calibration.json", calibration)
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("argv,schema", [
+    (["robot", "setup-motors"], RobotSetupMotorsConfig), (["robot", "calibrate"], RobotToolConfig),
+    (["robot", "check"], RobotToolConfig), (["robot", "teleop"], RobotTeleopConfig), (["record"], RecordConfig)])
+def test_help_documents_every_setting(capsys, argv, schema):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "Example:" in text
+    for item in dataclasses.fields(schema):
+        names = [f"drive.{f.name}" for f in dataclasses.fields(DriveSettings)] if item.name == "drive" else [item.name]
+        for name in names:
+            line = next(line for line in text.splitlines() if line.startswith(f"  {name}="))
+            assert len(line.split("  ", 2)[-1]) > 10, name  # a docstring, not just the default
+
+
+def test_robot_list_names_every_robot(capsys):
+    code, out, _ = run(capsys, "robot", "list")
+    assert code == 0
+    for name in ("so101_arm", "dynamixel_arm", "diffdrive_base", "omni_base"):
+        assert name in out
+    assert "xl330-m288" in out and "front_left_wheel" in out
+
+
+def test_check_passes_on_a_feetech_arm(tmp_path, capsys, feetech_arm):
+    code, out, err = run(capsys, "robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}")
+    assert code == 0, err
+    for check in ("connect", "range", "observation", "e-stop", "hold", "nan refused", "disconnect"):
+        assert any(line.startswith(check) and "PASS" in line for line in out.splitlines()), check
+    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
+
+
+def test_check_passes_on_a_dynamixel_base(tmp_path, capsys, dynamixel_base):
+    code, out, err = run(capsys, "robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+                         f"port={dynamixel_base.port}")
+    assert code == 0, err
+    assert "PASS: every check" in out and "goal velocity 0 on every wheel" in out
+    assert [dynamixel_base.value(i, "torque_enable") for i in (1, 2)] == [0, 0]
+
+
+def test_check_fails_naming_a_missing_motor(tmp_path, capsys):
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in range(1, 6)}) as fake:  # no id 6
+        code, _, err = run(capsys, "robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}")
+    assert code == 1
+    assert err.startswith("error: robot check failed (connect)") and "'gripper' (id 6) does not answer" in err
+
+
+def test_check_fails_on_a_latched_estop(tmp_path, capsys, dynamixel_base):
+    (tmp_path / "estop").touch()
+    code, _, err = run(capsys, "robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+                       f"port={dynamixel_base.port}")
+    assert code == 1 and "e-stop: latched" in err
+
+
+def test_calibrate_arm_records_zero_pose_and_ranges(tmp_path, feetech_arm):
+    path = robot_yaml(tmp_path, "so101_arm")
+    zero = dict(zip(ARM_IDS, [2000, 2100, 1900, 2050, 2048, 1500]))  # the gripper open at 1500
+    low = dict(zip(ARM_IDS, [1000, 1200, 900, 1100, 600, 1500]))
+    high = dict(zip(ARM_IDS, [3000, 3100, 2900, 3050, 2600, 2600]))  # jumps under half a turn: no wrap
+    prompts = []
+
+    def user(message):
+        """Moves the fake joints as asked, slowly enough for the sampling to see each pose."""
+        prompts.append(message)
+        for pose in ([zero] if len(prompts) == 1 else [low, high, zero]):
+            for motor_id, ticks in pose.items():
+                feetech_arm.set_value(motor_id, "present_position", ticks)
+            time.sleep(0.1)
+
+    calibrate_robot(load_robot_config(path), feetech_arm.port, prompt=user)
+    assert "zero pose" in prompts[0] and "whole range" in prompts[1]
+    saved = json.loads((path.parent / "calibration.json").read_text())
+    names = list(load_robot_config(path).motors)
+    assert saved == {name: {"homing_offset": zero[i], "range_min": low[i], "range_max": high[i], "drive_direction": 1}
+                     for name, i in zip(names, ARM_IDS)}
+    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
+
+
+def test_calibrate_base_finds_each_wheels_direction(tmp_path, dynamixel_base):
+    path = robot_yaml(tmp_path, "diffdrive_base")
+
+    def roll_forward(message):  # the right wheel is mounted mirrored: its ticks count down
+        for step in range(1, 11):
+            dynamixel_base.set_value(1, "present_position", 2048 + 100 * step)
+            dynamixel_base.set_value(2, "present_position", (2048 - 300 * step) % 4096)  # wraps through 0
+            time.sleep(0.03)
+
+    calibration = calibrate_robot(load_robot_config(path), dynamixel_base.port, prompt=roll_forward)
+    assert calibration == {"left_wheel": MotorCalibration(0, 0, 4095, 1), "right_wheel": MotorCalibration(0, 0, 4095, -1)}
+    assert json.loads((path.parent / "calibration.json").read_text())["right_wheel"]["drive_direction"] == -1
+
+
+def test_setup_motors_gives_a_factory_servo_its_id_and_baud_rate(tmp_path):
+    path = robot_yaml(tmp_path, "diffdrive_base", motors={"left_wheel": {"id": 5, "model": "xl430-w250"}})
+    with FakeDynamixelBus({1: XL430}) as fake:  # as from the factory: id 1, 57600 bit/s
+        fake.set_value(1, "baud_rate", 1)
+        prompts = []
+        found = setup_motors(load_robot_config(path), fake.port, prompt=prompts.append, latency_timer_ms=4.0)
+        assert found == [("left_wheel", 1, 1_000_000)]  # the fake answers at any rate
+        assert list(fake.tables) == [5]
+        assert fake.value(5, "id") == 5 and fake.value(5, "baud_rate") == 3  # 1 Mbit/s
+    assert prompts == ["Connect ONLY motor 'left_wheel' (to get id 5, xl430-w250) to the bus adapter, with "
+                       "power on, then press Enter. "]
+
+
+def test_find_port_names_the_port_that_disappears(capsys):
+    ports = [["/dev/ttyS0", "/dev/ttyUSB0"], ["/dev/ttyS0"]]
+    assert find_port(list_ports=lambda: ports.pop(0), prompt=lambda message: None) == "/dev/ttyUSB0"
+    assert "port=/dev/ttyUSB0" in capsys.readouterr().out
+
+
+def test_terminal_key_names():
+    assert parse_keys("W a\x1b[A\x1b\n!") == ["w", "space", "a", "up", "esc", "enter", "!"]
+
+
+def test_terminal_keys_from_a_terminal_and_a_pipe():
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    with TerminalKeys(os.fdopen(slave, closefd=False)) as keys:
+        assert termios.tcgetattr(slave)[3] & termios.ICANON == 0  # keys arrive one by one
+        assert keys.read() == []
+        os.write(master, b"w \x1b[D")
+        time.sleep(0.05)
+        assert keys.read() == ["w", "space", "left"]
+    assert termios.tcgetattr(slave) == before  # the terminal's settings are back
+    os.close(master)
+    os.close(slave)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"d")
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        keys = TerminalKeys(pipe)
+        assert keys.read() == ["d", "esc"] and keys.read() == ["esc"]  # the end of input quits
+
+
+def test_teleop_sends_the_expected_wheel_speeds_and_space_latches_the_estop(tmp_path, capsys, dynamixel_base):
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
+                       port=dynamixel_base.port)
+    keys = ScriptedKeys([["w"], ["w"], ["w"], ["w"], ["s"], ["s"], ["space"], ["w"], ["a"]])
+    with robot:
+        sent = teleop(robot, keys, hz=20.0, settings=DriveSettings(speed=0.2))
+        latched = robot.estop.is_latched
+        goals_after = [dynamixel_base.value(i, "goal_velocity") for i in (1, 2)]
+    f = 0.2 / 0.033  # m/s over the wheel radius: 6.06 rad/s, under the 6.5 rad/s limit
+    # from rest and reversing, the wheel acceleration limit (40 rad/s^2 at 20 Hz) allows 2 rad/s
+    # per command
+    expected = [[2, 2], [4, 4], [6, 6], [f, f], [f - 2, f - 2], [f - 4, f - 4], [0, 0], [0, 0], [0, 0]]
+    np.testing.assert_allclose(np.array(sent), expected, atol=1e-9)
+    assert latched and goals_after == [0, 0]
+    out = capsys.readouterr().out
+    assert "left_wheel.vel=+6.061 right_wheel.vel=+6.061" in out and "E-STOP: key 'space' pressed" in out
+
+
+def test_teleop_nudges_an_arm_joint(tmp_path, feetech_arm):
+    robot = make_robot(load_robot_config(calibrated_arm(tmp_path)), period_s=0.05, port=feetech_arm.port)
+    with robot:
+        sent = teleop(robot, ScriptedKeys([["1"], ["1"], ["@"]]), hz=20.0, settings=DriveSettings(joint_step=0.1))
+    np.testing.assert_allclose(np.array(sent)[:, :2], [[0.1, 0.0], [0.2, 0.0], [0.2, -0.1]], atol=2 * math.pi / 4096)
+
+
+def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base):
+    out = tmp_path / "teleop.zarr"
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
+                       port=dynamixel_base.port)
+    sent = []
+    with robot:
+        send = robot.send_action
+        robot.send_action = lambda action: sent.append(send(action)) or sent[-1]
+        # Enter starts an episode (one tick of the reset phase), then 5 recorded ticks (0.25 s at 20 Hz)
+        keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["d"], ["d"], ["d"], [], []])
+        result = record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings())
+    assert result.episodes_saved == 2 and result.steps_saved == 10
+    buffer = ReplayBuffer.open(out)
+    assert buffer.n_episodes == 2 and set(buffer.keys) == {"action", "base_pose", "base_vel", "wheel_vel"}
+    np.testing.assert_allclose(buffer.episode(0)["action"], sent[1:6], rtol=1e-6)
+    np.testing.assert_allclose(buffer.episode(1)["action"], sent[7:12], rtol=1e-6)
+    assert np.all(buffer.episode(0)["action"][:2] > 0)  # forward, ramping up
+    assert buffer.attrs["robot"] == "diffdrive_base" and buffer.attrs["fps"] == 20.0
+
+    # resumed: the episodes there are reported; Esc mid-episode drops that episode only
+    with robot:
+        keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["w"], ["esc"]])
+        result = record(robot, keys, out, episodes=3, fps=20.0, episode_s=0.25, settings=DriveSettings())
+    assert "2 episodes already recorded" in capsys.readouterr().out
+    buffer = ReplayBuffer.open(out)
+    assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
