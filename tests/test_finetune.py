@@ -131,6 +131,29 @@ def test_actions_of_every_method_stay_in_bounds():
             assert agent.view.executed(windows).abs().max() <= 1.0, algo
 
 
+def test_parl_distils_from_the_windows_cached_with_the_transition():
+    policy = make_policy(n_obs_steps=2, horizon=8, n_action_steps=4)
+    agent = build_agent("parl", policy, RLConfig(n_samples=3, top_k=2, distill_argmax=True,
+                                                 critic_members=2, critic_hidden=[8]))
+    agent.critic = PreferredChunkCritic()  # the label is the cached window closest to 0.5
+    view = agent.view
+    windows = torch.stack([torch.full((2, 8, A), value) for value in (-0.5, 0.4, 0.9)])  # (N, B, Tp, A)
+    obs = observations(steps=2, batch=2)
+    rows = {f"obs.{key}": value for key, value in obs.items()}
+    rows.update(samples=windows.flatten(2).transpose(0, 1), window=torch.zeros(2, 8, A),
+                window_is_pad=torch.zeros(2, 8))
+    torch.testing.assert_close(agent.samples(rows, torch.Generator()), windows)
+    view.sample_windows = None  # drawing samples now would fail: the cached ones are used
+    labels = []
+    agent.policy.compute_loss = lambda batch: labels.append(batch["action"]) or torch.zeros((), requires_grad=True)
+    agent.update_actor(rows, {"obs": view.features(obs)}, torch.Generator().manual_seed(0))
+    # the best cached window (0.4) beats the dataset window that replaced the worst of the top
+    # 2, both refined one step towards 0.5 (step 0.01 x gradient 1)
+    expected = policy.normalizer.unnormalize("action", torch.full((2, 8, A), 0.4))
+    expected[:, 1:5] = policy.normalizer.unnormalize("action", torch.full((2, 8, A), 0.41))[:, 1:5]
+    torch.testing.assert_close(labels[0], expected)
+
+
 def test_chunk_transitions_sum_rewards_and_stop_the_bootstrap_only_at_termination():
     view = ChunkView(make_policy(n_obs_steps=2, horizon=8, n_action_steps=4))
     steps = 10

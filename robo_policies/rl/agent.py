@@ -38,8 +38,11 @@ class FinetuneAgent(nn.Module, ABC):
     the arm policy from 22% to 3-10% in 600 updates."""
     backs_up_policy_samples = False
     """True when the TD target chooses among base-policy samples at the next state: those are
-    drawn once per transition and cached (``cache_next_samples``) instead of running the
+    drawn once per transition and cached (``cache_policy_samples``) instead of running the
     denoiser inside every critic update, and redrawn every ``rl.sample_refresh_every`` steps."""
+    distils_policy_samples = False
+    """True when the policy update starts from base-policy windows at the state (PA-RL's
+    distillation labels): those are cached the same way."""
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__()
@@ -93,21 +96,29 @@ class FinetuneAgent(nn.Module, ABC):
 
     @property
     def cached_samples(self) -> int:
-        """Policy samples cached per transition (0: none)."""
+        """Policy chunks cached per transition at the next state (0: none)."""
         return self.config.n_samples if self.backs_up_policy_samples else 0
 
+    @property
+    def cached_windows(self) -> int:
+        """Policy windows cached per transition at the state (0: none)."""
+        return self.config.n_samples if self.distils_policy_samples else 0
+
     @torch.no_grad()
-    def cache_next_samples(self, transitions: dict[str, np.ndarray], generator: torch.Generator,
-                           rows: int = 512) -> None:
-        """Draw ``next_samples`` (n_samples normalised chunks at each ``next_obs``) in place."""
-        if not self.cached_samples:
-            return
+    def cache_policy_samples(self, transitions: dict[str, np.ndarray], generator: torch.Generator,
+                             rows: int = 512) -> None:
+        """Draw ``next_samples`` (chunks at each ``next_obs``) and ``samples`` (windows at each
+        ``obs``) in place, for the fields the method keeps."""
         count = len(transitions["reward"])
-        for start in range(0, count, rows):
-            part = slice(start, min(start + rows, count))
-            obs = {key: torch.as_tensor(transitions[f"next_obs.{key}"][part]) for key in self.view.obs_shapes}
-            samples = self.view.sample_chunks(obs, self.cached_samples, generator)  # (N, b, D)
-            transitions["next_samples"][part] = samples.transpose(0, 1).numpy()
+        for field, prefix, n in (("next_samples", "next_obs", self.cached_samples),
+                                 ("samples", "obs", self.cached_windows)):
+            for start in range(0, count, rows) if n else ():
+                part = slice(start, min(start + rows, count))
+                obs = {key: torch.as_tensor(transitions[f"{prefix}.{key}"][part]) for key in self.view.obs_shapes}
+                drawn = self.view.sample_windows(obs, n, generator)  # (N, b, Tp, A)
+                if field == "next_samples":
+                    drawn = self.view.executed(drawn)
+                transitions[field][part] = drawn.flatten(2).transpose(0, 1).numpy()
 
     def next_samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """Policy chunks at the next states (N, B, Ta * A): the cached ones when kept."""

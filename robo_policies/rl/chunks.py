@@ -12,8 +12,9 @@ A transition keeps what both sides need: the raw observation windows at the deci
 next one (``obs.<key>``, ``next_obs.<key>``), the executed chunk (``chunk``), the policy's
 training window of Tp actions around it (``window``, with ``window_is_pad``, for the head's
 own loss), ``reward``, ``discount`` and ``terminated``; methods whose TD target picks among
-policy samples at the next state also keep ``next_samples`` there (see
-``FinetuneAgent.cache_next_samples``).
+policy samples at the next state also keep ``next_samples`` there, and PA-RL, which distils
+optimised policy samples, keeps ``samples`` (whole windows) at the state itself (see
+``FinetuneAgent.cache_policy_samples``).
 """
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ class ChunkView:
 
     # -- numpy ---------------------------------------------------------------------------
 
-    def transition_shapes(self, next_samples: int = 0) -> dict[str, tuple[int, ...]]:
+    def transition_shapes(self, next_samples: int = 0, samples: int = 0) -> dict[str, tuple[int, ...]]:
         """Field shapes of one transition (for ``replay.TransitionBuffer``); with
-        ``next_samples`` > 0 also that many cached policy chunks at the next state."""
+        ``next_samples`` > 0 also that many cached policy chunks at the next state, with
+        ``samples`` > 0 that many cached policy windows (flat) at the state."""
         action_dim = self.policy.action_dim
         shapes: dict[str, tuple[int, ...]] = {}
         for key, shape in self.obs_shapes.items():
@@ -116,6 +118,8 @@ class ChunkView:
                        "mc_return": ()})
         if next_samples:
             shapes["next_samples"] = (next_samples, self.action_dim)
+        if samples:
+            shapes["samples"] = (samples, self.horizon * action_dim)
         return shapes
 
     def episode_transitions(

@@ -104,7 +104,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     dataset = cfg.dataset or metadata.get("dataset")
     if not dataset:
         raise ValueError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
-    shapes = view.transition_shapes(agent.cached_samples)
+    shapes = view.transition_shapes(agent.cached_samples, agent.cached_windows)
     demos = demonstration_transitions(view, dataset, rl.gamma)
     offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
     online = TransitionBuffer(shapes, capacity=cfg.env_steps // view.n_action_steps + 1000)
@@ -155,9 +155,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
             _save(state_dir, cfg.algo, agent, metadata, online, rng, generator, progress, curve)
         if progress.env_steps >= cfg.env_steps:
             break
-        if agent.cached_samples and progress.env_steps >= progress.next_refresh:
+        if (agent.cached_samples or agent.cached_windows) and progress.env_steps >= progress.next_refresh:
             for buffer in (offline, online):  # redraw with the current policy
-                agent.cache_next_samples({key: value[: len(buffer)] for key, value in buffer.data.items()}, generator)
+                agent.cache_policy_samples({key: value[: len(buffer)] for key, value in buffer.data.items()}, generator)
             progress.next_refresh += rl.sample_refresh_every
         start = time.perf_counter()
         episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter, max_steps)
@@ -234,10 +234,10 @@ def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: tor
 def _store(buffer: TransitionBuffer, transitions: dict[str, np.ndarray], agent: FinetuneAgent,
            generator: torch.Generator) -> None:
     """Add transitions, with their cached policy samples when the method keeps them."""
-    if agent.cached_samples:
-        transitions["next_samples"] = np.zeros((len(transitions["reward"]), *buffer.data["next_samples"].shape[1:]),
-                                               np.float32)
-        agent.cache_next_samples(transitions, generator)
+    for field in ("next_samples", "samples"):
+        if field in buffer.data:
+            transitions[field] = np.zeros((len(transitions["reward"]), *buffer.data[field].shape[1:]), np.float32)
+    agent.cache_policy_samples(transitions, generator)
     buffer.extend(transitions)
 
 

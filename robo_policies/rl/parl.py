@@ -1,9 +1,11 @@
 """PA-RL (Sobol Mark et al., 2024): improve actions with the critic, then distil them back
 into the policy with the policy's own loss, whatever kind of policy it is.
 
-Action optimisation at a state (``action_optimization``): sample N windows from the base
+Action optimisation at a state (``action_optimization``): take N windows of the base
 policy, keep the k whose executed chunks the ensemble's mean Q ranks highest (global), and
-take a few clipped gradient-ascent steps on Q from each (local). The best candidate acts and
+take a few clipped gradient-ascent steps on Q from each (local). For distillation the N
+windows are the ones cached with the transition (redrawn every ``rl.sample_refresh_every``
+env steps), so the denoiser does not run in every policy update. The best candidate acts and
 is the TD target's next action. For distillation the dataset window replaces the worst of the
 k before the local step, and the label is drawn from softmax(Q) over the k (or their argmax);
 the policy then trains on it with its head's own loss, so a diffusion, flow or energy head is
@@ -26,6 +28,7 @@ class PolicyAgnosticRL(FinetuneAgent):
     """PA-RL over chunk decisions; see the module docstring."""
 
     backs_up_policy_samples = True
+    distils_policy_samples = True
     trains_policy_in_warm_up = False
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
@@ -36,13 +39,12 @@ class PolicyAgnosticRL(FinetuneAgent):
             raise ValueError(f"rl.label_temperature must be > 0, got {config.label_temperature}")
         self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
 
-    def optimise(self, obs: Mapping[str, torch.Tensor], features: torch.Tensor,
-                 generator: torch.Generator, dataset_windows: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k optimised normalised windows (k, B, Tp, A), their mean Q (k, B)); with
-        ``dataset_windows`` (B, Tp, A) in place of the worst of the k."""
+    def optimise(self, samples: torch.Tensor, features: torch.Tensor,
+                 dataset_windows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """From N policy windows (N, B, Tp, A) at states ``features``: (k optimised windows
+        (k, B, Tp, A), their mean Q (k, B)); with ``dataset_windows`` (B, Tp, A) in place of
+        the worst of the k."""
         view, config = self.view, self.config
-        samples = view.sample_windows(obs, config.n_samples, generator)
         best = top_k_indices(features, view.executed(samples), self.critic, config.top_k)
         windows = samples[best, torch.arange(samples.shape[1])]
         if dataset_windows is not None:
@@ -62,7 +64,7 @@ class PolicyAgnosticRL(FinetuneAgent):
     def choose(self, obs: Mapping[str, torch.Tensor], generator: torch.Generator,
                explore: bool) -> torch.Tensor:
         features = self.view.features(obs)
-        windows, q = self.optimise(obs, features, generator)
+        windows, q = self.optimise(self.view.sample_windows(obs, self.config.n_samples, generator), features)
         return windows[q.argmax(dim=0), torch.arange(q.shape[1])]
 
     def next_action(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
@@ -72,11 +74,16 @@ class PolicyAgnosticRL(FinetuneAgent):
         chunks, q = self.refine(features, kept)
         return chunks[q.argmax(dim=0), torch.arange(q.shape[1])]
 
+    def samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Policy windows at the states (N, B, Tp, A): the cached ones when kept."""
+        if "samples" in rows:
+            return rows["samples"].transpose(0, 1).unflatten(-1, (self.view.horizon, -1))
+        return self.view.sample_windows(self.view.obs_windows(rows, "obs"), self.config.n_samples, generator)
+
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:
-        obs = self.view.obs_windows(rows, "obs")
         dataset = self.view.normalize_action(rows["window"])
-        windows, q = self.optimise(obs, batch["obs"], generator, dataset_windows=dataset)
+        windows, q = self.optimise(self.samples(rows, generator), batch["obs"], dataset_windows=dataset)
         if self.config.distill_argmax:
             choice = q.argmax(dim=0)
         else:
