@@ -161,7 +161,9 @@ def test_setup_motors_gives_a_factory_servo_its_id_and_baud_rate(tmp_path):
         fake.set_value(1, "baud_rate", 1)
         prompts = []
         found = setup_motors(load_robot_config(path), fake.port, prompt=prompts.append, latency_timer_ms=4.0)
-        assert found == [("left_wheel", 1, 1_000_000)]  # the fake answers at any rate
+        # the fake answers at any rate: found at 1 Mbit/s, or at 57600 when a loaded machine
+        # made a ping of the first scan late
+        assert found[0][:2] == ("left_wheel", 1) and found[0][2] in (1_000_000, 57_600)
         assert list(fake.tables) == [5]
         assert fake.value(5, "id") == 5 and fake.value(5, "baud_rate") == 3  # 1 Mbit/s
     assert prompts == ["Connect ONLY motor 'left_wheel' (to get id 5, xl430-w250) to the bus adapter, with "
@@ -207,9 +209,9 @@ def test_teleop_sends_the_expected_wheel_speeds_and_space_latches_the_estop(tmp_
         latched = robot.estop.is_latched
         goals_after = [dynamixel_base.value(i, "goal_velocity") for i in (1, 2)]
     f = 0.2 / 0.033  # m/s over the wheel radius: 6.06 rad/s, under the 6.5 rad/s limit
-    # from rest and reversing, the wheel acceleration limit (40 rad/s^2 at 20 Hz) allows 2 rad/s
+    # from rest and reversing, the wheel acceleration limit (100 rad/s^2 at 20 Hz) allows 5 rad/s
     # per command
-    expected = [[2, 2], [4, 4], [6, 6], [f, f], [f - 2, f - 2], [f - 4, f - 4], [0, 0], [0, 0], [0, 0]]
+    expected = [[5, 5], [f, f], [f, f], [f, f], [f - 5, f - 5], [f - 10, f - 10], [0, 0], [0, 0], [0, 0]]
     np.testing.assert_allclose(np.array(sent), expected, atol=1e-9)
     assert latched and goals_after == [0, 0]
     out = capsys.readouterr().out

@@ -209,7 +209,7 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
         if t >= next_policy_step - 1e-9:
             history.append(robot.get_observation())
             next_policy_step += worker.step_s
-            needs_chunk = chunk is None or chunk.steps_left(t) < lead_steps
+            needs_chunk = chunk is None or chunk.action_at(t) is None or chunk.steps_left(t) < lead_steps
             if needs_chunk and not worker.busy:
                 worker.request(list(history), t)
         if chunk is None:  # the episode's first chunk is awaited before the clock starts
