@@ -228,3 +228,16 @@ def test_a_chunk_in_flight_when_an_episode_ends_is_not_used_in_the_next():
         worker.stop()
     assert first.ticks == 32 and second.ticks == 25
     assert stats.starved_ticks == 0
+
+
+def test_real_time_priority_is_refused_with_a_warning_not_an_error(monkeypatch):
+    from robo_policies.robots import control_loop
+
+    def refuse(pid, policy, param):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(control_loop.os, "sched_setscheduler", refuse)
+    with pytest.warns(RuntimeWarning, match="cannot run the control loop at real-time priority 50"):
+        assert control_loop.raise_loop_priority(50) is False
+    with pytest.raises(ValueError, match=r"rt_priority must be in \[1, 99\], got 100"):
+        control_loop.raise_loop_priority(100)

@@ -15,9 +15,11 @@ drives a 10 Hz policy).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -236,6 +238,22 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
                 deadline = now
             _sleep_until(deadline)
     return EpisodeOutcome(max_ticks, False, max_ticks * period)
+
+
+def raise_loop_priority(priority: int) -> bool:
+    """Run the calling thread (the loop) under SCHED_FIFO at ``priority`` (1-99), so other
+    processes cannot delay its wake-ups; threads it starts later inherit this, so start the
+    policy worker first. Needs root, CAP_SYS_NICE or an rtprio limit: without, it warns and
+    returns False."""
+    if not 1 <= priority <= 99:
+        raise ValueError(f"rt_priority must be in [1, 99], got {priority}")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, AttributeError) as err:  # AttributeError: not Linux
+        warnings.warn(f"cannot run the control loop at real-time priority {priority}: {err}; "
+                      "its timing depends on the machine's other load", RuntimeWarning, stacklevel=2)
+        return False
+    return True
 
 
 def _sleep_until(deadline: float) -> None:

@@ -28,7 +28,7 @@ from robo_policies.evaluation import (
     saved_metadata,
 )
 from robo_policies.robots.config import load_robot_config
-from robo_policies.robots.control_loop import LoopStats, PolicyWorker, run_episode
+from robo_policies.robots.control_loop import LoopStats, PolicyWorker, raise_loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.signals import stop_signals
 from robo_policies.robots.sim_twin import SimTwin
@@ -63,6 +63,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     try:
         with stop_signals(robot, robot_config.estop.signal), robot:
             worker.start()
+            if cfg.rt_priority:
+                raise_loop_priority(cfg.rt_priority)
             bar = tqdm(range(cfg.episodes), desc=f"deploy {robot_config.name}", disable=not cfg.progress)
             for episode in bar:
                 seed = cfg.seed + episode
@@ -82,7 +84,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
 
     report = {
         "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
-        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler, "episodes": len(outcomes),
+        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler, "rt_priority": cfg.rt_priority,
+        "episodes": len(outcomes),
         "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
         **stats.summary(),
         "inference_ms_p50": _percentile(worker.inference_ms, 50),
