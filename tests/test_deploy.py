@@ -241,3 +241,16 @@ def test_real_time_priority_is_refused_with_a_warning_not_an_error(monkeypatch):
         assert control_loop.raise_loop_priority(50) is False
     with pytest.raises(ValueError, match=r"rt_priority must be in \[1, 99\], got 100"):
         control_loop.raise_loop_priority(100)
+
+
+def test_workspace_box_refuses_a_tool_target_below_the_table():
+    config = load_robot_config("so101_arm")
+    config.safety = [spec for spec in config.safety if spec["type"] == "workspace_box"]
+    robot = make_robot(config, sim=True, period_s=0.1)
+    with robot:
+        robot.start_episode(0)
+        inside = np.array([0.0, 0.3, 0.3, 0.0, 0.0, 0.0])  # tool at (0.091, 0, 0.053) m
+        np.testing.assert_allclose(robot.send_action(inside), inside)
+        below = np.array([0.0, 1.4, 0.2, 0.0, 0.0, 0.0])  # tool at z = -0.013 m: into the table
+        np.testing.assert_allclose(robot.send_action(below), inside)  # the last safe command
+    assert robot.last_record.events == ["workspace_box"]

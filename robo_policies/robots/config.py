@@ -83,6 +83,11 @@ class RobotConfig:
     sim_task: Optional[str] = None
     """The task whose MuJoCo model is this robot's twin (`robo deploy sim=true`)."""
     geometry: BaseGeometry = field(default_factory=BaseGeometry)
+    arm_model: Optional[str] = None
+    """Arms: the MJCF model (relative to hardware/) whose forward kinematics a workspace_box
+    filter uses; its joints are named like the motors (all but the gripper)."""
+    tool_site: str = "tcp"
+    """Arms: the model's site that the workspace box bounds."""
     safety: list[Any] = field(default_factory=list)
     """Safety filters applied before every send, in order (see robots/safety.py)."""
     watchdog_s: Optional[float] = 0.5

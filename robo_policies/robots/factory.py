@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import numpy as np
 
 from robo_policies.robots.base_kinematics import DiffDriveKinematics, OmniKinematics
-from robo_policies.robots.config import RobotConfig
+from robo_policies.robots.config import HARDWARE_DIR, RobotConfig
 from robo_policies.robots.motors import Motor, MotorBus, load_calibration, motor_bus_class
 from robo_policies.robots.robot import Robot
 from robo_policies.robots.safety import EStop, SafetyChain, build_safety_chain
@@ -16,10 +19,29 @@ def make_safety_chain(config: RobotConfig) -> SafetyChain:
     that runs the loop, from the main thread)."""
     keys = [config.estop.key] if config.estop.key else []
     estop = EStop(file=config.estop.file, keys=keys)
+    fk = arm_forward_kinematics(config) if config.arm_model else None
     try:
-        return build_safety_chain(config.safety, dim=len(config.action_names), estop=estop)
+        return build_safety_chain(config.safety, fk=fk, dim=len(config.action_names), estop=estop)
     except ValueError as err:
         raise ValueError(f"{config.source}: {err}") from None
+
+
+def arm_forward_kinematics(config: RobotConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """``fk(command) -> xyz`` of the arm's tool site (m, in the model's base frame) for a
+    command of joint targets then the gripper."""
+    import mujoco
+
+    from robo_policies.envs.kinematics import DLSInverseKinematics
+
+    path = HARDWARE_DIR / str(config.arm_model)
+    if not path.is_file():
+        raise FileNotFoundError(f"{config.source}: arm_model {config.arm_model!r} is not a file in {HARDWARE_DIR}")
+    joints = list(config.motors)[:-1]
+    try:
+        solver = DLSInverseKinematics(mujoco.MjModel.from_xml_path(str(path)), config.tool_site, joints)
+    except ValueError as err:
+        raise ValueError(f"{config.source}: arm_model {config.arm_model}: {err}") from None
+    return lambda command: solver.forward(np.asarray(command, dtype=np.float64)[: len(joints)])[0]
 
 
 def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1,
