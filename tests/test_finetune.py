@@ -27,7 +27,7 @@ TINY_TRAIN = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "po
               "policy.horizon=8", "policy.n_action_steps=4", "train.batch_size=32", "train.threads=1",
               "progress=false"]
 TINY_RL = ["rl.batch_size=32", "rl.critic_members=4", "rl.critic_hidden=[32,32]", "rl.actor_hidden=[32]",
-           "rl.inference_steps=2", "rl.critic_lr=1e-3", "rl.start_steps=200", "episodes=2", "video_episodes=0", "progress=false"]
+           "rl.inference_steps=2", "rl.critic_lr=1e-3", "rl.start_steps=200", "rl.offline_critic_steps=0", "episodes=2", "video_episodes=0", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +133,8 @@ def test_actions_of_every_method_stay_in_bounds():
 
 def test_parl_distils_from_the_windows_cached_with_the_transition():
     policy = make_policy(n_obs_steps=2, horizon=8, n_action_steps=4)
-    agent = build_agent("parl", policy, RLConfig(n_samples=3, top_k=2, distill_argmax=True,
-                                                 critic_members=2, critic_hidden=[8]))
+    agent = build_agent("parl", policy, RLConfig(n_samples=3, top_k=2, distill_argmax=True, refine_steps=1,
+                                                 refine_step_size=0.01, critic_members=2, critic_hidden=[8]))
     agent.critic = PreferredChunkCritic()  # the label is the cached window closest to 0.5
     view = agent.view
     windows = torch.stack([torch.full((2, 8, A), value) for value in (-0.5, 0.4, 0.9)])  # (N, B, Tp, A)
@@ -261,3 +261,11 @@ def test_fine_tuning_runs_on_a_gymnasium_id(tmp_path, trained):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] >= 300 and summary["episodes"] == pytest.approx(summary["env_steps"] / 50, abs=1)
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false", *gym_env]) == 0
+
+
+def test_each_method_has_its_own_offline_phase_unless_told():
+    policy = make_policy()
+    assert build_agent("parl", policy, RLConfig()).offline_critic_steps == 5000
+    assert build_agent("expo", policy, RLConfig()).offline_critic_steps == 0
+    assert build_agent("parl", policy, RLConfig(offline_critic_steps=0)).offline_critic_steps == 0
+    assert build_agent("expo", policy, RLConfig(offline_critic_steps=10)).offline_critic_steps == 10

@@ -44,6 +44,9 @@ class FinetuneAgent(nn.Module, ABC):
     """True when the policy update starts from base-policy windows at the state (PA-RL's
     distillation labels): those are cached the same way."""
 
+    default_offline_critic_steps = 0
+    """Cal-QL pre-training steps when ``rl.offline_critic_steps`` is not set."""
+
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__()
         self.config = config
@@ -62,6 +65,12 @@ class FinetuneAgent(nn.Module, ABC):
                                          config.critic_members, tuple(config.critic_hidden))
             self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
             self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+
+    @property
+    def offline_critic_steps(self) -> int:
+        """Critic updates on the demonstrations before the online phase (Cal-QL)."""
+        steps = self.config.offline_critic_steps
+        return self.default_offline_critic_steps if steps is None else steps
 
     @property
     def offline_ratio(self) -> float:

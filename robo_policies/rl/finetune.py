@@ -130,7 +130,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
     logger = ScalarLog(out, step_key="env_steps")
-    if rl.offline_critic_steps and not resuming:
+    if agent.offline_critic_steps and not resuming:
         _pretrain_critic(agent, offline, rng, generator, cfg.algo, cfg.progress, logger)
 
     def evaluate_now() -> float:
@@ -196,7 +196,7 @@ def _pretrain_critic(agent: FinetuneAgent, offline: TransitionBuffer, rng: np.ra
         raise ValueError("the RLPD baseline learns online from scratch: rl.offline_critic_steps must be 0")
     config = agent.config
     losses = []
-    for _ in trange(config.offline_critic_steps, desc="Cal-QL critic", disable=not progress):
+    for _ in trange(agent.offline_critic_steps, desc="Cal-QL critic", disable=not progress):
         rows = {key: torch.as_tensor(value) for key, value in offline.sample(config.batch_size, rng).items()}
         losses.append(agent.update_critic(rows, agent.view.critic_batch(rows), generator, conservative=True))
     logger.log(0, offline_critic_loss=float(np.mean(losses[-100:])))

@@ -30,6 +30,7 @@ class PolicyAgnosticRL(FinetuneAgent):
     backs_up_policy_samples = True
     distils_policy_samples = True
     trains_policy_in_warm_up = False
+    default_offline_critic_steps = 5000
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__(policy, config)
