@@ -135,6 +135,12 @@ class FinetuneAgent(nn.Module, ABC):
             return rows["next_samples"].transpose(0, 1)
         return self.view.sample_chunks(self.view.obs_windows(rows, "next_obs"), self.config.n_samples, generator)
 
+    def samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Policy windows at the states (N, B, Tp, A): the cached ones when kept."""
+        if "samples" in rows:
+            return rows["samples"].transpose(0, 1).unflatten(-1, (self.view.horizon, -1))
+        return self.view.sample_windows(self.view.obs_windows(rows, "obs"), self.config.n_samples, generator)
+
     def update_critic(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                       generator: torch.Generator, conservative: bool = False) -> float:
         """One TD step of every critic member, then the Polyak step of the targets; with
@@ -152,11 +158,11 @@ class FinetuneAgent(nn.Module, ABC):
     def _calql_penalty(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                        generator: torch.Generator) -> torch.Tensor:
         """Cal-QL's penalty with ``rl.cql_samples`` uniform chunks and as many policy samples
-        at s and at s' (all scored at s)."""
+        at s and at s' (all scored at s; the cached ones where the method keeps them)."""
         n = self.config.cql_samples
         with torch.no_grad():
             uniform = torch.rand((n, *batch["action"].shape), generator=generator) * 2.0 - 1.0
-            at_s = self.view.sample_chunks(self.view.obs_windows(rows, "obs"), n, generator)
+            at_s = self.view.executed(self.samples(rows, generator)[:n])
             at_next = self.next_samples(rows, generator)[:n]
         return calql_penalty(self.critic, batch["obs"], batch["action"], uniform,
                              torch.cat([at_s, at_next]), rows["mc_return"])

@@ -75,12 +75,6 @@ class PolicyAgnosticRL(FinetuneAgent):
         chunks, q = self.refine(features, kept)
         return chunks[q.argmax(dim=0), torch.arange(q.shape[1])]
 
-    def samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """Policy windows at the states (N, B, Tp, A): the cached ones when kept."""
-        if "samples" in rows:
-            return rows["samples"].transpose(0, 1).unflatten(-1, (self.view.horizon, -1))
-        return self.view.sample_windows(self.view.obs_windows(rows, "obs"), self.config.n_samples, generator)
-
     def update_actor(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                      generator: torch.Generator) -> dict[str, float]:
         dataset = self.view.normalize_action(rows["window"])
