@@ -263,9 +263,10 @@ class DeployConfig:
     """Ask for the next chunk when this many policy steps of the present one are left."""
     threads: int = 1
     """Torch threads for inference (the loop needs a core of its own)."""
-    rt_priority: int = 0
-    """Run the loop thread under SCHED_FIFO at this priority (1-99; needs root, CAP_SYS_NICE or
-    an rtprio limit), so other processes cannot delay its ticks; 0: normal scheduling."""
+    rt_priority: int = 50
+    """Real-time loops run their thread under SCHED_FIFO at this priority (1-99), so other
+    processes cannot delay its ticks; without root, CAP_SYS_NICE or an rtprio limit it warns
+    and runs normally (as ros2_control does); 0: do not try."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
     """Sampling settings to change at deployment (e.g. sampling.inference_steps)."""
     sampler: str = "full"

@@ -21,7 +21,8 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -240,20 +241,30 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
     return EpisodeOutcome(max_ticks, False, max_ticks * period)
 
 
-def raise_loop_priority(priority: int) -> bool:
-    """Run the calling thread (the loop) under SCHED_FIFO at ``priority`` (1-99), so other
-    processes cannot delay its wake-ups; threads it starts later inherit this, so start the
-    policy worker first. Needs root, CAP_SYS_NICE or an rtprio limit: without, it warns and
-    returns False."""
+@contextmanager
+def loop_priority(priority: int) -> Iterator[bool]:
+    """Inside the block the calling thread (the loop) runs under SCHED_FIFO at ``priority``
+    (1-99), so other processes cannot delay its wake-ups; 0 leaves scheduling alone. Threads
+    started inside inherit it, so start the policy worker first. Needs root, CAP_SYS_NICE or
+    an rtprio limit: without, it warns and yields False. The previous policy comes back after."""
+    if priority == 0:
+        yield False
+        return
     if not 1 <= priority <= 99:
-        raise ValueError(f"rt_priority must be in [1, 99], got {priority}")
+        raise ValueError(f"rt_priority must be in [1, 99] (or 0: off), got {priority}")
     try:
+        previous = os.sched_getscheduler(0), os.sched_getparam(0)
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (PermissionError, AttributeError) as err:  # AttributeError: not Linux
         warnings.warn(f"cannot run the control loop at real-time priority {priority}: {err}; "
-                      "its timing depends on the machine's other load", RuntimeWarning, stacklevel=2)
-        return False
-    return True
+                      "its timing depends on the machine's other load (rt_priority=0 to not try)",
+                      RuntimeWarning, stacklevel=3)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.sched_setscheduler(0, *previous)
 
 
 def _sleep_until(deadline: float) -> None:

@@ -28,7 +28,7 @@ from robo_policies.evaluation import (
     saved_metadata,
 )
 from robo_policies.robots.config import load_robot_config
-from robo_policies.robots.control_loop import LoopStats, PolicyWorker, raise_loop_priority, run_episode
+from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.signals import stop_signals
 from robo_policies.robots.sim_twin import SimTwin
@@ -60,31 +60,33 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []
+    realtime = cfg.realtime or not cfg.sim
+    real_time_priority = False
     try:
         with stop_signals(robot, robot_config.estop.signal), robot:
-            worker.start()
-            if cfg.rt_priority:
-                raise_loop_priority(cfg.rt_priority)
-            bar = tqdm(range(cfg.episodes), desc=f"deploy {robot_config.name}", disable=not cfg.progress)
-            for episode in bar:
-                seed = cfg.seed + episode
-                policy.reset(seed=seed)
-                if isinstance(robot, SimTwin):
-                    robot.start_episode(seed)
-                    limit, done = robot.horizon_s, robot.is_success
-                else:
-                    limit, done = cfg.duration_s, (lambda: False)
-                outcome = run_episode(robot, worker, hz, limit, stats, done=done,
-                                      realtime=cfg.realtime or not cfg.sim, lead_steps=cfg.lead_steps)
-                outcomes.append(outcome)
-                robot.stop()
-                bar.set_postfix(success=f"{np.mean([o.success for o in outcomes]):.0%}")
+            worker.start()  # before the loop's priority: the worker keeps normal scheduling
+            with loop_priority(cfg.rt_priority if realtime else 0) as real_time_priority:
+                bar = tqdm(range(cfg.episodes), desc=f"deploy {robot_config.name}", disable=not cfg.progress)
+                for episode in bar:
+                    seed = cfg.seed + episode
+                    policy.reset(seed=seed)
+                    if isinstance(robot, SimTwin):
+                        robot.start_episode(seed)
+                        limit, done = robot.horizon_s, robot.is_success
+                    else:
+                        limit, done = cfg.duration_s, (lambda: False)
+                    outcome = run_episode(robot, worker, hz, limit, stats, done=done, realtime=realtime,
+                                          lead_steps=cfg.lead_steps)
+                    outcomes.append(outcome)
+                    robot.stop()
+                    bar.set_postfix(success=f"{np.mean([o.success for o in outcomes]):.0%}")
     finally:
         worker.stop()
 
     report = {
         "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
-        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler, "rt_priority": cfg.rt_priority,
+        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler,
+        "rt_priority": cfg.rt_priority if real_time_priority else 0,
         "episodes": len(outcomes),
         "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
         **stats.summary(),
