@@ -8,9 +8,7 @@ The error byte holds either an instruction error in its low 7 bits (the servo di
 out the instruction, e.g. an EEPROM write with torque on) or, in bit 7, an alert: a hardware
 fault, whose kind the servo keeps in its Hardware Error Status register (70).
 
-Sync reads send the instruction with ``GroupSyncRead`` but read each reply with
-``PacketHandler.readRx``, because ``GroupSyncRead.rxPacket`` drops the error byte, and with it
-the servo's only way to say it is overloaded or overheating.
+The transactions themselves are ``sdk_bus.SdkMotorBus``'s, shared with Feetech's fork of the SDK.
 
 Control table: https://emanual.robotis.com/docs/en/dxl/x/xl430-w250/#control-table
 """
@@ -18,7 +16,6 @@ Control table: https://emanual.robotis.com/docs/en/dxl/x/xl430-w250/#control-tab
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
 
 try:
     import dynamixel_sdk as dxl
@@ -26,8 +23,8 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
     raise ModuleNotFoundError("DynamixelMotorBus needs the dynamixel-sdk package: "
                               "pip install 'robo-policies[hardware]'", name="dynamixel_sdk") from err
 
-from robo_policies.robots.motors.bus import (FailedAttempt, ModelSpec, MotorBus, MotorBusError, Register,
-                                            reply_bytes)
+from robo_policies.robots.motors.bus import FailedAttempt, ModelSpec, Register
+from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus
 
 RAD_PER_S_PER_RPM = 2 * math.pi / 60
 X_SERIES_VELOCITY_UNIT = 0.229 * RAD_PER_S_PER_RPM
@@ -75,19 +72,11 @@ HARDWARE_ERROR_BITS = {0: "input voltage", 2: "overheating", 3: "motor encoder",
                        5: "overload"}
 
 
-class _Port(dxl.PortHandler):
-    """The SDK's port, with the status timeout's USB latency as a setting (the SDK fixes 16 ms)."""
-
-    def __init__(self, port_name: str, latency_timer_ms: float) -> None:
-        super().__init__(port_name)
-        self.latency_timer_ms = latency_timer_ms
-
-    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 - the SDK's name
-        self.packet_start_time = self.getCurrentTime()
-        self.packet_timeout = self.tx_time_per_byte * packet_length + 2 * self.latency_timer_ms + 2.0
+class _Port(LatencyTimeout, dxl.PortHandler):
+    """The SDK's port with the USB latency as a setting."""
 
 
-class DynamixelMotorBus(MotorBus):
+class DynamixelMotorBus(SdkMotorBus):
     """Dynamixel X-series servos (Protocol 2.0) on one port; see ``MotorBus``."""
 
     control_table = X_SERIES_CONTROL_TABLE
@@ -95,64 +84,9 @@ class DynamixelMotorBus(MotorBus):
     operating_mode_values = {"velocity": 1, "position": 3}
     baudrate_values = {9_600: 0, 57_600: 1, 115_200: 2, 1_000_000: 3, 2_000_000: 4, 3_000_000: 5,
                        4_000_000: 6}
-
-    def _open_port(self) -> None:
-        self._port = _Port(self.port, self.latency_timer_ms)
-        self._packets = dxl.PacketHandler(2.0)
-        try:
-            opened = self._port.setBaudRate(self.baudrate)
-        except OSError as err:  # serial.SerialException is an OSError
-            raise MotorBusError(f"cannot open {self.port}: {err}", port=self.port, cause=str(err)) from err
-        if not opened:
-            raise MotorBusError(f"cannot open {self.port} at {self.baudrate} bit/s", port=self.port)
-
-    def _close_port(self) -> None:
-        self._port.closePort()
-
-    def _discard_input(self) -> None:
-        self._port.is_using = False
-        self._port.ser.reset_input_buffer()
-
-    def _check(self, result: int, motor_id: int | None) -> None:
-        if result != dxl.COMM_SUCCESS:
-            raise FailedAttempt(self._packets.getTxRxResult(result), motor_id)
-
-    def _ping_once(self, motor_id: int) -> int:
-        model_number, result, _ = self._packets.ping(self._port, motor_id)
-        self._check(result, motor_id)
-        return model_number
-
-    def _read_once(self, register: Register, motor_id: int) -> tuple[bytes, int]:
-        data, result, error = self._packets.readTxRx(self._port, motor_id, register.address, register.size)
-        self._check(result, motor_id)
-        return reply_bytes(data, register, motor_id), error
-
-    def _write_once(self, register: Register, motor_id: int, data: bytes) -> int:
-        result, error = self._packets.writeTxRx(self._port, motor_id, register.address, register.size, list(data))
-        self._check(result, motor_id)
-        return error
-
-    def _write_without_reply(self, register: Register, motor_id: int, data: bytes) -> None:
-        result = self._packets.writeTxOnly(self._port, motor_id, register.address, register.size, list(data))
-        self._check(result, motor_id)
-
-    def _sync_read_once(self, register: Register, motor_ids: Sequence[int]) -> dict[int, tuple[bytes, int]]:
-        group = dxl.GroupSyncRead(self._port, self._packets, register.address, register.size)
-        for motor_id in motor_ids:
-            group.addParam(motor_id)
-        self._check(group.txPacket(), None)
-        replies = {}
-        for motor_id in motor_ids:
-            data, result, error = self._packets.readRx(self._port, motor_id, register.size)
-            self._check(result, motor_id)
-            replies[motor_id] = (reply_bytes(data, register, motor_id), error)
-        return replies
-
-    def _sync_write_once(self, register: Register, data_by_id: Mapping[int, bytes]) -> None:
-        group = dxl.GroupSyncWrite(self._port, self._packets, register.address, register.size)
-        for motor_id, data in data_by_id.items():
-            group.addParam(motor_id, list(data))
-        self._check(group.txPacket(), None)
+    sdk = dxl
+    packet_protocol = 2.0
+    port_class = _Port
 
     def _describe_status_error(self, motor_id: int, error: int) -> tuple[str, list[str]]:
         instruction_error = error & ~ALERT_BIT

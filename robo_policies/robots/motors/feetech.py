@@ -3,8 +3,8 @@
 Why the SDK and not our own packets: the PyPI package ``feetech-servo-sdk`` (module
 ``scservo_sdk``) installs from its sdist with only pyserial, and its sync read works (checked
 byte for byte against ``tests/fake_servos.py``). It is a fork of ROBOTIS' SDK with the same
-shape (PortHandler, PacketHandler, GroupSyncRead/Write), so this module mirrors
-``dynamixel.py`` line for line. Two of its quirks are handled here instead of patched:
+shape (PortHandler, PacketHandler, GroupSyncRead/Write), so both vendors' transactions are
+``sdk_bus.SdkMotorBus``'s. Two of its quirks are handled here instead of patched:
 
 * its byte order is a module-wide switch set by ``PacketHandler(0)`` (0: little-endian, the
   STS order); we decode all register bytes ourselves and never depend on it;
@@ -23,7 +23,6 @@ addresses 0x2E and 0x3A, as reproduced in github.com/Mickael-Roger/python-st3215
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
 
 try:
     import scservo_sdk as scs
@@ -31,8 +30,8 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
     raise ModuleNotFoundError("FeetechMotorBus needs the feetech-servo-sdk package: "
                               "pip install 'robo-policies[hardware]'", name="scservo_sdk") from err
 
-from robo_policies.robots.motors.bus import (FailedAttempt, ModelSpec, MotorBus, MotorBusError, Register,
-                                            reply_bytes)
+from robo_policies.robots.motors.bus import FailedAttempt, ModelSpec, Register
+from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus
 
 STS_TICKS_PER_REVOLUTION = 4096
 STS_VELOCITY_UNIT = 2 * math.pi / STS_TICKS_PER_REVOLUTION
@@ -70,83 +69,20 @@ HARDWARE_ERROR_BITS = {0: "input voltage", 1: "angle sensor", 2: "overheating", 
                        4: "angle limit", 5: "overload"}
 
 
-class _Port(scs.PortHandler):
-    """The SDK's port, with the status timeout's USB latency as a setting (the SDK fixes 16 ms)."""
-
-    def __init__(self, port_name: str, latency_timer_ms: float) -> None:
-        super().__init__(port_name)
-        self.latency_timer_ms = latency_timer_ms
-
-    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 - the SDK's name
-        self.packet_start_time = self.getCurrentTime()
-        self.packet_timeout = self.tx_time_per_byte * packet_length + 2 * self.latency_timer_ms + 2.0
+class _Port(LatencyTimeout, scs.PortHandler):
+    """The SDK's port with the USB latency as a setting."""
 
 
-class FeetechMotorBus(MotorBus):
+class FeetechMotorBus(SdkMotorBus):
     """Feetech STS servos on one port; see ``MotorBus``."""
 
     control_table = STS_CONTROL_TABLE
     models = STS_MODELS
     operating_mode_values = {"position": 0, "velocity": 1}
     baudrate_values = {1_000_000: 0, 500_000: 1, 250_000: 2, 128_000: 3, 115_200: 4, 57_600: 6, 38_400: 7}
-
-    def _open_port(self) -> None:
-        self._port = _Port(self.port, self.latency_timer_ms)
-        self._packets = scs.PacketHandler(0)
-        try:
-            opened = self._port.setBaudRate(self.baudrate)
-        except OSError as err:  # serial.SerialException is an OSError
-            raise MotorBusError(f"cannot open {self.port}: {err}", port=self.port, cause=str(err)) from err
-        if not opened:
-            raise MotorBusError(f"cannot open {self.port} at {self.baudrate} bit/s", port=self.port)
-
-    def _close_port(self) -> None:
-        self._port.closePort()
-
-    def _discard_input(self) -> None:
-        self._port.is_using = False
-        self._port.ser.reset_input_buffer()
-
-    def _check(self, result: int, motor_id: int | None) -> None:
-        if result != scs.COMM_SUCCESS:
-            raise FailedAttempt(self._packets.getTxRxResult(result), motor_id)
-
-    def _ping_once(self, motor_id: int) -> int:
-        model_number, result, _ = self._packets.ping(self._port, motor_id)
-        self._check(result, motor_id)
-        return model_number
-
-    def _read_once(self, register: Register, motor_id: int) -> tuple[bytes, int]:
-        data, result, error = self._packets.readTxRx(self._port, motor_id, register.address, register.size)
-        self._check(result, motor_id)
-        return reply_bytes(data, register, motor_id), error
-
-    def _write_once(self, register: Register, motor_id: int, data: bytes) -> int:
-        result, error = self._packets.writeTxRx(self._port, motor_id, register.address, register.size, list(data))
-        self._check(result, motor_id)
-        return error
-
-    def _write_without_reply(self, register: Register, motor_id: int, data: bytes) -> None:
-        result = self._packets.writeTxOnly(self._port, motor_id, register.address, register.size, list(data))
-        self._check(result, motor_id)
-
-    def _sync_read_once(self, register: Register, motor_ids: Sequence[int]) -> dict[int, tuple[bytes, int]]:
-        group = scs.GroupSyncRead(self._port, self._packets, register.address, register.size)
-        for motor_id in motor_ids:
-            group.addParam(motor_id)
-        self._check(group.txPacket(), None)
-        replies = {}
-        for motor_id in motor_ids:
-            data, result, error = self._packets.readRx(self._port, motor_id, register.size)
-            self._check(result, motor_id)
-            replies[motor_id] = (reply_bytes(data, register, motor_id), error)
-        return replies
-
-    def _sync_write_once(self, register: Register, data_by_id: Mapping[int, bytes]) -> None:
-        group = scs.GroupSyncWrite(self._port, self._packets, register.address, register.size)
-        for motor_id, data in data_by_id.items():
-            group.addParam(motor_id, list(data))
-        self._check(group.txPacket(), None)
+    sdk = scs
+    packet_protocol = 0
+    port_class = _Port
 
     def _describe_status_error(self, motor_id: int, error: int) -> tuple[str, list[str]]:
         return "", [name for bit, name in HARDWARE_ERROR_BITS.items() if error & (1 << bit)] or [
