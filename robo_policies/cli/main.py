@@ -78,13 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
-        command = commands.add_parser(
-            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=EPILOG_OVERRIDES + config_help(schema),
-        )
-        command.add_argument("overrides", nargs="*", metavar="key=value")
-        command.set_defaults(run=run)
+        _add_settings_command(commands, name, schema, summary, example, run)
 
     bench = commands.add_parser(
         "bench", help="measure inference latency and training throughput (JSON + table)",
@@ -97,14 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         ("train", BenchTrainConfig,
          "training throughput and peak memory of mini-batched denoising (samples_per_obs=M)"),
     ):
-        command = bench_commands.add_parser(
-            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n"
-            f"  robo bench {name} out=outputs/bench/{name}.json",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=EPILOG_OVERRIDES + config_help(schema),
-        )
-        command.add_argument("overrides", nargs="*", metavar="key=value")
-        command.set_defaults(run=_bench, bench_name=name)
+        command = _add_settings_command(bench_commands, name, schema, summary,
+                                        f"robo bench {name} out=outputs/bench/{name}.json", _bench)
+        command.set_defaults(bench_name=name)
 
     robot = commands.add_parser(
         "robot", help="set up, calibrate, check and teleoperate a real robot (hardware/)",
@@ -138,13 +127,7 @@ def _parser() -> argparse.ArgumentParser:
          "robo robot teleop robot=diffdrive_base hz=20 drive.speed=0.15\n"
          "  (space latches the e-stop, r resets it, Esc quits)", _robot_teleop),
     ):
-        command = robot_commands.add_parser(
-            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=EPILOG_OVERRIDES + config_help(schema),
-        )
-        command.add_argument("overrides", nargs="*", metavar="key=value")
-        command.set_defaults(run=run)
+        _add_settings_command(robot_commands, name, schema, summary, example, run)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
@@ -183,6 +166,20 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("options", nargs="*", metavar="key=value")
     convert.set_defaults(run=_dataset_convert)
     return parser
+
+
+def _add_settings_command(commands: argparse._SubParsersAction, name: str, schema: type, summary: str,
+                          example: str, run: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+    """A subcommand that takes ``key=value`` overrides of ``schema``, whose settings its
+    ``--help`` lists with their docs."""
+    command = commands.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG_OVERRIDES + config_help(schema),
+    )
+    command.add_argument("overrides", nargs="*", metavar="key=value")
+    command.set_defaults(run=run)
+    return command
 
 
 def _collect(args: argparse.Namespace) -> None:
