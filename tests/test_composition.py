@@ -13,13 +13,12 @@ from toy_task import TOY_TASK
 
 from robo_policies.cli.config import ComposeConfig
 from robo_policies.cli.main import main
-from robo_policies.data import Normalizer
 from robo_policies.envs import register_task, task_names
 from robo_policies.envs.runner import EvalResult
 from robo_policies.evaluation import load_policy, saved_metadata
 from robo_policies.heads.diffusion import DiffusionHead
 from robo_policies.heads.parameterization import to_sample_and_noise
-from robo_policies.policy import Policy, PolicyConfig
+from robo_policies.policy import Policy
 from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.sampling.weight_search import Candidate, best_candidate, search_weights, simplex_grid
 from tiny_policies import A, SHAPES, make_policy, observations

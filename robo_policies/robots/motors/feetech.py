@@ -30,7 +30,7 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
     raise ModuleNotFoundError("FeetechMotorBus needs the feetech-servo-sdk package: "
                               "pip install 'robo-policies[hardware]'", name="scservo_sdk") from err
 
-from robo_policies.robots.motors.bus import FailedAttempt, ModelSpec, Register
+from robo_policies.robots.motors.bus import ModelSpec, Register
 from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus
 
 STS_TICKS_PER_REVOLUTION = 4096
