@@ -60,13 +60,16 @@ class Chunk:
 
     def action_at(self, t: float) -> np.ndarray | None:
         """The action for time ``t``, or None once the chunk is used up."""
-        index = int(np.floor((t - self.start) / self.step_s + 1e-6))
+        index = self._step(t)
         return self.actions[index] if 0 <= index < len(self.actions) else None
 
     def steps_left(self, t: float) -> int:
         """Policy steps after the one that contains ``t``."""
-        index = int(np.floor((t - self.start) / self.step_s + 1e-6))
-        return max(0, len(self.actions) - index - 1)
+        return max(0, len(self.actions) - self._step(t) - 1)
+
+    def _step(self, t: float) -> int:
+        """Which of the chunk's policy steps contains time ``t`` (negative: before it starts)."""
+        return int(np.floor((t - self.start) / self.step_s + 1e-6))
 
 
 class PolicyWorker:
