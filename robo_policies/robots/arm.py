@@ -65,12 +65,7 @@ class ManipulatorArm(Robot):
         self.bus.write_goal_positions(goals)
 
     def hold_command(self) -> np.ndarray:
-        """Joints where they are; the gripper where it was last told to be (told to stay at
-        its measured closure it would stop squeezing what it holds)."""
-        hold = self.present_position()
-        if self._last_sent is not None:
-            hold[-1] = self._last_sent[-1]
-        return hold
+        return arm_hold(self.present_position(), self._last_sent)
 
     def _make_safe(self) -> None:
         self.bus.disable_torque()
@@ -93,3 +88,12 @@ class ManipulatorArm(Robot):
         if open_rad == closed_rad:
             raise ValueError(f"{self.name}: the gripper's calibrated range is empty; run robo robot calibrate")
         return closed_rad - open_rad
+
+
+def arm_hold(present: np.ndarray, last_sent: np.ndarray | None) -> np.ndarray:
+    """An arm's hold command: the joints where they are, the gripper where it was last told to
+    be (told to stay at its measured closure it would stop squeezing what it holds)."""
+    hold = np.array(present, dtype=np.float64)
+    if last_sent is not None:
+        hold[-1] = last_sent[-1]
+    return hold

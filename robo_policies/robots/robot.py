@@ -133,8 +133,7 @@ class Robot(ABC):
             raise RobotError(f"{self.name} is already connected")
         self._connect()
         self._connected = True
-        self.safety.reset()
-        self._last_sent = self._previous_sent = self._last_send_time = None
+        self.forget_commands()
         if self.watchdog_s is not None:
             self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog)
             self._watchdog.start()
@@ -172,8 +171,13 @@ class Robot(ABC):
             return
         with self._lock:
             hold = self.hold_command()
-            self._write(hold)
+            self._write_hold(hold)
             self._previous_sent, self._last_sent = self._last_sent, hold.copy()
+
+    def forget_commands(self) -> None:
+        """Start afresh: no command sent yet and the safety chain reset (its e-stop stays)."""
+        self.safety.reset()
+        self._last_sent = self._previous_sent = self._last_send_time = None
 
     def disconnect(self) -> None:
         """Stop the watchdog, put the hardware in its safe state and release it."""
@@ -205,6 +209,10 @@ class Robot(ABC):
             dt = now - self._last_send_time if self._last_send_time is not None else 0.0
         return SafetyContext(present=self.present_position(), last_sent=self._last_sent,
                              previous_sent=self._previous_sent, dt=dt, hold=self.hold_command())
+
+    def _write_hold(self, command: np.ndarray) -> None:
+        """Write the hold command of ``stop`` (a twin applies it without advancing time)."""
+        self._write(command)
 
     def _on_watchdog(self) -> None:
         """No command for ``watchdog_s``: the loop or its link is gone, so hold still."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from robo_policies.envs.mujoco_env import MujocoTaskEnv
 from robo_policies.envs.registry import get_task
+from robo_policies.robots.arm import arm_hold
 from robo_policies.robots.robot import Robot
 
 
@@ -56,8 +57,7 @@ class SimTwin(Robot):
     def start_episode(self, seed: int) -> None:
         """Reset the scene as ``robo eval`` does for ``seed``; the safety chain starts afresh."""
         self._sim.reset(seed=seed)
-        self.safety.reset()
-        self._last_sent = self._previous_sent = self._last_send_time = None
+        self.forget_commands()
 
     def is_success(self) -> bool:
         """The task's success test in the present state."""
@@ -84,13 +84,9 @@ class SimTwin(Robot):
     def _write(self, command: np.ndarray) -> None:
         self._sim.drive(command, self.period_s or self._sim.control_dt)
 
-    def stop(self) -> None:
+    def _write_hold(self, command: np.ndarray) -> None:
         """Apply the hold command without advancing simulated time (only sends do)."""
-        if self.is_connected:
-            with self._lock:
-                hold = self.hold_command()
-                self._sim.drive(hold, 0.0)
-                self._previous_sent, self._last_sent = self._last_sent, hold
+        self._sim.drive(command, 0.0)
 
     def _make_safe(self) -> None:
         self.stop()
@@ -103,12 +99,7 @@ class SimArm(SimTwin):
         return self._sim.observe()["joint_pos"].astype(np.float64)
 
     def hold_command(self) -> np.ndarray:
-        """Hold the joints where they are and the gripper where it was last told to be (a
-        gripper told to stay at its measured closure would let go of what it holds)."""
-        hold = self.present_position()
-        if self._last_sent is not None:
-            hold[-1] = self._last_sent[-1]
-        return hold
+        return arm_hold(self.present_position(), self._last_sent)
 
 
 class SimBase(SimTwin):
