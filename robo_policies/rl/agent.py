@@ -129,17 +129,22 @@ class FinetuneAgent(nn.Module, ABC):
                     drawn = self.view.executed(drawn)
                 transitions[field][part] = drawn.flatten(2).transpose(0, 1).numpy()
 
-    def next_samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """Policy chunks at the next states (N, B, Ta * A): the cached ones when kept."""
+    def next_samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator,
+                     n: int | None = None) -> torch.Tensor:
+        """``n`` (default N) policy chunks at the next states (n, B, Ta * A): the cached ones
+        when kept."""
+        n = self.config.n_samples if n is None else n
         if "next_samples" in rows:
-            return rows["next_samples"].transpose(0, 1)
-        return self.view.sample_chunks(self.view.obs_windows(rows, "next_obs"), self.config.n_samples, generator)
+            return rows["next_samples"].transpose(0, 1)[:n]
+        return self.view.sample_chunks(self.view.obs_windows(rows, "next_obs"), n, generator)
 
-    def samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """Policy windows at the states (N, B, Tp, A): the cached ones when kept."""
+    def samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator,
+                n: int | None = None) -> torch.Tensor:
+        """``n`` (default N) policy windows at the states (n, B, Tp, A): the cached ones when kept."""
+        n = self.config.n_samples if n is None else n
         if "samples" in rows:
-            return rows["samples"].transpose(0, 1).unflatten(-1, (self.view.horizon, -1))
-        return self.view.sample_windows(self.view.obs_windows(rows, "obs"), self.config.n_samples, generator)
+            return rows["samples"].transpose(0, 1).unflatten(-1, (self.view.horizon, -1))[:n]
+        return self.view.sample_windows(self.view.obs_windows(rows, "obs"), n, generator)
 
     def update_critic(self, rows: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
                       generator: torch.Generator, conservative: bool = False) -> float:
@@ -162,8 +167,8 @@ class FinetuneAgent(nn.Module, ABC):
         n = self.config.cql_samples
         with torch.no_grad():
             uniform = torch.rand((n, *batch["action"].shape), generator=generator) * 2.0 - 1.0
-            at_s = self.view.executed(self.samples(rows, generator)[:n])
-            at_next = self.next_samples(rows, generator)[:n]
+            at_s = self.view.executed(self.samples(rows, generator, n))
+            at_next = self.next_samples(rows, generator, n)
         return calql_penalty(self.critic, batch["obs"], batch["action"], uniform,
                              torch.cat([at_s, at_next]), rows["mc_return"])
 
