@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,10 +30,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robo_policies.atomic import atomic_output
+from robo_policies.utils.atomic import atomic_output
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.heads import build_head
-from robo_policies.sampling.warmstart import WarmStart, sample_chunk
+
+if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
+    from robo_policies.sampling.warmstart import WarmStart
 
 NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
 """Dataset keys that are never policy inputs."""
@@ -136,6 +138,8 @@ class ActsInEpisodes:
 
     config: Any
     obs_shapes: dict[str, tuple[int, ...]]
+    warm_starts = True
+    """Whether an RTI warm start applies (false for agents that pick among fresh samples)."""
 
     def start_acting(self) -> None:
         """Set up the acting state: sampling noise from seed 0, empty logs, no warm start."""
@@ -279,7 +283,10 @@ class Policy(ActsInEpisodes, nn.Module):
         start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions)."""
         cond = self.encode(obs)
         shift = self.config.n_action_steps if shift is None else shift
-        chunk = sample_chunk(self.head, cond, self.generator, self.warm_start, shift)
+        if self.warm_start is None:
+            chunk = self.head.sample(cond, generator=self.generator)
+        else:
+            chunk = self.warm_start.sample(self.head, cond, self.generator, shift)
         return self.normalizer.unnormalize("action", chunk)
 
     # -- saving and loading -------------------------------------------------------------
@@ -354,6 +361,21 @@ class Policy(ActsInEpisodes, nn.Module):
         except (SafetensorError, RuntimeError) as err:
             raise ValueError(f"{path}: cannot load weights ({err})") from err
         return policy.eval()
+
+
+def is_saved_policy(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a saved ``Policy`` (its config and weights)."""
+    directory = Path(directory)
+    return (directory / "config.yaml").is_file() and (directory / "model.safetensors").is_file()
+
+
+def resolve_policy_dir(checkpoint: str | Path) -> Path:
+    """A saved policy's directory, given it or a run directory (whose ``checkpoint/`` is used)."""
+    path = Path(checkpoint)
+    for candidate in (path, path / "checkpoint"):
+        if is_saved_policy(candidate):
+            return candidate
+    raise FileNotFoundError(f"{path}: neither a saved policy nor a run directory with a saved policy in checkpoint/")
 
 
 def policy_metadata(directory: str | Path) -> dict[str, Any]:

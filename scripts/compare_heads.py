@@ -26,7 +26,7 @@ import re
 import time
 from pathlib import Path
 
-from robo_policies.demo import evaluate_run, load_recipe, side_counts, train_from_recipe, write_report
+from robo_policies.commands.demo import evaluate_run, load_recipe, side_counts, train_from_recipe, write_report
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import DEFAULT_EVAL_SEED, format_results_table

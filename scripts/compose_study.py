@@ -33,15 +33,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from robo_policies.cli.config import compose_config
-from robo_policies.demo import load_recipe, train_from_recipe, write_report
+from robo_policies.commands.config import compose_config
+from robo_policies.commands.demo import load_recipe, train_from_recipe, write_report
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import DEFAULT_EVAL_SEED, format_results_table
-from robo_policies.evaluation import evaluate_policy
+from robo_policies.commands.evaluate import evaluate_policy
 from robo_policies.policy import Policy
 from robo_policies.sampling.composition import ComposedPolicy
-from robo_policies.sampling.weight_search import run_compose, weights_label
+from robo_policies.commands.compose import run_compose, weights_label
 
 
 @dataclass(frozen=True)

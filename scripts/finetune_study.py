@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_policies.cli.config import compose_config
-from robo_policies.demo import load_recipe, train_from_recipe, write_report
+from robo_policies.commands.config import compose_config
+from robo_policies.commands.demo import load_recipe, train_from_recipe, write_report
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.rl.finetune import SUCCESS_LEVEL, finetune, plot_curves, steps_to_success

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from robo_policies.cli.config import CollectConfig, TaskConfig
+from robo_policies.commands.config import CollectConfig, TaskConfig
 from robo_policies.cli.main import main
 
 

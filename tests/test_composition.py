@@ -11,16 +11,16 @@ import torch
 import yaml
 from toy_task import TOY_TASK
 
-from robo_policies.cli.config import ComposeConfig
+from robo_policies.commands.config import ComposeConfig
 from robo_policies.cli.main import main
 from robo_policies.envs import register_task, task_names
 from robo_policies.envs.runner import EvalResult
-from robo_policies.evaluation import load_policy, saved_metadata
+from robo_policies.checkpoints import load_saved, saved_metadata
 from robo_policies.heads.diffusion import DiffusionHead
 from robo_policies.heads.parameterization import to_sample_and_noise
 from robo_policies.policy import Policy
 from robo_policies.sampling.composition import ComposedPolicy
-from robo_policies.sampling.weight_search import Candidate, best_candidate, search_weights, simplex_grid
+from robo_policies.commands.compose import Candidate, best_candidate, search_weights, simplex_grid
 from tiny_policies import A, SHAPES, make_policy, observations
 
 def chunk(policy, obs):
@@ -245,17 +245,17 @@ def test_save_load_round_trip(tmp_path):
                               ["runs/a", "runs/b"])
     composed.save(tmp_path / "c", metadata={"task": "toy_reach"})
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["composition.yaml", "parent_0", "parent_1"]
-    loaded = load_policy(tmp_path / "c")
+    loaded = load_saved(tmp_path / "c")
     assert isinstance(loaded, ComposedPolicy)
     assert loaded.weights == (0.3, 0.7) and loaded.names == ["runs/a", "runs/b"]
     torch.testing.assert_close(chunk(loaded, OBS), chunk(composed, OBS), **EXACT)
     assert saved_metadata(tmp_path / "c") == {"task": "toy_reach"}
-    assert isinstance(load_policy(tmp_path / "c" / "parent_0"), Policy)
+    assert isinstance(load_saved(tmp_path / "c" / "parent_0"), Policy)
 
     description = yaml.safe_load((tmp_path / "c" / "composition.yaml").read_text())
     (tmp_path / "c" / "composition.yaml").write_text(yaml.safe_dump({**description, "weights": [1.0]}))
     with pytest.raises(ValueError, match=r"composition\.yaml: got 1 weights"):
-        load_policy(tmp_path / "c")
+        load_saved(tmp_path / "c")
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +291,7 @@ def test_robo_compose_searches_saves_the_best_and_robo_eval_tests_it(tmp_path, t
     assert all(c["episodes"] == 3 and c["seed"] == 200000 for c in report["candidates"])
     assert report["best"] in report["candidates"] and report["val_seed"] == 200000
     assert "w=0.5,0.5" in capsys.readouterr().out and "w=0.5,0.5" in (out / "search.md").read_text()
-    saved = load_policy(out / "checkpoint")
+    saved = load_saved(out / "checkpoint")
     assert list(saved.weights) == report["best"]["weights"]
     assert saved.names == [str(path) for path in toy_parents]
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false"]) == 0

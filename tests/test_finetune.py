@@ -15,8 +15,9 @@ import torch
 from robo_policies.cli.main import main
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
-from robo_policies.cli.config import compose_config
-from robo_policies.evaluation import load_policy, make_warm_start, saved_metadata
+from robo_policies.commands.config import compose_config
+from robo_policies.checkpoints import load_saved, saved_metadata
+from robo_policies.commands.evaluate import make_warm_start
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.finetune import finetune
@@ -64,7 +65,7 @@ def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head
     assert [point["env_steps"] for point in curve][0] == 0 and curve[-1]["env_steps"] >= 800
     assert (out / "curve.png").stat().st_size > 1000
     # robo eval loads the checkpoint and acts through the method's own selection.
-    policy = load_policy(out / "checkpoint")
+    policy = load_saved(out / "checkpoint")
     assert isinstance(policy, FinetunedPolicy) and policy.agent.policy.config.head == head
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false"]) == 0
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
@@ -223,9 +224,9 @@ def _finetune_direct(args):
 def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):
     from robo_policies.rl.finetune import _pretrain_critic, demonstration_transitions
     from robo_policies.rl.replay import TransitionBuffer
-    from robo_policies.scalars import ScalarLog
+    from robo_policies.utils.scalars import ScalarLog
 
-    policy = load_policy(trained["flow"] / "checkpoint")
+    policy = load_saved(trained["flow"] / "checkpoint")
     config = RLConfig(batch_size=32, critic_members=2, critic_hidden=[32, 32], inference_steps=2,
                       critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
     agent = build_agent("parl", policy, config)

@@ -18,7 +18,7 @@ import pytest
 from fake_servos import FakeDynamixelBus, FakeFeetechBus
 from robot_configs import robot_yaml
 
-from robo_policies.cli.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
+from robo_policies.commands.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
 from robo_policies.cli.main import main
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.robots.bus_setup import find_port, setup_motors

@@ -12,7 +12,7 @@ from toy_task import TOY_TASK
 from robo_policies.cli.main import main
 from robo_policies.envs import register_task, task_names
 from robo_policies.envs.collect import collect
-from robo_policies.evaluation import held_out_start_noise
+from robo_policies.commands.evaluate import held_out_start_noise
 from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.sampling.warmstart import (
     WarmStart,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from robo_policies.cli.config import (
+from robo_policies.commands.config import (
     BenchInferenceConfig,
     BenchTrainConfig,
     CollectConfig,
@@ -32,6 +32,8 @@ from robo_policies.cli.config import (
     compose_config,
     config_help,
 )
+
+from robo_policies.utils.plugins import load_plugins
 
 if TYPE_CHECKING:
     from robo_policies.robots.config import RobotConfig
@@ -228,7 +230,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from robo_policies.evaluation import evaluate_checkpoint
+    from robo_policies.commands.evaluate import evaluate_checkpoint
 
     cfg = compose_config("eval", args.overrides)
     result, out = evaluate_checkpoint(cfg)
@@ -237,7 +239,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _compose(args: argparse.Namespace) -> None:
-    from robo_policies.sampling.weight_search import TIE_BREAK, results_table, run_compose, weights_label
+    from robo_policies.commands.compose import TIE_BREAK, results_table, run_compose, weights_label
 
     candidates, best, out = run_compose(compose_config("compose", args.overrides))
     print(results_table(candidates))
@@ -253,7 +255,7 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> None:
-    from robo_policies.robots.deploy import deploy
+    from robo_policies.commands.deploy import deploy
 
     deploy(compose_config("deploy", args.overrides))
 
@@ -322,13 +324,13 @@ def _robot_config(cfg: DictConfig) -> RobotConfig:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from robo_policies.demo import run_demo
+    from robo_policies.commands.demo import run_demo
 
     run_demo(compose_config("demo", args.overrides))
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from robo_policies import bench
+    from robo_policies.commands import bench
 
     cfg = compose_config(f"bench_{args.bench_name}", args.overrides)
     if args.bench_name == "inference":
@@ -385,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
+        load_plugins()
         run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

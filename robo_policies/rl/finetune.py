@@ -30,17 +30,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm, trange
 
-from robo_policies.atomic import atomic_output, atomic_write_text
+from robo_policies.utils.atomic import atomic_output, atomic_write_text
 from robo_policies.data import ReplayBuffer
 from robo_policies.envs.runner import evaluate
-from robo_policies.evaluation import env_for, resolve_policy_dir, saved_metadata
-from robo_policies.policy import Policy
+from robo_policies.envs.targets import env_for
+from robo_policies.policy import Policy, policy_metadata, resolve_policy_dir
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.saved import FinetunedPolicy, build_agent, save_finetuned
-from robo_policies.scalars import ScalarLog
+from robo_policies.utils.scalars import ScalarLog
 
 STATE_FILE = "training_state.pt"
 REPLAY_FILE = "replay.npz"
@@ -96,7 +96,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()) and not cfg.resume:
         raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
     source = resolve_policy_dir(cfg.checkpoint)
-    metadata = {**saved_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
+    metadata = {**policy_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
     policy = Policy.load(source, overrides={"inference_steps": rl.inference_steps})
     torch.manual_seed(cfg.seed)
     agent = build_agent(cfg.algo, policy, rl)
@@ -109,7 +109,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
     online = TransitionBuffer(shapes, capacity=cfg.env_steps // view.n_action_steps + 1000)
 
-    make_env, obs_adapter, _, env_limit = env_for(cfg, policy, metadata.get("task"), str(source))
+    make_env, obs_adapter, _, env_limit = env_for(cfg, policy.obs_shapes, metadata.get("task"), str(source))
     max_steps = cfg.max_steps or env_limit
     env = make_env()
     rng = np.random.default_rng(cfg.seed)

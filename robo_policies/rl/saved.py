@@ -90,6 +90,8 @@ def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None
 class FinetunedPolicy(ActsInEpisodes, nn.Module):
     """A fine-tuned agent acting step by step like any policy (``robo eval`` runs it)."""
 
+    warm_starts = False  # it picks among fresh samples (and edits) at every call
+
     def __init__(self, agent: FinetuneAgent) -> None:
         super().__init__()
         self.agent = agent

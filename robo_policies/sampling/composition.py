@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import yaml
 
-from robo_policies.atomic import atomic_output
+from robo_policies.utils.atomic import atomic_output
 from robo_policies.heads.base import DenoisingHead, Field
 from robo_policies.heads.energy import Energy, EnergyHead
 from robo_policies.policy import ActsInEpisodes, Policy

@@ -75,6 +75,11 @@ class WarmStart:
         """Forget the previous chunk: the next call is a full solve (call at episode start)."""
         self.previous = None
 
+    def sample(self, head: ActionHead, cond: torch.Tensor, generator: torch.Generator | None,
+               shift: int, **sample_kwargs: Any) -> torch.Tensor:
+        """``sample_chunk`` with this warm start: what a policy holding it calls."""
+        return sample_chunk(head, cond, generator, self, shift, **sample_kwargs)
+
     def start_time_for(self, head: ActionHead, device: torch.device) -> float | None:
         """Where ``head``'s warm solve starts: the start level as the head's time, moved to
         its solver's first grid time (DDIM keeps a fixed grid). Worked out once per head, not

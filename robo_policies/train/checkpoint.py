@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from robo_policies.atomic import atomic_output, atomic_write_text
+from robo_policies.utils.atomic import atomic_output, atomic_write_text
 from robo_policies.policy import Policy
 
 STATE_FILE = "training_state.pt"

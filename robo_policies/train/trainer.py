@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
 from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
-from robo_policies.scalars import ScalarLog
+from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_policies.atomic import atomic_output
+from robo_policies.utils.atomic import atomic_output
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
 
 SOURCE_FORMAT = "ogbench_npz"

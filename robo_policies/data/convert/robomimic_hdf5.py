@@ -56,7 +56,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from robo_policies.atomic import atomic_output
+from robo_policies.utils.atomic import atomic_output
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
 
 SOURCE_FORMAT = "robomimic_hdf5"

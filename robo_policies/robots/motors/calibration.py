@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
-from robo_policies.atomic import atomic_write_text
+from robo_policies.utils.atomic import atomic_write_text
 
 CALIBRATION_KEYS = ("homing_offset", "range_min", "range_max", "drive_direction")
 

@@ -18,15 +18,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from robo_policies.atomic import atomic_write_text
+from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.envs.registry import get_task
-from robo_policies.evaluation import (
-    load_policy,
-    make_warm_start,
-    resolve_policy_dir,
-    sampling_overrides,
-    saved_metadata,
-)
+from robo_policies.checkpoints import load_saved, resolve_saved, saved_metadata
+from robo_policies.commands.evaluate import make_warm_start, sampling_overrides
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
@@ -39,8 +34,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.checkpoint:
         raise ValueError("checkpoint=<dir> is required (a saved policy or a run directory)")
     robot_config = load_robot_config(cfg.robot)
-    policy_dir = resolve_policy_dir(cfg.checkpoint)
-    policy = load_policy(policy_dir, overrides=sampling_overrides(cfg))
+    policy_dir = resolve_saved(cfg.checkpoint)
+    policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
     policy_task = saved_metadata(policy_dir).get("task")
     policy.warm_start = make_warm_start(cfg, policy_task or robot_config.sim_task, policy, str(policy_dir))
     step_s = _policy_step(cfg, policy_task, robot_config.sim_task)

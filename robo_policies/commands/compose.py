@@ -10,7 +10,7 @@ Candidates are weight vectors on the simplex: one weight per parent, each a mult
   around one winner (2 parents, 0.2 then 0.1: 8 vectors instead of 11; 3 parents: at most
   21 + 6 instead of 66). Cheaper, and blind to a second peak away from the coarse winner.
 
-Each vector is scored as ``robo eval`` scores a policy (``evaluation.evaluate_policy``), on
+Each vector is scored as ``robo eval`` scores a policy (``commands.evaluate.evaluate_policy``), on
 validation seeds from ``val_seed`` (default 200000), disjoint from ``robo eval``'s test seeds
 (from 100000) and from ``robo collect``'s (from 0): weights chosen on the test episodes
 would overstate the composition (the GPC code's sweep did that). Every vector meets the same
@@ -33,11 +33,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from robo_policies.atomic import atomic_write_text
+from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.envs.runner import EvalResult, format_results_table
-from robo_policies.evaluation import evaluate_policy, resolve_policy_dir, sampling_overrides
+from robo_policies.checkpoints import kind_of, resolve_saved
+from robo_policies.commands.evaluate import evaluate_policy, sampling_overrides
 from robo_policies.policy import Policy, policy_metadata
-from robo_policies.sampling.composition import ComposedPolicy, is_composition
+from robo_policies.sampling.composition import ComposedPolicy
 
 SEARCHES = ("grid", "coarse_to_fine")
 TIE_BREAK = (
@@ -113,10 +114,12 @@ def run_compose(cfg: DictConfig) -> tuple[list[Candidate], Candidate, Path]:
         raise ValueError(
             f"checkpoints=[A,B,...] needs at least two parent policies, got {list(cfg.checkpoints)}"
         )
-    directories = [resolve_policy_dir(checkpoint) for checkpoint in cfg.checkpoints]
+    directories = [resolve_saved(checkpoint) for checkpoint in cfg.checkpoints]
     for directory in directories:
-        if is_composition(directory):
-            raise ValueError(f"{directory} is a composition; list its parents' checkpoints instead")
+        kind = kind_of(directory)
+        if kind.name != "policy":
+            raise ValueError(f"{directory} is a saved {kind.name}, not a single policy; "
+                             "compose the policies it was made from instead")
     names = [str(directory) for directory in directories]
     parents = [Policy.load(directory, overrides=sampling_overrides(cfg)) for directory in directories]
     # Incompatible parents fail here, before any episode is run.

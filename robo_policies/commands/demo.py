@@ -19,12 +19,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from robo_policies.atomic import atomic_write_text
-from robo_policies.cli.config import CONFIG_DIR, compose_config
+from robo_policies.utils.atomic import atomic_write_text
+from robo_policies.commands.config import CONFIG_DIR, compose_config
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import EvalResult, format_results_table
-from robo_policies.evaluation import evaluate_checkpoint
+from robo_policies.commands.evaluate import evaluate_checkpoint
 from robo_policies.policy import PolicyConfig
 from robo_policies.train.config import TrainConfig
 from robo_policies.train.trainer import train

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robo_policies.atomic import atomic_write_text
+from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.heads import HEADS
 from robo_policies.policy import Policy, PolicyConfig
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig

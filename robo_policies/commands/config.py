@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.policy import PolicyConfig
+from robo_policies.utils.plugins import plugin_config_dirs
 from robo_policies.rl.config import RLConfig
 from robo_policies.robots.teleop import DriveSettings
 from robo_policies.sampling.warmstart import WarmStartConfig
@@ -413,7 +414,11 @@ _register()
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose config ``name`` with Hydra-style ``key=value`` overrides, resolved."""
+    """Compose config ``name`` with Hydra-style ``key=value`` overrides, resolved; the
+    plugins' ``configs/`` folders (``utils.plugins``) are searched after the built-in ones."""
+    extra = [f"file://{path}" for path in plugin_config_dirs()]
+    if extra:
+        overrides = [*overrides, f"hydra.searchpath=[{','.join(extra)}]"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides)
     OmegaConf.resolve(cfg)

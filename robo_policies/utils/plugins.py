@@ -1,0 +1,56 @@
+"""Plugins: outside modules that add heads, RL algorithms, robot kinds, tasks or dataset formats.
+
+A plugin is an importable module that registers what it adds when imported (e.g.
+``@register_head("toy", ToyHeadConfig)``). ``robo`` imports the modules named in the
+``ROBO_PLUGINS`` environment variable (comma-separated) and those a package declares under
+the ``robo_policies.plugins`` entry-point group, before it composes any config. A folder
+``configs/`` next to a plugin module joins Hydra's search path, so the plugin's config groups
+(``configs/policy/toy.yaml``) are chosen like the built-in ones (``policy=toy``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+ENV_VAR = "ROBO_PLUGINS"
+ENTRY_POINT_GROUP = "robo_policies.plugins"
+
+_loaded: dict[str, ModuleType] = {}
+
+
+class PluginError(ImportError):
+    """A plugin named in ``ROBO_PLUGINS`` or an entry point that cannot be imported."""
+
+
+def plugin_names() -> list[str]:
+    """Module names from ``ROBO_PLUGINS`` and the entry-point group, in that order."""
+    names = [name.strip() for name in os.environ.get(ENV_VAR, "").split(",") if name.strip()]
+    names += [point.value for point in entry_points(group=ENTRY_POINT_GROUP)]
+    return list(dict.fromkeys(names))
+
+
+def load_plugins() -> list[ModuleType]:
+    """Import every plugin once; an import failure names the plugin and where it was named."""
+    for name in plugin_names():
+        if name not in _loaded:
+            try:
+                _loaded[name] = importlib.import_module(name)
+            except ImportError as err:
+                raise PluginError(f"plugin {name!r} (from {ENV_VAR} or the {ENTRY_POINT_GROUP} "
+                                  f"entry points) cannot be imported: {err}") from err
+    return [_loaded[name] for name in plugin_names()]
+
+
+def plugin_config_dirs() -> list[Path]:
+    """The ``configs/`` folders next to the loaded plugins' modules."""
+    dirs = []
+    for module in load_plugins():
+        if module.__file__:
+            candidate = Path(module.__file__).resolve().parent / "configs"
+            if candidate.is_dir() and candidate not in dirs:
+                dirs.append(candidate)
+    return dirs
