@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robo_policies.utils.atomic import atomic_output
+from robo_policies.utils.errors import missing_observation_keys
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.heads import build_head
 
@@ -163,18 +164,32 @@ class ActsInEpisodes:
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One action for the current observation; runs the model only when the queue is empty."""
+        missing = [key for key in self.obs_shapes if key not in obs]
+        if missing:
+            raise missing_observation_keys(missing, list(self.obs_shapes), list(obs), "the observation")
         self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
         if not self._queue:
             start = time.perf_counter()
             chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
             self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
             self.model_call_nfe.append(self.last_nfe)
-            first = self.config.n_obs_steps - 1
-            self._queue.extend(chunk[first : first + self.config.n_action_steps])
+            self._queue.extend(chunk[executed_slice(self.config)])
         return self._queue.popleft()
 
     def _history_batch(self) -> dict[str, torch.Tensor]:
         return history_batch(list(self._history), self.obs_shapes, self.config.n_obs_steps)
+
+
+def executed_slice(config: Any) -> slice:
+    """The actions of a predicted chunk (Tp long) that are executed: ``[To - 1, To - 1 + Ta)``.
+
+    diffusion_policy's convention: the chunk starts at the oldest observation of the window,
+    so execution starts at the latest one. ``config`` is anything with ``n_obs_steps`` and
+    ``n_action_steps`` (a ``PolicyConfig``, a composition's config). The one place the rule
+    is written: acting, RL's chunk MDP and the robot control loop all use it.
+    """
+    first = config.n_obs_steps - 1
+    return slice(first, first + config.n_action_steps)
 
 
 def history_batch(frames: Sequence[Mapping[str, np.ndarray]], keys: Iterable[str],
@@ -267,7 +282,7 @@ class Policy(ActsInEpisodes, nn.Module):
         """Observation windows (B, To, ...) -> conditioning vector (B, C)."""
         missing = [key for key in self.obs_shapes if key not in obs]
         if missing:
-            raise KeyError(f"observation is missing keys {missing}; the policy reads {sorted(self.obs_shapes)}")
+            raise missing_observation_keys(missing, list(self.obs_shapes), list(obs), "the batch")
         inputs = {
             key: self.normalizer.normalize(key, obs[key].float()).flatten(start_dim=2)
             for key in self.low_dim_keys

@@ -23,14 +23,12 @@ import numpy as np
 import zarr
 import zarr.storage
 
+from robo_policies.utils.errors import DatasetError
+
 FORMAT_NAME = "robo_policies.replay_buffer"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 2**21
 """Target size of one time chunk (2 MiB): big enough for fast reads, small enough to append."""
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read as it is; the message names the file, key and value."""
 
 
 class ReplayBuffer:

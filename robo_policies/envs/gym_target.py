@@ -30,15 +30,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, find_highest_version, get_env_id, parse_env_id
 
+from robo_policies.utils.errors import ObservationKeyError
+
 WHOLE = "."
 """The ``obs_map`` value meaning "the whole (flat) observation"."""
-
-
-class ObservationKeyError(KeyError):
-    """A policy observation key that the env's observation cannot provide."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

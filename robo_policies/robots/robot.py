@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from robo_policies.robots.safety import EStop, SafetyChain, SafetyContext, Watchdog
+from robo_policies.utils.errors import DeviceFault
 
 
-class RobotError(RuntimeError):
+class RobotError(DeviceFault):
     """A robot used the wrong way (not connected, a command of the wrong shape, ...)."""
 
 

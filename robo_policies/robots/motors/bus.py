@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robo_policies.robots.motors.calibration import MotorCalibration
+from robo_policies.utils.errors import DeviceFault
 
 MotorMode = Literal["position", "velocity"]
 MOTOR_MODES: tuple[str, ...] = ("position", "velocity")
@@ -113,7 +114,7 @@ class ModelSpec:
     """rad/s per unit of the velocity registers."""
 
 
-class MotorBusError(RuntimeError):
+class MotorBusError(DeviceFault):
     """A bus operation failed; the message names the port, motors, register and cause."""
 
     def __init__(self, message: str, *, port: str, register: str | None = None,
