@@ -15,24 +15,6 @@ from typing import TYPE_CHECKING, Callable
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from robo_policies.commands.config import (
-    BenchInferenceConfig,
-    BenchTrainConfig,
-    CollectConfig,
-    ComposeConfig,
-    DemoConfig,
-    DeployConfig,
-    EvalRunConfig,
-    FinetuneConfig,
-    RecordConfig,
-    RobotSetupMotorsConfig,
-    RobotTeleopConfig,
-    RobotToolConfig,
-    TrainRunConfig,
-    compose_config,
-    config_help,
-)
-
 from robo_policies.utils.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -51,33 +33,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
     for name, schema, summary, example, run in (
-        ("collect", CollectConfig, "record scripted-expert demonstrations into a zarr dataset",
+        ("collect", "CollectConfig", "record scripted-expert demonstrations into a zarr dataset",
          "robo collect task=arm_pick_place episodes=50 out=data/arm.zarr seed=7", _collect),
-        ("train", TrainRunConfig, "train a policy on a dataset (resumable; torchrun for N processes)",
+        ("train", "TrainRunConfig", "train a policy on a dataset (resumable; torchrun for N processes)",
          "robo train task=diffdrive_nav dataset=data/nav.zarr policy=diffusion out=runs/nav "
          "train.steps=3000 seed=0\n  torchrun --nproc_per_node=2 -m robo_policies train ...", _train),
-        ("eval", EvalRunConfig, "evaluate a saved policy in simulation: results table, eval.json, video",
+        ("eval", "EvalRunConfig", "evaluate a saved policy in simulation: results table, eval.json, video",
          "robo eval checkpoint=runs/nav episodes=50 seed=100000\n"
          "  robo eval checkpoint=runs/x env.id=MyEnv-v0 env.import=my_pkg", _eval),
-        ("compose", ComposeConfig,
+        ("compose", "ComposeConfig",
          "compose trained policies at test time (GPC): search weights on validation seeds, save the best",
          "robo compose checkpoints=[runs/a,runs/b] search=grid step=0.1 episodes=50 out=outputs/ab\n"
          "  robo eval checkpoint=outputs/ab   (test the chosen composition on the test seeds)", _compose),
-        ("finetune", FinetuneConfig,
+        ("finetune", "FinetuneConfig",
          "fine-tune a trained policy online in simulation (EXPO, PA-RL, RLPD baseline; resumable)",
          "robo finetune checkpoint=runs/arm algo=expo env_steps=50000 out=runs/arm_expo seed=0\n"
          "  robo eval checkpoint=runs/arm_expo   (the fine-tuned policy, acting as it was trained)",
          _finetune),
-        ("deploy", DeployConfig,
+        ("deploy", "DeployConfig",
          "run a trained policy on a robot or its MuJoCo twin: safety chain, fixed-rate loop, deploy.json",
          "robo deploy robot=so101_arm checkpoint=outputs/demo/arm_pick_place/checkpoint sim=true "
          "episodes=20 out=outputs/deploy/arm\n"
          "  robo deploy robot=diffdrive_base checkpoint=runs/nav hz=50 sim=true   (50 Hz loop, 10 Hz policy)",
          _deploy),
-        ("record", RecordConfig, "teleoperate a robot by keyboard into a crash-safe zarr dataset",
+        ("record", "RecordConfig", "teleoperate a robot by keyboard into a crash-safe zarr dataset",
          "robo record robot=diffdrive_base out=data/real_nav.zarr episodes=20 fps=10 episode_s=30\n"
          "  (an existing dataset is appended to; Enter starts/ends an episode, Esc stops)", _record),
-        ("demo", DemoConfig, "the main job: collect, train and evaluate on the built-in tasks",
+        ("demo", "DemoConfig", "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
         _add_settings_command(commands, name, schema, summary, example, run)
@@ -88,9 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench_commands = bench.add_subparsers(dest="bench_command", metavar="<what>", required=True)
     for name, schema, summary in (
-        ("inference", BenchInferenceConfig,
+        ("inference", "BenchInferenceConfig",
          "model-call latency per head x sampler x steps, backbone and thread count"),
-        ("train", BenchTrainConfig,
+        ("train", "BenchTrainConfig",
          "training throughput and peak memory of mini-batched denoising (samples_per_obs=M)"),
     ):
         command = _add_settings_command(bench_commands, name, schema, summary,
@@ -115,16 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     find_port.set_defaults(run=_robot_find_port)
     for name, schema, summary, example, run in (
-        ("setup-motors", RobotSetupMotorsConfig,
+        ("setup-motors", "RobotSetupMotorsConfig",
          "give each servo its configured id and baud rate, one servo on the bus at a time",
          "robo robot setup-motors robot=so101_arm port=/dev/ttyACM0", _robot_setup_motors),
-        ("calibrate", RobotToolConfig,
+        ("calibrate", "RobotToolConfig",
          "torque off, move the robot by hand: zero pose, joint ranges or wheel directions -> calibration.json",
          "robo robot calibrate robot=so101_arm", _robot_calibrate),
-        ("check", RobotToolConfig,
+        ("check", "RobotToolConfig",
          "read every motor, check ranges, e-stop and the safety chain (hold, NaN); exit 1 naming a failure",
          "robo robot check robot=diffdrive_base port=/dev/ttyUSB0", _robot_check),
-        ("teleop", RobotTeleopConfig,
+        ("teleop", "RobotTeleopConfig",
          "drive a base (w/s/a/d, q/e omni, x stop) or nudge an arm's joints (1-9, shift+1-9) by keyboard",
          "robo robot teleop robot=diffdrive_base hz=20 drive.speed=0.15\n"
          "  (space latches the e-stop, r resets it, Esc quits)", _robot_teleop),
@@ -170,18 +152,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_settings_command(commands: argparse._SubParsersAction, name: str, schema: type, summary: str,
+class _SettingsHelp(argparse.Action):
+    """``--help`` of a settings command: its settings are listed from the typed config, which
+    is imported only now, so ``robo --help`` and the other commands stay light."""
+
+    def __init__(self, option_strings: list[str], dest: str, schema: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this command's settings and exit")
+        self.schema = schema
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from robo_policies.commands import config
+
+        parser.epilog = EPILOG_OVERRIDES + config.config_help(getattr(config, self.schema))
+        parser.print_help()
+        parser.exit()
+
+
+def _add_settings_command(commands: argparse._SubParsersAction, name: str, schema: str, summary: str,
                           example: str, run: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
-    """A subcommand that takes ``key=value`` overrides of ``schema``, whose settings its
-    ``--help`` lists with their docs."""
+    """A subcommand that takes ``key=value`` overrides of the config class named ``schema``
+    (in ``commands/config.py``), whose settings its ``--help`` lists with their docs."""
     command = commands.add_parser(
         name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG_OVERRIDES + config_help(schema),
+        formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False,
     )
+    command.add_argument("-h", "--help", action=_SettingsHelp, schema=schema)
     command.add_argument("overrides", nargs="*", metavar="key=value")
     command.set_defaults(run=run)
     return command
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """The composed settings of command ``name`` (Hydra is imported only for such commands)."""
+    from robo_policies.commands.config import compose_config as compose
+
+    return compose(name, overrides)
 
 
 def _collect(args: argparse.Namespace) -> None:
