@@ -42,25 +42,25 @@ def test_dataset_help(capsys, action):
 
 def test_misspelt_override_is_an_error(capsys, tmp_path):
     code, text = run(capsys, "collect", "epsiodes=3", f"out={tmp_path}/x.zarr")
-    assert code == 1 and "Could not override 'epsiodes'" in text
+    assert code == 2 and "Could not override 'epsiodes'" in text
     assert not (tmp_path / "x.zarr").exists()
 
 
 def test_unknown_task_names_the_choices(capsys, tmp_path):
     code, text = run(capsys, "collect", "task=nope", f"out={tmp_path}/x.zarr")
-    assert code == 1 and "nope" in text and "diffdrive_nav" in text
+    assert code == 2 and "nope" in text and "diffdrive_nav" in text
 
 
 def test_wrongly_typed_value_is_an_error(capsys, tmp_path):
     code, text = run(capsys, "collect", "episodes=many", f"out={tmp_path}/x.zarr")
-    assert code == 1 and "episodes" in text
+    assert code == 2 and "episodes" in text
 
 
 def test_convert_rejects_unknown_suffixes(capsys, tmp_path):
     source = tmp_path / "demos.txt"
     source.write_text("x")
     code, text = run(capsys, "dataset", "convert", str(source), str(tmp_path / "out.zarr"))
-    assert code == 1 and "demos.txt" in text
+    assert code == 2 and "demos.txt" in text
 
 
 def test_tasks_lists_the_builtin_tasks(capsys):

@@ -1,8 +1,10 @@
 """The ``robo`` command: one entry point, one subcommand per job.
 
 Subcommands that run a job (``collect``, ...) take Hydra-style ``key=value`` overrides of a
-typed config (see ``robo_policies/cli/config.py``); dataset tools take paths. Every failure
-caused by bad input prints one line naming the file, key or value and exits with status 1.
+typed config (see ``robo_policies/commands/config.py``), imported only when a command
+runs or shows its settings, so ``robo --help`` starts without torch; dataset tools take
+paths. Bad input prints one line naming the file, key or value and exits with status 2
+(``main``); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.utils.errors import ConfigError
 from robo_policies.utils.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -272,7 +275,7 @@ def _record(args: argparse.Namespace) -> None:
 
     cfg = compose_config("record", args.overrides)
     if not cfg.out:
-        raise ValueError("out=<dataset.zarr> is required")
+        raise ConfigError("out=<dataset.zarr> is required")
     with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
                DriveSettings(**OmegaConf.to_container(cfg.drive)))
@@ -304,12 +307,17 @@ def _robot_calibrate(args: argparse.Namespace) -> None:
     calibrate_robot(_robot_config(cfg), cfg.port or None)
 
 
-def _robot_check(args: argparse.Namespace) -> None:
-    from robo_policies.robots.check import check_robot
+def _robot_check(args: argparse.Namespace) -> int:
+    from robo_policies.robots.check import CheckFailed, check_robot
 
     cfg = compose_config("robot_check", args.overrides)
-    check_robot(_robot_config(cfg), cfg.port or None)
+    try:
+        check_robot(_robot_config(cfg), cfg.port or None)
+    except CheckFailed as failure:  # the answer of the check, not a failure to run it
+        print(f"FAIL: {failure}", file=sys.stderr)
+        return 1
     print("PASS: every check")
+    return 0
 
 
 def _robot_teleop(args: argparse.Namespace) -> None:
@@ -325,7 +333,7 @@ def _robot_config(cfg: DictConfig) -> RobotConfig:
     from robo_policies.robots.config import load_robot_config
 
     if not cfg.robot:
-        raise ValueError("robot=<name> is required (see `robo robot list`)")
+        raise ConfigError("robot=<name> is required (see `robo robot list`)")
     return load_robot_config(cfg.robot)
 
 
@@ -365,11 +373,17 @@ def _dataset_info(args: argparse.Namespace) -> None:
     print(summarize_dataset(args.path).format())
 
 
-def _dataset_validate(args: argparse.Namespace) -> None:
+def _dataset_validate(args: argparse.Namespace) -> int:
     from robo_policies.data.validate import validate_dataset
+    from robo_policies.utils.errors import DatasetError
 
-    summary = validate_dataset(args.path)
+    try:
+        summary = validate_dataset(args.path)
+    except DatasetError as problem:  # the answer of the check, not a failure to run it
+        print(f"INVALID: {problem}", file=sys.stderr)
+        return 1
     print(f"OK: {args.path}: {summary.n_episodes} episodes, {summary.n_steps} steps")
+    return 0
 
 
 def _dataset_convert(args: argparse.Namespace) -> None:
@@ -383,38 +397,47 @@ def _dataset_convert(args: argparse.Namespace) -> None:
 def _parse_option(text: str) -> tuple[str, object]:
     """``key=value`` with the value parsed as YAML (so ``true``, ``3`` and lists work)."""
     if "=" not in text:
-        raise ValueError(f"option {text!r} is not of the form key=value")
+        raise ConfigError(f"option {text!r} is not of the form key=value")
     key, value = text.split("=", 1)
     return key, yaml.safe_load(value) if value else value
 
 
+INPUT_ERROR = 2
+"""Exit status of a run stopped by bad input (a setting, a file, a device); 1 is kept for a
+check that ran and found a problem (``robo dataset validate``, ``robo robot check``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``robo`` console script; returns the exit status."""
+    """Entry point of the ``robo`` console script; returns the exit status.
+
+    Bad input (the project's error types in ``utils/errors.py``, a config Hydra cannot
+    compose, a missing or existing path) prints one line naming what is wrong and returns
+    ``INPUT_ERROR``; any other exception is a bug and propagates with its traceback.
+    """
     args = _parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], None] = args.run
+    run: Callable[[argparse.Namespace], int | None] = args.run
     try:
         load_plugins()
-        run(args)
+        return run(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # bad input: one clear line, no traceback
-        if not _is_input_error(err):
+    except Exception as err:
+        if not is_input_error(err):
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return INPUT_ERROR
 
 
-def _is_input_error(err: Exception) -> bool:
+def is_input_error(err: BaseException) -> bool:
+    """Whether ``err`` reports bad input rather than a bug (see ``main``)."""
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from robo_policies.data.replay_buffer import DatasetError
+    from robo_policies.utils.errors import RoboError
 
-    return isinstance(
-        err, (DatasetError, HydraException, ValueError, KeyError, FileExistsError,
-              FileNotFoundError, ImportError, RuntimeError)
-    )
+    return isinstance(err, (RoboError, HydraException, OmegaConfBaseException, FileNotFoundError,
+                            FileExistsError))
 
 
 if __name__ == "__main__":

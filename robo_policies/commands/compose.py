@@ -39,6 +39,7 @@ from robo_policies.checkpoints import kind_of, resolve_saved
 from robo_policies.commands.evaluate import evaluate_policy, sampling_overrides
 from robo_policies.policy import Policy, policy_metadata
 from robo_policies.sampling.composition import ComposedPolicy
+from robo_policies.utils.errors import ConfigError
 
 SEARCHES = ("grid", "coarse_to_fine")
 TIE_BREAK = (
@@ -74,9 +75,9 @@ def search_weights(
     if search == "grid":
         return [Candidate(weights, score(weights)) for weights in simplex_grid(parents, step)]
     if search != "coarse_to_fine":
-        raise ValueError(f"unknown search {search!r}; choose from {list(SEARCHES)}")
+        raise ConfigError(f"unknown search {search!r}; choose from {list(SEARCHES)}")
     if _divisions(step, "step") % _divisions(coarse_step, "coarse_step"):
-        raise ValueError(f"coarse_step={coarse_step} must be a whole multiple of step={step}")
+        raise ConfigError(f"coarse_step={coarse_step} must be a whole multiple of step={step}")
     scored = [Candidate(weights, score(weights)) for weights in simplex_grid(parents, coarse_step)]
     best = best_candidate(scored).weights
     seen = {candidate.weights for candidate in scored}
@@ -111,14 +112,14 @@ def run_compose(cfg: DictConfig) -> tuple[list[Candidate], Candidate, Path]:
     """Run ``robo compose``: search, report, save the best composition; returns (candidates,
     best, out)."""
     if len(cfg.checkpoints) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoints=[A,B,...] needs at least two parent policies, got {list(cfg.checkpoints)}"
         )
     directories = [resolve_saved(checkpoint) for checkpoint in cfg.checkpoints]
     for directory in directories:
         kind = kind_of(directory)
         if kind.name != "policy":
-            raise ValueError(f"{directory} is a saved {kind.name}, not a single policy; "
+            raise ConfigError(f"{directory} is a saved {kind.name}, not a single policy; "
                              "compose the policies it was made from instead")
     names = [str(directory) for directory in directories]
     parents = [Policy.load(directory, overrides=sampling_overrides(cfg)) for directory in directories]
@@ -177,7 +178,7 @@ def _divisions(step: float, name: str) -> int:
     """``1 / step``, which must be a whole number."""
     divisions = round(1.0 / step) if step > 0 else 0
     if divisions < 1 or abs(divisions * step - 1.0) > 1e-9:
-        raise ValueError(f"{name}={step}: 1/{name} must be a whole number (e.g. 0.1, 0.25, 0.5)")
+        raise ConfigError(f"{name}={step}: 1/{name} must be a whole number (e.g. 0.1, 0.25, 0.5)")
     return divisions
 
 

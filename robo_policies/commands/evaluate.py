@@ -26,6 +26,7 @@ from robo_policies.envs.runner import EvalResult, PolicyLike, evaluate
 from robo_policies.envs.targets import env_for
 from robo_policies.policy import Policy
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, calibrate_start_noise
+from robo_policies.utils.errors import ConfigError
 
 
 def sampling_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def sampling_overrides(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
     """Run ``robo eval`` with its composed config; returns the result and the output directory."""
     if not cfg.checkpoint:
-        raise ValueError("checkpoint=<dir> is required (a saved policy or a run directory)")
+        raise ConfigError("checkpoint=<dir> is required (a saved policy or a run directory)")
     policy_dir = resolve_saved(cfg.checkpoint)
     policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
     out = Path(cfg.out) if cfg.out else _default_out(policy_dir)
@@ -90,9 +91,9 @@ def make_warm_start(
     if cfg.sampler == "full":
         return None
     if cfg.sampler != "rti":
-        raise ValueError(f"sampler must be full or rti, got {cfg.sampler!r}")
+        raise ConfigError(f"sampler must be full or rti, got {cfg.sampler!r}")
     if not policy.warm_starts:
-        raise ValueError(f"{source}: {type(policy).__name__} picks among fresh samples at every call; "
+        raise ConfigError(f"{source}: {type(policy).__name__} picks among fresh samples at every call; "
                          "sampler=rti does not apply (use sampler=full)")
     settings = WarmStartConfig(**OmegaConf.to_container(cfg.rti))
     if settings.discrete_dims is None:
@@ -101,7 +102,7 @@ def make_warm_start(
         settings.discrete_dims = list(task_dims)
     if settings.calibrate:
         if not isinstance(policy, Policy):
-            raise ValueError(f"{source}: rti.calibrate needs a single policy, not a composition")
+            raise ConfigError(f"{source}: rti.calibrate needs a single policy, not a composition")
         settings.start_noise = held_out_start_noise(policy, saved_metadata(source))
         print(f"rti.start_noise calibrated on held-out episodes: {settings.start_noise:.4f}")
     return WarmStart(settings)
@@ -111,7 +112,7 @@ def held_out_start_noise(policy: Policy, metadata: Mapping[str, Any], pairs: int
     """``calibrate_start_noise`` on up to ``pairs`` observation windows, ``Ta`` steps apart,
     from the training dataset's validation episodes (both named in the policy's metadata)."""
     if not metadata.get("dataset") or not metadata.get("val_episodes"):
-        raise ValueError("rti.calibrate needs a policy trained by `robo train` with validation "
+        raise ConfigError("rti.calibrate needs a policy trained by `robo train` with validation "
                          f"episodes (metadata has dataset={metadata.get('dataset')!r}, "
                          f"val_episodes={metadata.get('val_episodes')!r})")
     buffer = ReplayBuffer.open(metadata["dataset"])

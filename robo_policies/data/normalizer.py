@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from robo_policies.utils.errors import ConfigError, DatasetKeyError
 
 MODES = ("minmax", "meanstd", "identity")
 EPS = 1e-6
@@ -63,7 +64,7 @@ def affine_from_stats(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scale, offset) for ``mode``; constant dimensions are centred with scale 1."""
     if mode not in MODES:
-        raise ValueError(f"unknown normaliser mode {mode!r}; choose from {MODES}")
+        raise ConfigError(f"unknown normaliser mode {mode!r}; choose from {MODES}")
     dims = len(stats.min)
     scale, offset = np.ones(dims), np.zeros(dims)
     if mode == "minmax":
@@ -115,7 +116,7 @@ class Normalizer:
         params = {}
         for key, mode in modes.items():
             if key not in arrays:
-                raise KeyError(f"cannot fit normaliser: no key '{key}' in {sorted(arrays)}")
+                raise DatasetKeyError(f"cannot fit normaliser: no key '{key}' in {sorted(arrays)}")
             stats = compute_stats(arrays[key], rows)
             params[key] = affine_from_stats(stats, mode, identity_dims.get(key, ()))
         return cls(params)

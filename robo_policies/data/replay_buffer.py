@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from robo_policies.utils.errors import DatasetError
+from robo_policies.utils.errors import DatasetError, DatasetKeyError
 
 FORMAT_NAME = "robo_policies.replay_buffer"
 FORMAT_VERSION = 1
@@ -141,13 +141,13 @@ class ReplayBuffer:
     def __getitem__(self, key: str) -> zarr.Array:
         """The zarr array ``data/<key>``; rows past :attr:`n_steps` are not part of any episode."""
         if key not in self._root["data"]:
-            raise KeyError(f"{self.location}: no key 'data/{key}'; keys: {', '.join(self.keys)}")
+            raise DatasetKeyError(f"{self.location}: no key 'data/{key}'; keys: {', '.join(self.keys)}")
         return self._root["data"][key]
 
     def meta(self, name: str) -> np.ndarray:
         """The per-episode array ``meta/<name>``, one entry per episode."""
         if name == "episode_ends" or name not in self._root["meta"]:
-            raise KeyError(f"{self.location}: no per-episode array 'meta/{name}'")
+            raise DatasetKeyError(f"{self.location}: no per-episode array 'meta/{name}'")
         return np.asarray(self._root["meta"][name][: self._n_episodes])
 
     def episode_slice(self, index: int) -> slice:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from robo_policies.utils.errors import ConfigError, DatasetKeyError
 
 
 def episode_split(
@@ -24,7 +25,7 @@ def episode_split(
     and training keeps at least one.
     """
     if not 0.0 <= val_ratio < 1.0:
-        raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
+        raise ConfigError(f"val_ratio must be in [0, 1), got {val_ratio}")
     n_val = int(round(n_episodes * val_ratio))
     if val_ratio > 0 and n_episodes > 1:
         n_val = min(max(n_val, 1), n_episodes - 1)
@@ -62,7 +63,7 @@ class SequenceSampler:
     ) -> None:
         missing = sorted(set(key_offsets) - set(arrays))
         if missing:
-            raise KeyError(f"no array for keys {missing}; available: {sorted(arrays)}")
+            raise DatasetKeyError(f"no array for keys {missing}; available: {sorted(arrays)}")
         ends = np.asarray(episode_ends, dtype=np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         chosen = np.arange(len(ends)) if episodes is None else np.asarray(episodes, dtype=np.int64)

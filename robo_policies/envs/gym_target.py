@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, find_highest_version, get_env_id, parse_env_id
 
-from robo_policies.utils.errors import ObservationKeyError
+from robo_policies.utils.errors import ConfigError, ObservationKeyError
 
 WHOLE = "."
 """The ``obs_map`` value meaning "the whole (flat) observation"."""
@@ -141,7 +141,7 @@ def make_gym_env_factory(
         spec = _find_spec(bare_id)
     except gym.error.Error as err:
         after = f" after importing {', '.join(repr(m) for m in imported)}" if imported else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown Gymnasium env id '{env_id}'{after}: {err}. Pass import_module=<package> "
             "if a package registers it on import."
         ) from err

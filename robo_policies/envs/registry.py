@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from robo_policies.envs.task import Task
+from robo_policies.utils.errors import UnknownNameError
 
 _TASKS: dict[str, Task] = {}
 
@@ -40,5 +41,5 @@ def get_task(name: str) -> Task:
     """The task called ``name``; an unknown name raises with the list of known ones."""
     _load_builtin_tasks()
     if name not in _TASKS:
-        raise KeyError(f"unknown task '{name}'; known tasks: {', '.join(sorted(_TASKS))}")
+        raise UnknownNameError(f"unknown task '{name}'; known tasks: {', '.join(sorted(_TASKS))}")
     return _TASKS[name]

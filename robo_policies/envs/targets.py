@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.envs.gym_target import make_gym_env_factory
 from robo_policies.envs.registry import get_task
+from robo_policies.utils.errors import ConfigError
 
 
 def env_for(
@@ -33,7 +34,7 @@ def env_for(
         return target.make_env, target.obs_adapter, None, None
     task_name = cfg.task.name if cfg.task else recorded_task
     if not task_name:
-        raise ValueError(f"{source}: no recorded task to evaluate on; pass task=<name> or env.id=<gym id>")
+        raise ConfigError(f"{source}: no recorded task to evaluate on; pass task=<name> or env.id=<gym id>")
     task = get_task(task_name)
     env_kwargs = OmegaConf.to_container(cfg.task.env_kwargs) if cfg.task else {}
     return partial(task.env, **env_kwargs), None, task.episode_stats, None

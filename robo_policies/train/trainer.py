@@ -29,6 +29,7 @@ from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig
+from robo_policies.utils.errors import ConfigError
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _evaluate_in_task(policy: Policy, task_name: str | None, episodes: int) -> f
     from robo_policies.envs.runner import DEFAULT_EVAL_SEED, evaluate
 
     if not task_name:
-        raise ValueError("train.eval_every needs a dataset recorded by `robo collect` (attrs task)")
+        raise ConfigError("train.eval_every needs a dataset recorded by `robo collect` (attrs task)")
     result = evaluate(policy, get_task(task_name).env, episodes=episodes, seed=DEFAULT_EVAL_SEED,
                       progress=False)
     return result.success_rate

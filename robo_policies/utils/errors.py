@@ -26,6 +26,20 @@ class DatasetError(RoboError, ValueError):
     """A dataset that cannot be read, or whose content is inconsistent."""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry knows (a task, head, algorithm, robot); the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+class DatasetKeyError(DatasetError, KeyError):
+    """A key a dataset does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class DeviceFault(RoboError, RuntimeError):
     """A robot, motor bus or camera that failed or answered wrongly."""
 

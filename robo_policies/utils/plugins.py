@@ -16,13 +16,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
+from robo_policies.utils.errors import RoboError
+
 ENV_VAR = "ROBO_PLUGINS"
 ENTRY_POINT_GROUP = "robo_policies.plugins"
 
 _loaded: dict[str, ModuleType] = {}
 
 
-class PluginError(ImportError):
+class PluginError(RoboError, ImportError):
     """A plugin named in ``ROBO_PLUGINS`` or an entry point that cannot be imported."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from robo_policies.utils.errors import ConfigError
 
 __all__ = ["SUPPORTED", "convert"]
 
@@ -56,7 +57,7 @@ def convert(src: str | Path, dst: str | Path, **options: Any) -> Path:
 
         return _call(npz_to_zarr, src_path, dst_path, options)
     supported = "; ".join(f"{a} -> {b} ({what})" for a, b, what in SUPPORTED)
-    raise ValueError(
+    raise ConfigError(
         f"cannot convert {src} ({src_suffix or 'no suffix'}) to {dst} "
         f"({dst_suffix or 'no suffix'}); supported: {supported}"
     )
