@@ -5,7 +5,8 @@ A plugin is an importable module that registers what it adds when imported (e.g.
 ``ROBO_PLUGINS`` environment variable (comma-separated) and those a package declares under
 the ``robo_policies.plugins`` entry-point group, before it composes any config. A folder
 ``configs/`` next to a plugin module joins Hydra's search path, so the plugin's config groups
-(``configs/policy/toy.yaml``) are chosen like the built-in ones (``policy=toy``).
+(``configs/policy/toy.yaml``) are chosen like the built-in ones (``policy=toy``), and a
+folder ``hardware/`` holds robot configs found by name like the built-in robots.
 """
 
 from __future__ import annotations
@@ -47,12 +48,18 @@ def load_plugins() -> list[ModuleType]:
     return [_loaded[name] for name in plugin_names()]
 
 
-def plugin_config_dirs() -> list[Path]:
-    """The ``configs/`` folders next to the loaded plugins' modules."""
+def plugin_dirs(folder: str) -> list[Path]:
+    """The folders called ``folder`` next to the loaded plugins' modules: ``configs`` (Hydra's
+    search path) or ``hardware`` (robot configs, searched by ``robots.config``)."""
     dirs = []
     for module in load_plugins():
         if module.__file__:
-            candidate = Path(module.__file__).resolve().parent / "configs"
+            candidate = Path(module.__file__).resolve().parent / folder
             if candidate.is_dir() and candidate not in dirs:
                 dirs.append(candidate)
     return dirs
+
+
+def plugin_config_dirs() -> list[Path]:
+    """The ``configs/`` folders next to the loaded plugins' modules."""
+    return plugin_dirs("configs")
