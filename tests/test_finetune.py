@@ -1,6 +1,9 @@
-"""Online fine-tuning end to end: every head fine-tunes with a falling critic loss, the TD
-target backs up the on-the-fly argmax, chunk transitions, saved agents, resume after SIGKILL."""
+"""Online fine-tuning end to end: every method fine-tunes and its checkpoint evaluates, every
+head fine-tunes with a falling critic loss, the TD target backs up the on-the-fly argmax,
+chunk transitions, per-algorithm configs and presets, saved agents (also in the old flat
+format), resume after SIGKILL."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,50 +14,86 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from robo_policies.checkpoints import load_saved, saved_metadata
 from robo_policies.cli.main import main
+from robo_policies.commands.config import compose_config
+from robo_policies.commands.evaluate import make_warm_start
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
-from robo_policies.commands.config import compose_config
-from robo_policies.checkpoints import load_saved, saved_metadata
-from robo_policies.commands.evaluate import make_warm_start
 from robo_policies.rl.chunks import ChunkView
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.expo import ExpoConfig
 from robo_policies.rl.finetune import finetune
-from robo_policies.rl.saved import FinetunedPolicy, build_agent
+from robo_policies.rl.parl import ParlConfig
+from robo_policies.rl.registry import build_agent, get_algorithm
+from robo_policies.rl.rlpd import RlpdConfig
+from robo_policies.rl.saved import DESCRIPTION, FinetunedPolicy, load_agent
+from robo_policies.utils.errors import CheckpointError, ConfigError, UnknownNameError
 from tests.tiny_policies import A, make_policy, observations
 
 TINY_TRAIN = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "policy.time_dim=16",
               "policy.horizon=8", "policy.n_action_steps=4", "train.batch_size=32", "train.threads=1",
               "progress=false"]
-TINY_RL = ["rl.batch_size=32", "rl.critic_members=4", "rl.critic_hidden=[32,32]", "rl.actor_hidden=[32]",
-           "rl.inference_steps=2", "rl.critic_lr=1e-3", "rl.start_steps=200", "rl.offline_critic_steps=0", "episodes=2", "video_episodes=0", "progress=false"]
+TINY_RL = ["rl.batch_size=32", "rl.critic_members=4", "rl.critic_hidden=[32,32]", "rl.inference_steps=2",
+           "rl.critic_lr=1e-3", "rl.start_steps=200", "episodes=2", "video_episodes=0", "progress=false"]
+TINY_METHOD = {"expo": ["rl.actor_hidden=[32]"], "parl": ["rl.offline_critic_steps=0"],
+               "rlpd": ["rl.actor_hidden=[32]"], "imitation": []}
+"""Each method's own settings made tiny (PA-RL's offline phase off)."""
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Tiny diffusion, flow and energy policies trained briefly on 6 diffdrive_nav demos."""
+    """Tiny policies trained briefly on 6 diffdrive_nav demos: ``trained(head)`` trains the
+    head's on first use and returns its run directory."""
     root = tmp_path_factory.mktemp("finetune")
     dataset = root / "nav.zarr"
     collect(get_task("diffdrive_nav"), dataset, episodes=6, seed=0, progress=False)
     runs = {}
-    for head in ("diffusion", "flow", "energy"):
-        runs[head] = root / head
-        assert main(["train", f"dataset={dataset}", f"out={runs[head]}", "train.steps=40",
-                     f"policy={head}", *TINY_TRAIN]) == 0
-    return runs
+
+    def run(head):
+        if head not in runs:
+            assert main(["train", f"dataset={dataset}", f"out={root / head}", "train.steps=40",
+                         f"policy={head}", *TINY_TRAIN]) == 0
+            runs[head] = root / head
+        return runs[head]
+
+    return run
 
 
 def finetune_args(checkpoint, out, algo, env_steps, *extra):
     return ["finetune", f"checkpoint={checkpoint}", f"algo={algo}", f"env_steps={env_steps}",
-            f"out={out}", f"eval_every={env_steps}", *TINY_RL, *extra]
+            f"out={out}", f"eval_every={env_steps}", *TINY_RL, *TINY_METHOD[algo], *extra]
 
 
+@pytest.mark.parametrize("algo,setting,value", [
+    ("expo", "n_edit", 3), ("parl", "top_k", 3), ("rlpd", "actor_lr", 0.001), ("imitation", "policy_lr", 0.001)])
+def test_each_method_fine_tunes_and_robo_eval_acts_with_it(tmp_path, trained, algo, setting, value):
+    """A few short episodes (60 steps) past the warm-up, then ``robo eval`` of the checkpoint."""
+    out = tmp_path / "run"
+    assert main(finetune_args(trained("diffusion"), out, algo, 100, "max_steps=60", "rl.start_steps=40",
+                              f"rl.{setting}={value}")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["algo"], summary["env_steps"], summary["episodes"]) == (algo, 120, 2)
+    assert summary["gradient_updates"] > 0
+    assert [point["env_steps"] for point in json.loads((out / "curve.json").read_text())] == [0, 120]
+    description = yaml.safe_load((out / "checkpoint" / DESCRIPTION).read_text())
+    assert description["algo"] == algo and description["config"][setting] == value
+    assert set(description["config"]) == {item.name for item in dataclasses.fields(get_algorithm(algo).config)}
+    policy = load_saved(out / "checkpoint")
+    assert isinstance(policy, FinetunedPolicy) and policy.agent.config == get_algorithm(algo).config(
+        **description["config"])
+    assert main(["eval", f"checkpoint={out}", "episodes=1", "max_steps=30", "video_episodes=0",
+                 "progress=false"]) == 0
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("head,algo", [("diffusion", "expo"), ("flow", "parl"), ("energy", "expo"),
                                        ("diffusion", "parl")])
 def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head, algo):
     out = tmp_path / "run"
-    assert main(finetune_args(trained[head], out, algo, 800, "seed=1")) == 0
+    assert main(finetune_args(trained(head), out, algo, 800, "seed=1")) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [row["critic_loss"] for row in rows if "critic_loss" in row]  # one per episode
     assert len(losses) >= 4 and losses[-1] < 0.6 * losses[0]
@@ -73,6 +112,60 @@ def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head
         make_warm_start(compose_config("eval", ["sampler=rti"]), None, policy, str(out))
 
 
+def test_each_algorithm_takes_its_own_settings_and_presets():
+    import robo_policies.rl.finetune  # noqa: F401  (registers the algo=<name> options)
+
+    cfg = compose_config("finetune", ["algo=parl", "rl=parl_paper", "rl.top_k=4"])
+    assert (cfg.algo, cfg.out, cfg.rl.top_k, cfg.rl.offline_critic_steps, cfg.rl.n_samples) == (
+        "parl", "outputs/finetune/parl", 4, 1000000, 32)
+    assert compose_config("finetune", ["rl=expo_paper"]).rl.n_edit == 8
+    assert compose_config("finetune", ["algo=rlpd", "rl=rlpd_paper"]).rl.utd == 20
+    # the method's own default Cal-QL phase: PA-RL's 5000 steps, EXPO none, RLPD has no such setting
+    assert compose_config("finetune", ["algo=parl"]).rl.offline_critic_steps == 5000
+    assert compose_config("finetune", []).rl.offline_critic_steps == 0
+    for overrides, message in ((["algo=parl", "rl.topk=3"], "rl.topk"),
+                               (["algo=rlpd", "rl.offline_critic_steps=5"], "rl.offline_critic_steps"),
+                               (["rl=parl_paper"], "Key 'top_k' not in 'ExpoConfig'"),
+                               (["algo=ppo"], "Could not find 'algo/ppo'")):
+        with pytest.raises(Exception, match=message):
+            compose_config("finetune", overrides)
+    with pytest.raises(ConfigError, match=r"rl.topk: not a setting of algo=parl \(its settings: gamma, "):
+        get_algorithm("parl").make_config({"topk": 3})
+
+
+def test_settings_of_another_method_or_out_of_range_stop_robo_finetune(tmp_path, trained, capsys):
+    base = ["finetune", f"checkpoint={trained('diffusion')}", f"out={tmp_path / 'x'}"]
+    assert main([*base, "algo=expo", "+rl.top_k=3"]) == 2
+    assert "rl.top_k: not a setting of algo=expo" in capsys.readouterr().err
+    assert main([*base, "algo=parl", "rl.top_k=9"]) == 2
+    assert "rl.top_k must be in [1, rl.n_samples=8], got 9" in capsys.readouterr().err
+    assert main([*base, "algo=expo", "rl.imitation_data=all"]) == 2
+    assert "rl.imitation_data must be offline or mixed, got 'all'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_checkpoint_saved_with_the_old_flat_config_still_loads(tmp_path, trained):
+    out = tmp_path / "run"
+    assert main(finetune_args(trained("diffusion"), out, "expo", 20, "max_steps=20")) == 0
+    path = out / "checkpoint" / DESCRIPTION
+    description = yaml.safe_load(path.read_text())
+    saved = ExpoConfig(**description["config"])
+    # before each method had its own config, every method's settings were saved under rl:
+    flat = {**description.pop("config"), "offline_critic_steps": None, "top_k": 2, "refine_steps": 3,
+            "label_temperature": 0.05, "distill_argmax": False}
+    path.write_text(yaml.safe_dump({**description, "rl": flat}, sort_keys=False))
+    algo, agent = load_agent(out / "checkpoint")
+    assert algo == "expo" and agent.config == saved and agent.offline_critic_steps == 0
+    # the present format holds only the method's own settings
+    path.write_text(yaml.safe_dump({**description, "config": flat}))
+    with pytest.raises(CheckpointError, match=r"invalid fine-tuning description \(rl.distill_argmax, "
+                                              r"rl.label_temperature, .*not a setting of algo=expo"):
+        load_agent(out / "checkpoint")
+    path.write_text(yaml.safe_dump({**description, "algo": "ppo", "config": {}}))
+    with pytest.raises(CheckpointError, match="unknown algo 'ppo'; known algorithms: expo, imitation"):
+        load_agent(out / "checkpoint")
+
+
 class PreferredChunkCritic(torch.nn.Module):
     """Q(s, a) = -|a - 0.5| summed: the best chunk is all 0.5 (every member agrees)."""
 
@@ -88,8 +181,8 @@ class PreferredChunkCritic(torch.nn.Module):
 
 def test_expo_backs_up_the_on_the_fly_argmax_over_samples_and_edits():
     policy = make_policy()
-    agent = build_agent("expo", policy, RLConfig(n_samples=3, n_edit=1, edit_scale=0.3, critic_members=4,
-                                                 critic_hidden=[8], actor_hidden=[8]))
+    agent = build_agent("expo", policy, ExpoConfig(n_samples=3, n_edit=1, edit_scale=0.3, critic_members=4,
+                                                   critic_hidden=[8], actor_hidden=[8]))
     view = agent.view
     chunks = torch.tensor([0.0, 0.3, -0.8])  # sample i: every action entry = chunks[i]
     windows = chunks.view(3, 1, 1, 1).expand(3, 2, view.horizon, A).clone()  # N=3, B=2
@@ -122,9 +215,12 @@ def test_expo_backs_up_the_on_the_fly_argmax_over_samples_and_edits():
 def test_actions_of_every_method_stay_in_bounds():
     policy = make_policy()
     obs = observations(batch=5)
-    for algo in ("expo", "parl", "rlpd", "imitation"):
-        agent = build_agent(algo, policy, RLConfig(n_samples=3, n_edit=3, top_k=2, edit_scale=1.0,
-                                                   critic_members=2, critic_hidden=[8], actor_hidden=[8]))
+    own = {"expo": {"n_edit": 3, "edit_scale": 1.0, "actor_hidden": [8]}, "parl": {"top_k": 2},
+           "rlpd": {"actor_hidden": [8]}, "imitation": {}}
+    for algo, settings in own.items():
+        config = get_algorithm(algo).make_config({"n_samples": 3, "critic_members": 2, "critic_hidden": [8],
+                                                  **settings})
+        agent = build_agent(algo, policy, config)
         for warming_up in (False, True):  # the method's choice, then its warm-up actions
             agent.warming_up = warming_up
             windows = agent.act(obs, torch.Generator().manual_seed(0))
@@ -134,8 +230,8 @@ def test_actions_of_every_method_stay_in_bounds():
 
 def test_parl_distils_from_the_windows_cached_with_the_transition():
     policy = make_policy(n_obs_steps=2, horizon=8, n_action_steps=4)
-    agent = build_agent("parl", policy, RLConfig(n_samples=3, top_k=2, distill_argmax=True, refine_steps=1,
-                                                 refine_step_size=0.01, critic_members=2, critic_hidden=[8]))
+    agent = build_agent("parl", policy, ParlConfig(n_samples=3, top_k=2, distill_argmax=True, refine_steps=1,
+                                                   refine_step_size=0.01, critic_members=2, critic_hidden=[8]))
     agent.critic = PreferredChunkCritic()  # the label is the cached window closest to 0.5
     view = agent.view
     windows = torch.stack([torch.full((2, 8, A), value) for value in (-0.5, 0.4, 0.9)])  # (N, B, Tp, A)
@@ -185,13 +281,16 @@ def test_finetuned_policies_need_low_dimensional_observations():
     policy.image_keys = ["camera"]
     with pytest.raises(ValueError, match=r"low-dimensional observations only; the policy reads images \['camera'\]"):
         ChunkView(policy)
-    with pytest.raises(ValueError, match="algo must be one of"):
-        build_agent("ppo", make_policy(), RLConfig())
+    with pytest.raises(UnknownNameError, match="unknown algo 'ppo'; known algorithms: expo, imitation, parl, rlpd"):
+        build_agent("ppo", make_policy(), ExpoConfig())
+    with pytest.raises(ConfigError, match="algo=parl takes a ParlConfig, got a ExpoConfig"):
+        build_agent("parl", make_policy(), ExpoConfig())
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
     out = tmp_path / "killed"
-    args = finetune_args(trained["diffusion"], out, "expo", 1200, "eval_every=300")
+    args = finetune_args(trained("diffusion"), out, "expo", 1200, "eval_every=300")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "robo_policies", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,11 +325,11 @@ def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained)
     from robo_policies.rl.replay import TransitionBuffer
     from robo_policies.utils.scalars import ScalarLog
 
-    policy = load_saved(trained["flow"] / "checkpoint")
-    config = RLConfig(batch_size=32, critic_members=2, critic_hidden=[32, 32], inference_steps=2,
-                      critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
+    policy = load_saved(trained("flow") / "checkpoint")
+    config = ParlConfig(batch_size=32, critic_members=2, critic_hidden=[32, 32], inference_steps=2,
+                        critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
     agent = build_agent("parl", policy, config)
-    dataset = saved_metadata(trained["flow"] / "checkpoint")["dataset"]
+    dataset = saved_metadata(trained("flow") / "checkpoint")["dataset"]
     demos = demonstration_transitions(agent.view, dataset, config.gamma)
     offline = TransitionBuffer(agent.view.transition_shapes(), capacity=len(demos["reward"]))
     offline.extend(demos)
@@ -244,21 +343,18 @@ def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained)
             return (agent.critic(batch["obs"], batch["action"]) - agent.critic(batch["obs"], uniform)).mean().item()
 
     before = gap()
-    logger = ScalarLog(trained["flow"] / "calql_log", step_key="env_steps")
-    _pretrain_critic(agent, offline, rng, generator, "parl", False, logger)
+    logger = ScalarLog(trained("flow") / "calql_log", step_key="env_steps")
+    _pretrain_critic(agent, offline, rng, generator, False, logger)
     logger.close()
     assert gap() > before + 0.05
     assert agent.optimizers["critic"].state == {}  # a fresh optimiser for the online phase
-    with pytest.raises(ValueError, match="RLPD baseline learns online from scratch"):
-        _pretrain_critic(agent, offline, rng, generator, "rlpd", False, logger)
-
 
 
 def test_fine_tuning_runs_on_a_gymnasium_id(tmp_path, trained):
     """env.id instead of the recorded task: episodes end at the env's own TimeLimit."""
     out = tmp_path / "gym"
     gym_env = ["env.id=robo_policies/DiffDriveNav-v0", "+env.kwargs.max_episode_steps=50"]
-    assert main(finetune_args(trained["diffusion"], out, "expo", 300, "seed=2", *gym_env)) == 0
+    assert main(finetune_args(trained("diffusion"), out, "expo", 300, "seed=2", *gym_env)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] >= 300 and summary["episodes"] == pytest.approx(summary["env_steps"] / 50, abs=1)
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false", *gym_env]) == 0
@@ -266,7 +362,8 @@ def test_fine_tuning_runs_on_a_gymnasium_id(tmp_path, trained):
 
 def test_each_method_has_its_own_offline_phase_unless_told():
     policy = make_policy()
-    assert build_agent("parl", policy, RLConfig()).offline_critic_steps == 5000
-    assert build_agent("expo", policy, RLConfig()).offline_critic_steps == 0
-    assert build_agent("parl", policy, RLConfig(offline_critic_steps=0)).offline_critic_steps == 0
-    assert build_agent("expo", policy, RLConfig(offline_critic_steps=10)).offline_critic_steps == 10
+    assert build_agent("parl", policy, ParlConfig()).offline_critic_steps == 5000
+    assert build_agent("expo", policy, ExpoConfig()).offline_critic_steps == 0
+    assert build_agent("rlpd", policy, RlpdConfig(actor_hidden=[8])).offline_critic_steps == 0  # no such phase
+    assert build_agent("parl", policy, ParlConfig(offline_critic_steps=0)).offline_critic_steps == 0
+    assert build_agent("expo", policy, ExpoConfig(offline_critic_steps=10)).offline_critic_steps == 10

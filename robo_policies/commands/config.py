@@ -204,13 +204,14 @@ class ComposeConfig(RolloutConfig):
 class FinetuneConfig(RolloutConfig):
     """Settings of ``robo finetune`` (online RL in simulation; see robo_policies/rl/)."""
 
-    defaults: list = field(default_factory=lambda: ["_self_", {"task": None}, {"rl": "cpu"}])
+    defaults: list = field(default_factory=lambda: ["_self_", {"task": None}, {"algo": "expo"}, {"rl": "cpu"}])
     checkpoint: str = ""
     """The trained policy to fine-tune (a saved policy or a run directory)."""
     algo: str = "expo"
     """expo (edit policy + argmax-Q over base samples), parl (PA-RL: critic-optimised actions
     distilled with the policy's own loss), rlpd (SAC baseline with a Gaussian actor, no
-    pre-training) or imitation (the base policy keeps imitating the demonstrations: control)."""
+    pre-training), imitation (the base policy keeps imitating the demonstrations: control) or a
+    plugin's algorithm (robo_policies/rl/registry.py). It chooses the settings under rl."""
     env_steps: int = 50000
     """Environment steps of online interaction."""
     out: str = "outputs/finetune/${algo}"
@@ -229,7 +230,9 @@ class FinetuneConfig(RolloutConfig):
     video_episodes: int = 2
     """Episodes of the final policy recorded into rollout.mp4 (0: none)."""
     rl: RLConfig = field(default_factory=RLConfig)
-    """Method hyperparameters: rl=cpu (default) | expo_paper | parl_paper | rlpd_paper (configs/rl/)."""
+    """The algo's settings: the shared ones below plus its own (its config class in
+    robo_policies/rl/<algo>.py); presets rl=cpu (default) | expo_paper | parl_paper |
+    rlpd_paper (configs/rl/, each for its algo)."""
 
 
 @dataclass

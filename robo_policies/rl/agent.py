@@ -19,7 +19,7 @@ from torch import nn
 from robo_policies.policy import Policy
 from robo_policies.rl.calql import calql_penalty
 from robo_policies.rl.chunks import ChunkView
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.config import CalQLConfig, RLConfig
 from robo_policies.rl.critic import CriticEnsemble, critic_loss, polyak_update
 
 
@@ -34,8 +34,8 @@ class FinetuneAgent(nn.Module, ABC):
     """False for imitation only, which trains no critic and only on demonstrations."""
     trains_policy_in_warm_up = True
     """False for PA-RL, whose policy stays frozen while the critic first learns (its offline
-    phase): distilling an untrained critic's picks, i.e. the policy's own samples, into it took
-    the arm policy from 22% to 3-10% in 600 updates."""
+    phase): distilling an untrained critic's picks, i.e. the policy's own samples, into it
+    drags the policy away from what it imitated."""
     backs_up_policy_samples = False
     """True when the TD target chooses among base-policy samples at the next state: those are
     drawn once per transition and cached (``cache_policy_samples``) instead of running the
@@ -43,9 +43,6 @@ class FinetuneAgent(nn.Module, ABC):
     distils_policy_samples = False
     """True when the policy update starts from base-policy windows at the state (PA-RL's
     distillation labels): those are cached the same way."""
-
-    default_offline_critic_steps = 0
-    """Cal-QL pre-training steps when ``rl.offline_critic_steps`` is not set."""
 
     def __init__(self, policy: Policy, config: RLConfig) -> None:
         super().__init__()
@@ -55,7 +52,7 @@ class FinetuneAgent(nn.Module, ABC):
         self.acting_policy = copy.deepcopy(policy).requires_grad_(False)
         """Its exponential moving average, which samples for acting and for the TD target (as
         in EXPO and PA-RL): fine-tuning a converged policy with a fresh optimiser perturbs the
-        raw weights, and acting with them dropped the arm policy from 22% to 2-6% in 5k steps."""
+        raw weights, and acting with them loses much of what the policy could do."""
         self.view = ChunkView(self.acting_policy)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.warming_up = False
@@ -68,9 +65,9 @@ class FinetuneAgent(nn.Module, ABC):
 
     @property
     def offline_critic_steps(self) -> int:
-        """Critic updates on the demonstrations before the online phase (Cal-QL)."""
-        steps = self.config.offline_critic_steps
-        return self.default_offline_critic_steps if steps is None else steps
+        """Critic updates on the demonstrations before the online phase (Cal-QL); 0 for
+        methods whose config has no offline phase."""
+        return self.config.offline_critic_steps if isinstance(self.config, CalQLConfig) else 0
 
     @property
     def offline_ratio(self) -> float:

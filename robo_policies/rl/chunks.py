@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from robo_policies.policy import Policy
+from robo_policies.policy import Policy, executed_slice
 
 
 class ChunkView:
@@ -39,8 +39,8 @@ class ChunkView:
         self.policy = policy
         self.n_obs_steps, self.horizon, self.n_action_steps = (
             config.n_obs_steps, config.horizon, config.n_action_steps)
-        self.first = config.n_obs_steps - 1
-        """Index of the first executed action in the policy's window (the latest observation)."""
+        self.executed_slice = executed_slice(config)
+        """Where the executed chunk lies in the policy's window of Tp actions (``policy.py``)."""
         self.obs_shapes = dict(policy.obs_shapes)
         self.obs_dim = config.n_obs_steps * sum(math.prod(s) for s in self.obs_shapes.values())
         self.action_dim = config.n_action_steps * policy.action_dim
@@ -55,12 +55,12 @@ class ChunkView:
 
     def executed(self, windows: torch.Tensor) -> torch.Tensor:
         """The executed chunk of normalised windows (..., Tp, A), flat: (..., Ta * A)."""
-        return windows[..., self.first : self.first + self.n_action_steps, :].flatten(start_dim=-2)
+        return windows[..., self.executed_slice, :].flatten(start_dim=-2)
 
     def window_from_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         """A window (B, Tp, A) that executes the flat chunk (B, Ta * A) (other rows zero)."""
         windows = chunk.new_zeros(chunk.shape[0], self.horizon, self.policy.action_dim)
-        windows[:, self.first : self.first + self.n_action_steps] = chunk.view(chunk.shape[0], self.n_action_steps, -1)
+        windows[:, self.executed_slice] = chunk.view(chunk.shape[0], self.n_action_steps, -1)
         return windows
 
     @torch.no_grad()
@@ -147,9 +147,11 @@ class ChunkView:
         labels = executed if labels is None else labels
         anchors = np.asarray(anchors, dtype=np.int64)
         n_rows = len(next(iter(obs.values())))
-        obs_offsets = np.arange(-self.first, 1)
+        obs_offsets = np.arange(1 - self.n_obs_steps, 1)  # the observation history up to the decision
         taken = np.minimum(self.n_action_steps, steps - anchors)  # k: steps each chunk ran
-        window_rows = anchors[:, None] + np.arange(-self.first, self.horizon - self.first)[None]
+        # window row i is the action at step anchor - start + i: the window's executed part
+        # (from ``start``) begins at the decision step
+        window_rows = anchors[:, None] + np.arange(self.horizon)[None] - self.executed_slice.start
         chunk_rows = anchors[:, None] + np.arange(self.n_action_steps)[None]
         out: dict[str, np.ndarray] = {}
         for key, values in obs.items():

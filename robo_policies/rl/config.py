@@ -1,20 +1,23 @@
-"""Every hyperparameter of online fine-tuning, in one typed config (``robo finetune rl.*``).
+"""The settings every fine-tuning method shares, and the parts some of them share.
 
-The defaults are CPU-sized (2 cores, tens of thousands of env steps); the published settings
-are presets in ``configs/rl/`` (``rl=expo_paper``, ``rl=parl_paper``, ``rl=rlpd_paper``) for GPU
-machines. Action quantities (edit bound, gradient step) are in the policy's normalised action
-space [-1, 1]; one decision is one executed chunk of Ta actions.
+Each algorithm has its own typed config (``ExpoConfig`` in ``expo.py``, ``ParlConfig`` in
+``parl.py``, ...), built from ``RLConfig`` plus the groups below that it uses, and registered
+with it (``registry.register_algorithm``): ``robo finetune algo=<name>`` chooses it and
+``rl.<setting>=...`` sets its fields, so a setting the chosen method does not have is an
+error. The defaults are CPU-sized (2 cores, tens of thousands of env steps); the published
+settings are presets in ``configs/rl/`` (``rl=expo_paper``, ``rl=parl_paper``,
+``rl=rlpd_paper``) for GPU machines. Action quantities (edit bound, gradient step) are in the
+policy's normalised action space [-1, 1]; one decision is one executed chunk of Ta actions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
 class RLConfig:
-    """Hyperparameters shared by EXPO, PA-RL and the RLPD baseline, then per method."""
+    """Settings of the online loop, the critic ensemble and the base policy, for every method."""
 
     gamma: float = 0.99
     """Discount per env step (a chunk of k steps is discounted by gamma^k)."""
@@ -27,7 +30,7 @@ class RLConfig:
     start_steps: int = 5000
     """Env steps at the start that act with the base policy's own samples while the critic
     learns (EXPO's start_training): selecting with an untrained critic is a biased choice that
-    lowers the start (measured: 46% -> 30% on arm_pick_place). Evaluations then use the base too."""
+    lowers the start. Evaluations then use the base too."""
     actor_updates: int = 1
     """Policy-side updates (base policy, edit policy, actor, temperature) per decision."""
     critic_members: int = 5
@@ -52,53 +55,35 @@ class RLConfig:
     """The TD target's policy samples are drawn once per transition and redrawn for the whole
     replay every this many env steps (the policy keeps changing; the denoiser then runs once
     per transition instead of inside every critic update)."""
-    offline_critic_steps: Optional[int] = None
+
+
+@dataclass
+class CalQLConfig(RLConfig):
+    """Settings of methods whose critic can first learn offline (``calql.py``)."""
+
+    offline_critic_steps: int = 0
     """Critic updates on the demonstrations alone, with Cal-QL's conservative penalty, before
     the first env step (PA-RL's offline phase). The policy does not change; the critic's
-    optimiser restarts when the online phase begins. None: the method's own, 5000 for PA-RL
-    (measured on arm_pick_place: 52% at 15k env steps with it, 38% without) and 0 for EXPO;
-    RLPD learns from scratch and refuses any."""
+    optimiser restarts when the online phase begins."""
     cql_alpha: float = 0.05
     """Weight of Cal-QL's penalty in the offline phase (0.005 in PA-RL, whose returns are in
     the tens; Q-values of 0/1 success rewards need a larger weight for the same effect)."""
     cql_samples: int = 4
     """Cal-QL: uniform chunks, and policy samples at s and at s', per row (10 each in PA-RL)."""
-    # -- EXPO --
-    imitation_data: str = "offline"
-    """EXPO: what the base policy keeps imitating: ``offline`` (the demonstrations' rows of each
-    batch) or ``mixed`` (the whole batch, online chunks included, as the published code does).
-    Measured on arm_pick_place from a 22% start: ``mixed`` imitated the long failed episodes
-    and fell to 2% by 15k env steps."""
-    n_edit: int = 8
-    """EXPO: base samples that also get an edited copy (N + n_edit candidates)."""
-    edit_scale: float = 0.05
-    """EXPO: beta, the largest edit per action dimension."""
+
+
+@dataclass
+class GaussianConfig(RLConfig):
+    """Settings of methods that learn a tanh-Gaussian with a tuned entropy temperature
+    (``gaussian.py``: EXPO's edit policy, RLPD's actor)."""
+
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Widths of the Gaussian networks (EXPO's edit policy, RLPD's actor)."""
+    """Widths of the Gaussian network's hidden layers."""
     actor_lr: float = 3e-4
-    """Learning rate of the Gaussian networks."""
+    """Learning rate of the Gaussian network."""
     initial_temperature: float = 1.0
-    """Starting entropy weight alpha (EXPO's edit policy, RLPD's actor)."""
+    """Starting entropy weight alpha."""
     temperature_lr: float = 3e-4
     """Learning rate of log alpha."""
     target_entropy_scale: float = 0.5
     """Target entropy = -scale * (chunk size); EXPO and RLPD use 0.5."""
-    # -- PA-RL --
-    top_k: int = 2
-    """PA-RL: candidates kept after global optimisation (of N samples)."""
-    refine_steps: int = 3
-    """PA-RL: gradient-ascent steps on Q per kept candidate (local optimisation)."""
-    refine_step_size: float = 0.1
-    """PA-RL: step size of the local optimisation. Q-values of 0/1 success rewards have action
-    gradients of about 0.3 (norm over a 48-D chunk), so 0.1 moves a chunk by up to ~0.03 per
-    step, like EXPO's edits; 0.01 (1 step) barely moved it (the published 3e-4 suits returns in
-    the tens)."""
-    label_temperature: float = 0.05
-    """PA-RL: the distillation label is drawn from softmax(Q / T) over the k candidates (T = 1
-    is the published raw-Q softmax, whose returns are in the tens; 0/1 success rewards give Q
-    differences of hundredths, where T = 1 is nearly uniform)."""
-    distill_argmax: bool = False
-    """PA-RL: distil the argmax candidate instead of a sample from softmax(Q) over the k (the
-    published default; its raw-Q logits suit returns in the tens, and with 0/1 success
-    rewards the softmax is nearly uniform). Measured on arm_pick_place with the CPU defaults:
-    argmax labels from the young critic took the policy from 46% to 0% within 5k env steps."""

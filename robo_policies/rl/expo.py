@@ -13,25 +13,47 @@ trained SAC-style on batch actions against the ensemble's mean Q.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from robo_policies.policy import Policy
 from robo_policies.rl.agent import FinetuneAgent
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.config import CalQLConfig, GaussianConfig
 from robo_policies.rl.edit_policy import EditPolicy, on_the_fly_action
 from robo_policies.rl.gaussian import Temperature
+from robo_policies.rl.registry import register_algorithm
+from robo_policies.utils.errors import ConfigError
 
 
+@dataclass
+class ExpoConfig(CalQLConfig, GaussianConfig):
+    """EXPO's settings: the shared ones, its edit policy (a Gaussian), an optional Cal-QL
+    offline phase (none by default) and the following."""
+
+    imitation_data: str = "offline"
+    """What the base policy keeps imitating: ``offline`` (the demonstrations' rows of each
+    batch) or ``mixed`` (the whole batch, online chunks included, as the published code does;
+    it also imitates the long failed episodes)."""
+    n_edit: int = 8
+    """Base samples that also get an edited copy (N + n_edit candidates)."""
+    edit_scale: float = 0.05
+    """beta, the largest edit per action dimension."""
+
+    def __post_init__(self) -> None:
+        if self.imitation_data not in ("offline", "mixed"):
+            raise ConfigError(f"rl.imitation_data must be offline or mixed, got {self.imitation_data!r}")
+
+
+@register_algorithm("expo", ExpoConfig)
 class Expo(FinetuneAgent):
     """EXPO over chunk decisions; see the module docstring."""
 
     backs_up_policy_samples = True
+    config: ExpoConfig
 
-    def __init__(self, policy: Policy, config: RLConfig) -> None:
+    def __init__(self, policy: Policy, config: ExpoConfig) -> None:
         super().__init__(policy, config)
-        if config.imitation_data not in ("offline", "mixed"):
-            raise ValueError(f"rl.imitation_data must be offline or mixed, got {config.imitation_data!r}")
         self.edit_policy = EditPolicy(self.view.obs_dim, self.view.action_dim, config.edit_scale,
                                       tuple(config.actor_hidden))
         self.temperature = Temperature(-config.target_entropy_scale * self.view.action_dim,

@@ -1,7 +1,7 @@
 """``robo finetune``: improve a trained policy online in simulation.
 
-One loop drives every method (``saved.ALGORITHMS``: EXPO, PA-RL, the RLPD baseline and
-imitation only). Per episode:
+One loop drives every method registered by name (``registry``: EXPO, PA-RL, the RLPD
+baseline, imitation only and any plugin's), each with its own config (``rl.*``). Per episode:
 
 1. act chunk by chunk with the method's selection rule (exploring), recording every step;
 2. cut the episode into chunk transitions (``chunks.ChunkView``) for the online replay;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,16 @@ from robo_policies.utils.atomic import atomic_output, atomic_write_text
 from robo_policies.data import ReplayBuffer
 from robo_policies.envs.runner import evaluate
 from robo_policies.envs.targets import env_for
-from robo_policies.policy import Policy, policy_metadata, resolve_policy_dir
+from robo_policies.policy import Policy, history_batch, policy_metadata, resolve_policy_dir
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.chunks import ChunkView
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.registry import build_agent, get_algorithm, load_builtin_algorithms
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
-from robo_policies.rl.saved import FinetunedPolicy, build_agent, save_finetuned
+from robo_policies.rl.saved import FinetunedPolicy, save_finetuned
+from robo_policies.utils.errors import ConfigError
 from robo_policies.utils.scalars import ScalarLog
+
+load_builtin_algorithms()  # ``algo=<name>`` options of the config ``robo finetune`` composes
 
 STATE_FILE = "training_state.pt"
 REPLAY_FILE = "replay.npz"
@@ -86,11 +88,11 @@ def demonstration_transitions(view: ChunkView, dataset: str | Path, gamma: float
 def finetune(cfg: DictConfig) -> dict[str, Any]:
     """Run ``robo finetune`` with its composed config; returns the summary."""
     if not cfg.checkpoint:
-        raise ValueError("checkpoint=<dir> is required (the trained policy to fine-tune)")
+        raise ConfigError("checkpoint=<dir> is required (the trained policy to fine-tune)")
     if cfg.sampler != "full":
-        raise ValueError("robo finetune acts with the method's own selection; sampler must be full")
+        raise ConfigError("robo finetune acts with the method's own selection; sampler must be full")
     out = Path(cfg.out)
-    rl = RLConfig(**OmegaConf.to_container(cfg.rl))
+    rl = get_algorithm(cfg.algo).make_config(OmegaConf.to_container(cfg.rl))
     state_dir = out / "checkpoint"
     resuming = cfg.resume and (state_dir / STATE_FILE).is_file()
     if out.exists() and any(out.iterdir()) and not cfg.resume:
@@ -103,7 +105,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     view = agent.view
     dataset = cfg.dataset or metadata.get("dataset")
     if not dataset:
-        raise ValueError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
+        raise ConfigError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
     shapes = view.transition_shapes(agent.cached_samples, agent.cached_windows)
     demos = demonstration_transitions(view, dataset, rl.gamma)
     offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
@@ -131,7 +133,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
     logger = ScalarLog(out, step_key="env_steps")
     if agent.offline_critic_steps and not resuming:
-        _pretrain_critic(agent, offline, rng, generator, cfg.algo, cfg.progress, logger)
+        _pretrain_critic(agent, offline, rng, generator, cfg.progress, logger)
 
     def evaluate_now() -> float:
         agent.eval()
@@ -189,11 +191,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _pretrain_critic(agent: FinetuneAgent, offline: TransitionBuffer, rng: np.random.Generator,
-                     generator: torch.Generator, algo: str, progress: bool, logger: ScalarLog) -> None:
+                     generator: torch.Generator, progress: bool, logger: ScalarLog) -> None:
     """Cal-QL on the demonstrations (``rl.offline_critic_steps``), then a fresh critic optimiser
     for the online phase (as PA-RL does at the switch)."""
-    if algo == "rlpd":
-        raise ValueError("the RLPD baseline learns online from scratch: rl.offline_critic_steps must be 0")
     config = agent.config
     losses = []
     for _ in trange(agent.offline_critic_steps, desc="Cal-QL critic", disable=not progress):
@@ -207,21 +207,17 @@ def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: tor
                  seed: int, obs_adapter: Any, max_steps: int | None) -> dict[str, Any]:
     """One exploring episode; decisions every Ta steps (``anchors``)."""
     raw, _ = env.reset(seed=seed)
-    obs = obs_adapter(raw) if obs_adapter else raw
     keys = list(view.obs_shapes)
-    history: deque[dict[str, np.ndarray]] = deque([obs] * view.n_obs_steps, maxlen=view.n_obs_steps)
-    frames, actions, rewards, anchors = [obs], [], [], []
+    frames, actions, rewards, anchors = [obs_adapter(raw) if obs_adapter else raw], [], [], []
     terminated = success = False
     while True:
-        window = {key: torch.as_tensor(np.stack([frame[key] for frame in history]))[None] for key in keys}
+        window = history_batch(frames[-view.n_obs_steps:], keys, view.n_obs_steps)
         anchors.append(len(actions))
         with torch.no_grad():
             chunk = agent.policy.normalizer.unnormalize("action", agent.act(window, generator))[0]
-        for action in chunk[view.first : view.first + view.n_action_steps].numpy():
+        for action in chunk[view.executed_slice].numpy():
             raw, reward, terminated, truncated, info = env.step(action)
-            obs = obs_adapter(raw) if obs_adapter else raw
-            frames.append(obs)
-            history.append(obs)
+            frames.append(obs_adapter(raw) if obs_adapter else raw)
             actions.append(action)
             rewards.append(float(reward))
             success = success or bool(info.get("is_success", False))

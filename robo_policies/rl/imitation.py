@@ -8,20 +8,28 @@ and stays flat here is the online RL's doing, not extra imitation training.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from robo_policies.policy import Policy
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.config import RLConfig
+from robo_policies.rl.registry import register_algorithm
 
 
+@dataclass
+class ImitationConfig(RLConfig):
+    """Imitation only's settings: the shared ones (it trains no critic, so the critic's go unused)."""
+
+
+@register_algorithm("imitation", ImitationConfig)
 class ImitationOnly(FinetuneAgent):
     """The base policy, trained on demonstrations only; no critic."""
 
     uses_critic = False
 
-    def __init__(self, policy: Policy, config: RLConfig) -> None:
+    def __init__(self, policy: Policy, config: ImitationConfig) -> None:
         super().__init__(policy, config)
         self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
 

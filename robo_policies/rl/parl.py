@@ -15,29 +15,60 @@ fine-tuned the same way it was trained.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from robo_policies.policy import Policy
 from robo_policies.rl.action_optimization import refine_actions, score_actions, top_k_actions, top_k_indices
 from robo_policies.rl.agent import FinetuneAgent
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.config import CalQLConfig
+from robo_policies.rl.registry import register_algorithm
+from robo_policies.utils.errors import ConfigError
 
 
+@dataclass
+class ParlConfig(CalQLConfig):
+    """PA-RL's settings: the shared ones, its Cal-QL offline phase and the following."""
+
+    offline_critic_steps: int = 5000
+    """Critic updates on the demonstrations alone, with Cal-QL's conservative penalty, before
+    the first env step (PA-RL's offline phase; 0: none). The policy does not change; the
+    critic's optimiser restarts when the online phase begins."""
+    top_k: int = 2
+    """Candidates kept after global optimisation (of N samples)."""
+    refine_steps: int = 3
+    """Gradient-ascent steps on Q per kept candidate (local optimisation)."""
+    refine_step_size: float = 0.1
+    """Step size of the local optimisation. Q-values of 0/1 success rewards have action
+    gradients of about 0.3 (norm over a 48-D chunk), so 0.1 moves a chunk by up to ~0.03 per
+    step, like EXPO's edits (the published 3e-4 suits returns in the tens)."""
+    label_temperature: float = 0.05
+    """The distillation label is drawn from softmax(Q / T) over the k candidates (T = 1 is
+    the published raw-Q softmax, whose returns are in the tens; 0/1 success rewards give Q
+    differences of hundredths, where T = 1 is nearly uniform)."""
+    distill_argmax: bool = False
+    """Distil the argmax candidate instead of a sample from softmax(Q / T) over the k (argmax
+    labels from a young critic pull the policy towards its errors)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.n_samples:
+            raise ConfigError(f"rl.top_k must be in [1, rl.n_samples={self.n_samples}], got {self.top_k}")
+        if self.label_temperature <= 0:
+            raise ConfigError(f"rl.label_temperature must be > 0, got {self.label_temperature}")
+
+
+@register_algorithm("parl", ParlConfig)
 class PolicyAgnosticRL(FinetuneAgent):
     """PA-RL over chunk decisions; see the module docstring."""
 
     backs_up_policy_samples = True
     distils_policy_samples = True
     trains_policy_in_warm_up = False
-    default_offline_critic_steps = 5000
+    config: ParlConfig
 
-    def __init__(self, policy: Policy, config: RLConfig) -> None:
+    def __init__(self, policy: Policy, config: ParlConfig) -> None:
         super().__init__(policy, config)
-        if not 1 <= config.top_k <= config.n_samples:
-            raise ValueError(f"rl.top_k must be in [1, rl.n_samples={config.n_samples}], got {config.top_k}")
-        if config.label_temperature <= 0:
-            raise ValueError(f"rl.label_temperature must be > 0, got {config.label_temperature}")
         self.optimizers["policy"] = torch.optim.AdamW(policy.parameters(), lr=config.policy_lr)
 
     def optimise(self, samples: torch.Tensor, features: torch.Tensor,
@@ -51,8 +82,7 @@ class PolicyAgnosticRL(FinetuneAgent):
         if dataset_windows is not None:
             windows[-1] = dataset_windows
         chunks, q = self.refine(features, view.executed(windows))
-        windows[..., view.first : view.first + view.n_action_steps, :] = chunks.view(
-            *chunks.shape[:2], view.n_action_steps, -1)
+        windows[..., view.executed_slice, :] = chunks.view(*chunks.shape[:2], view.n_action_steps, -1)
         return windows, q
 
     def refine(self, features: torch.Tensor, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

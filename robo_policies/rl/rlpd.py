@@ -9,19 +9,27 @@ is used only for its normaliser and observation layout, so every method sees the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from robo_policies.policy import Policy
 from robo_policies.rl.agent import FinetuneAgent
-from robo_policies.rl.config import RLConfig
+from robo_policies.rl.config import GaussianConfig
 from robo_policies.rl.gaussian import TanhGaussian, Temperature
+from robo_policies.rl.registry import register_algorithm
 
 
+@dataclass
+class RlpdConfig(GaussianConfig):
+    """RLPD's settings: the shared ones and its actor's (a Gaussian); no offline phase, it learns from scratch."""
+
+
+@register_algorithm("rlpd", RlpdConfig)
 class Rlpd(FinetuneAgent):
     """SAC over chunk decisions with an ensemble critic and symmetric sampling."""
 
-    def __init__(self, policy: Policy, config: RLConfig) -> None:
+    def __init__(self, policy: Policy, config: RlpdConfig) -> None:
         super().__init__(policy, config)
         self.actor = TanhGaussian(self.view.obs_dim, self.view.action_dim, tuple(config.actor_hidden))
         self.temperature = Temperature(-config.target_entropy_scale * self.view.action_dim,

@@ -2,7 +2,7 @@
 
 A fine-tuned checkpoint directory holds the base policy (``policy/``, a saved ``Policy``),
 everything else the method acts with (``agent.safetensors``: critics, edit policy or actor,
-temperature) and ``finetuned.yaml`` (method, its hyperparameters, metadata, SHA-256 of the
+temperature) and ``finetuned.yaml`` (the method's name, its config, metadata, SHA-256 of the
 weights). ``FinetunedPolicy`` acts through the method's own selection rule: EXPO's argmax
 over base samples and edits, PA-RL's optimised argmax, RLPD's Gaussian mean.
 """
@@ -21,26 +21,16 @@ from torch import nn
 from robo_policies.policy import ActsInEpisodes, Policy, _sha256
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.config import RLConfig
-from robo_policies.rl.expo import Expo
-from robo_policies.rl.imitation import ImitationOnly
-from robo_policies.rl.parl import PolicyAgnosticRL
-from robo_policies.rl.rlpd import Rlpd
-
-ALGORITHMS: dict[str, type[FinetuneAgent]] = {
-    "expo": Expo, "parl": PolicyAgnosticRL, "rlpd": Rlpd, "imitation": ImitationOnly}
-"""``robo finetune algo=<name>``."""
+from robo_policies.rl.registry import Algorithm, build_agent, get_algorithm
+from robo_policies.utils.errors import CheckpointError, ConfigError
 
 DESCRIPTION = "finetuned.yaml"
 AGENT_WEIGHTS = "agent.safetensors"
 POLICY_PREFIXES = ("policy.", "acting_policy.")
 """State-dict keys of the base policy, saved as ``policy/`` (its acting average) instead."""
-
-
-def build_agent(algo: str, policy: Policy, config: RLConfig) -> FinetuneAgent:
-    """The fine-tuning method ``algo`` around ``policy``."""
-    if algo not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {algo!r}")
-    return ALGORITHMS[algo](policy, config)
+FLAT_CONFIG_KEY = "rl"
+"""Where checkpoints written before each algorithm had its own config kept the one flat
+config of every method's settings (read by ``saved_config``)."""
 
 
 def is_finetuned(directory: str | Path) -> bool:
@@ -54,7 +44,7 @@ def save_finetuned(directory: Path, algo: str, agent: FinetuneAgent, metadata: M
     state = {key: value.detach().contiguous().cpu() for key, value in agent.state_dict().items()
              if not key.startswith(POLICY_PREFIXES)}
     save_file(state, str(directory / AGENT_WEIGHTS))
-    description = {"algo": algo, "rl": dataclasses.asdict(agent.config), "metadata": dict(metadata),
+    description = {"algo": algo, "config": dataclasses.asdict(agent.config), "metadata": dict(metadata),
                    "sha256": {AGENT_WEIGHTS: _sha256(directory / AGENT_WEIGHTS)}}
     (directory / DESCRIPTION).write_text(yaml.safe_dump(description, sort_keys=False))
 
@@ -63,27 +53,41 @@ def finetuned_metadata(directory: str | Path) -> dict[str, Any]:
     return dict(yaml.safe_load((Path(directory) / DESCRIPTION).read_text()).get("metadata") or {})
 
 
+def saved_config(algorithm: Algorithm, description: Mapping[str, Any]) -> RLConfig:
+    """The algorithm's config from a ``finetuned.yaml``. An older one holds the flat config of
+    every method (``rl:``): the settings this method has are kept, the other methods' dropped,
+    and an unset ``offline_critic_steps`` (then: the method's own) takes the method's default."""
+    if FLAT_CONFIG_KEY in description and "config" not in description:
+        names = {item.name for item in dataclasses.fields(algorithm.config)}
+        values = {key: value for key, value in description[FLAT_CONFIG_KEY].items()
+                  if key in names and value is not None}
+    else:
+        values = description["config"]
+    return algorithm.make_config(values)
+
+
 def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> tuple[str, FinetuneAgent]:
     """(algo, agent) saved in ``directory``; ``overrides`` change the policy's sampling settings."""
     directory = Path(directory)
     try:
         description = yaml.safe_load((directory / DESCRIPTION).read_text())
-        algo, config = description["algo"], RLConfig(**description["rl"])
+        algo = description["algo"]
+        config = saved_config(get_algorithm(algo), description)
         checksum = description["sha256"][AGENT_WEIGHTS]
-    except (yaml.YAMLError, KeyError, TypeError) as err:
-        raise ValueError(f"{directory / DESCRIPTION}: invalid fine-tuning description ({err})") from err
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ConfigError) as err:
+        raise CheckpointError(f"{directory / DESCRIPTION}: invalid fine-tuning description ({err})") from err
     policy = Policy.load(directory / "policy", overrides={"inference_steps": config.inference_steps,
                                                           **dict(overrides or {})})
     agent = build_agent(algo, policy, config)
     path = directory / AGENT_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file is missing")
+        raise CheckpointError(f"{path}: weights file is missing")
     if _sha256(path) != checksum:
-        raise ValueError(f"{path}: checksum mismatch with {DESCRIPTION} (file modified or damaged)")
+        raise CheckpointError(f"{path}: checksum mismatch with {DESCRIPTION} (file modified or damaged)")
     missing, unexpected = agent.load_state_dict(load_file(str(path)), strict=False)
     missing = [key for key in missing if not key.startswith(POLICY_PREFIXES)]
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match algo={algo} (missing {missing}, unexpected {unexpected})")
+        raise CheckpointError(f"{path}: weights do not match algo={algo} (missing {missing}, unexpected {unexpected})")
     return algo, agent.eval()
 
 

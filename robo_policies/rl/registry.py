@@ -1,0 +1,108 @@
+"""Fine-tuning algorithms by name, each with its own typed config (``robo finetune algo=<name>``).
+
+An algorithm is a ``FinetuneAgent`` subclass registered with the config dataclass of its
+settings::
+
+    @register_algorithm("expo", ExpoConfig)
+    class Expo(FinetuneAgent): ...
+
+Registering also makes ``algo=<name>`` an option of Hydra's ``algo`` config group, which puts
+``algo: <name>`` and the config's schema under ``rl``: ``rl.<setting>=...`` and the presets
+in ``configs/rl/`` then set exactly that method's fields, and a setting it does not have is
+an error. The built-in methods register when their modules are imported (``_BUILTIN``); a
+plugin module registers its own the same way (``ROBO_PLUGINS``, see ``utils/plugins.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+
+from robo_policies.rl.config import RLConfig
+from robo_policies.utils.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from robo_policies.policy import Policy
+    from robo_policies.rl.agent import FinetuneAgent
+
+AgentClass = TypeVar("AgentClass", bound=type)
+
+_BUILTIN = ("robo_policies.rl.expo", "robo_policies.rl.parl", "robo_policies.rl.rlpd",
+            "robo_policies.rl.imitation")
+"""Modules whose import registers the built-in algorithms."""
+
+CONFIG_GROUP = "algo"
+"""Hydra config group of the algorithms (``robo finetune algo=<name>``)."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registered fine-tuning method: its agent class and the dataclass of its settings."""
+
+    name: str
+    agent: type[FinetuneAgent]
+    config: type[RLConfig]
+
+    def make_config(self, values: Mapping[str, Any]) -> RLConfig:
+        """The method's config from ``rl.*`` values; a setting it does not have is an error
+        naming the ones it has."""
+        fields = [item.name for item in dataclasses.fields(self.config)]
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"{', '.join(f'rl.{key}' for key in unknown)}: not a setting of "
+                              f"algo={self.name} (its settings: {', '.join(fields)})")
+        return self.config(**values)
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register_algorithm(name: str, config: type[RLConfig]) -> Callable[[AgentClass], AgentClass]:
+    """Class decorator: register a ``FinetuneAgent`` subclass as ``algo=<name>`` with the
+    settings dataclass ``config`` (a subclass of ``RLConfig``)."""
+    if not (isinstance(config, type) and issubclass(config, RLConfig) and dataclasses.is_dataclass(config)):
+        raise TypeError(f"algorithm {name!r}: its config must be a dataclass derived from RLConfig, got {config!r}")
+
+    def register(agent: AgentClass) -> AgentClass:
+        if name in _ALGORITHMS:
+            raise ValueError(f"algorithm {name!r} is already registered ({_ALGORITHMS[name].agent.__qualname__})")
+        _ALGORITHMS[name] = Algorithm(name, agent, config)
+        ConfigStore.instance().store(group=CONFIG_GROUP, name=name, package="_global_",
+                                     node={"algo": name, "rl": config})
+        return agent
+
+    return register
+
+
+def load_builtin_algorithms() -> None:
+    """Import the built-in algorithms' modules (they register on import). ``robo finetune``
+    calls it before composing its config, whose ``algo`` group needs every option."""
+    for module in _BUILTIN:
+        importlib.import_module(module)
+
+
+def algorithm_names() -> list[str]:
+    """Every registered algorithm, sorted."""
+    load_builtin_algorithms()
+    return sorted(_ALGORITHMS)
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The algorithm registered as ``name``; an unknown name lists the known ones."""
+    load_builtin_algorithms()
+    if name not in _ALGORITHMS:
+        raise UnknownNameError(f"unknown algo {name!r}; known algorithms: {', '.join(sorted(_ALGORITHMS))}")
+    return _ALGORITHMS[name]
+
+
+def build_agent(name: str, policy: Policy, config: RLConfig) -> FinetuneAgent:
+    """The fine-tuning method ``name`` around ``policy``, with its settings ``config``."""
+    algorithm = get_algorithm(name)
+    if not isinstance(config, algorithm.config):
+        raise ConfigError(f"algo={name} takes a {algorithm.config.__name__}, got a {type(config).__name__}")
+    return algorithm.agent(policy, config)
