@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from robo_policies.policy import PolicyConfig
 from robo_policies.utils.plugins import plugin_config_dirs
 from robo_policies.rl.config import RLConfig
-from robo_policies.robots.teleop import DriveSettings
+from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.sampling.warmstart import WarmStartConfig
 from robo_policies.train.config import TrainConfig
 

@@ -27,12 +27,13 @@ from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_prio
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.signals import stop_signals
 from robo_policies.robots.sim_twin import SimTwin
+from robo_policies.utils.errors import ConfigError
 
 
 def deploy(cfg: DictConfig) -> dict[str, Any]:
     """Run ``robo deploy`` with its composed config; returns what ``deploy.json`` holds."""
     if not cfg.checkpoint:
-        raise ValueError("checkpoint=<dir> is required (a saved policy or a run directory)")
+        raise ConfigError("checkpoint=<dir> is required (a saved policy or a run directory)")
     robot_config = load_robot_config(cfg.robot)
     policy_dir = resolve_saved(cfg.checkpoint)
     policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
@@ -41,9 +42,9 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     step_s = _policy_step(cfg, policy_task, robot_config.sim_task)
     hz = cfg.hz or 1.0 / step_s
     if not 1.0 <= hz <= 500.0:
-        raise ValueError(f"hz must be in [1, 500], got {hz}")
+        raise ConfigError(f"hz must be in [1, 500], got {hz}")
     if cfg.sim and policy_task and robot_config.sim_task and policy_task != robot_config.sim_task:
-        raise ValueError(f"checkpoint {policy_dir} was trained on task {policy_task!r}, but "
+        raise ConfigError(f"checkpoint {policy_dir} was trained on task {policy_task!r}, but "
                          f"{robot_config.name}'s twin runs {robot_config.sim_task!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def _policy_step(cfg: DictConfig, policy_task: str | None, sim_task: str | None)
         return 1.0 / cfg.policy_hz
     task_name = policy_task or sim_task
     if not task_name:
-        raise ValueError("the checkpoint records no task: give policy_hz=<the rate it was trained at>")
+        raise ConfigError("the checkpoint records no task: give policy_hz=<the rate it was trained at>")
     env = get_task(task_name).env().unwrapped
     try:
         return float(env.control_dt)

@@ -60,6 +60,24 @@ class PolicyLike(Protocol):
         """One env action for the current observation (keys as in the training dataset)."""
 
 
+class ChunkPolicy(PolicyLike, Protocol):
+    """A ``PolicyLike`` that a real-time loop drives chunk by chunk (``robots.control_loop``):
+    it predicts a whole chunk for an observation history, and the loop executes
+    ``policy.executed_slice(config)`` of it on its own clock while the next one is computed.
+
+    Attributes:
+        config: ``n_obs_steps`` (To) and ``n_action_steps`` (Ta).
+        obs_shapes: per-step shape of each observation key the policy reads.
+    """
+
+    config: Any
+    obs_shapes: dict[str, tuple[int, ...]]
+
+    def predict_chunk(self, obs: Any, **kwargs: Any) -> Any:
+        """Chunks (B, Tp, A) for histories {key: (B, To, ...)}; ``shift=`` the policy steps
+        since the last chunk when it warm-starts from it."""
+
+
 EnvFactory = Callable[..., gym.Env]
 """``make_env()`` builds an env; ``make_env(render_mode="rgb_array")`` one that renders
 (``Task.env`` and ``GymTarget.make_env`` both qualify)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from robo_policies.robots.config import RobotConfig
 from robo_policies.robots.motors import Motor, MotorBus, motor_bus_class
 from robo_policies.robots.motors.bus import MAX_MOTOR_ID
+from robo_policies.utils.errors import DeviceFault
 
 Prompt = Callable[[str], object]
 """Shows a message and returns when the user has done what it asks (``input``)."""
@@ -38,12 +39,12 @@ def find_port(list_ports: Callable[[], list[str]] = serial_ports, prompt: Prompt
     before = list_ports()
     print("serial ports now:", ", ".join(before) or "none")
     if not before:
-        raise RuntimeError("no serial port found: plug in the bus adapter (and check `dmesg`)")
+        raise DeviceFault("no serial port found: plug in the bus adapter (and check `dmesg`)")
     prompt("Unplug the USB cable of the bus adapter, then press Enter. ")
     after = list_ports()
     gone = sorted(set(before) - set(after))
     if len(gone) != 1:
-        raise RuntimeError(f"expected exactly one port to disappear, {len(gone)} did "
+        raise DeviceFault(f"expected exactly one port to disappear, {len(gone)} did "
                            f"({', '.join(gone) or 'none'}); ports now: {', '.join(after) or 'none'}")
     print(f"the adapter's port is {gone[0]}: set bus.port in the robot's robot.yaml or pass port={gone[0]}; "
           "plug the adapter back in")
@@ -99,9 +100,9 @@ def _find_single_servo(bus_class: type[MotorBus], port: str, baudrates: list[int
         finally:
             bus.disconnect(disable_torque=False)
         if len(ids) > 1:
-            raise RuntimeError(f"several servos answer on {port} at {baudrate} bit/s (ids {ids}): "
+            raise DeviceFault(f"several servos answer on {port} at {baudrate} bit/s (ids {ids}): "
                                f"connect only motor {name!r}")
         if ids:
             return ids[0], baudrate
-    raise RuntimeError(f"no servo answers on {port} at {' or '.join(map(str, baudrates))} bit/s: check that "
+    raise DeviceFault(f"no servo answers on {port} at {' or '.join(map(str, baudrates))} bit/s: check that "
                        f"motor {name!r} is connected and powered, and the port (`robo robot find-port`)")

@@ -1,22 +1,28 @@
 """Robot configs: one YAML per robot in ``hardware/<name>/robot.yaml``, typed here.
 
 A config says what the robot is (``kind``), how to reach it (bus vendor, port, motor IDs),
-which MuJoCo task its twin runs, and its safety chain. ``robo robot list`` shows them;
-``load_robot_config`` checks a file against ``RobotConfig`` so a misspelt key or a wrong type
-is an error that names the file and key.
+which MuJoCo task its twin runs, and its safety chain. ``RobotConfig`` holds what every kind
+has; a kind's own keys (an arm's model, a base's geometry) live in its config subclass, with
+the kind (``registry.py``). ``load_robot_config`` checks a file against its kind's class, so
+a misspelt key or a wrong type is an error that names the file and key.
+
+Robots are found by name in the package's ``hardware/`` and then in a ``hardware/`` folder
+next to each plugin module (``ROBO_PLUGINS``); ``robo robot list`` shows them all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from robo_policies.utils.errors import ConfigError, UnknownNameError
+from robo_policies.utils.plugins import plugin_dirs
+
 HARDWARE_DIR = Path(__file__).resolve().parent.parent / "hardware"
-KINDS = ("arm", "diffdrive", "omni")
 
 
 @dataclass
@@ -40,22 +46,6 @@ class BusConfig:
 
 
 @dataclass
-class BaseGeometry:
-    """Wheeled bases: what kinematics and odometry need."""
-
-    wheel_radius: float = 0.0
-    """m."""
-    wheel_separation: float = 0.0
-    """m between the wheels' contact points (differential drive)."""
-    base_radius: float = 0.0
-    """m from the centre to each wheel (omni)."""
-    wheel_angles_deg: list[float] = field(default_factory=lambda: [90.0, 210.0, 330.0])
-    """Omni: the wheels' mounting angles."""
-    max_wheel_speed: float = 0.0
-    """rad/s; commands are scaled together to respect it."""
-
-
-@dataclass
 class EStopConfig:
     """Sources that latch the emergency stop (only an explicit reset clears it)."""
 
@@ -69,11 +59,12 @@ class EStopConfig:
 
 @dataclass
 class RobotConfig:
-    """A robot: ``hardware/<name>/robot.yaml``."""
+    """A robot: ``hardware/<name>/robot.yaml`` (the keys every kind has)."""
 
     name: str = ""
     kind: str = "arm"
-    """arm (joint targets + gripper), diffdrive or omni (wheel speeds)."""
+    """A registered robot kind (``robo robot list`` shows each robot's): arm (joint targets +
+    gripper), diffdrive or omni (wheel speeds), or a plugin's."""
     description: str = ""
     bus: BusConfig = field(default_factory=BusConfig)
     motors: dict[str, MotorConfig] = field(default_factory=dict)
@@ -82,12 +73,6 @@ class RobotConfig:
     """Calibration file, relative to the config (written by `robo robot calibrate`)."""
     sim_task: Optional[str] = None
     """The task whose MuJoCo model is this robot's twin (`robo deploy sim=true`)."""
-    geometry: BaseGeometry = field(default_factory=BaseGeometry)
-    arm_model: Optional[str] = None
-    """Arms: the MJCF model (relative to hardware/) whose forward kinematics a workspace_box
-    filter uses; its joints are named like the motors (all but the gripper)."""
-    tool_site: str = "tcp"
-    """Arms: the model's site that the workspace box bounds."""
     safety: list[Any] = field(default_factory=list)
     """Safety filters applied before every send, in order (see robots/safety.py)."""
     watchdog_s: Optional[float] = 0.5
@@ -96,38 +81,61 @@ class RobotConfig:
     source: str = ""
     """The file this config was read from (filled in by the loader)."""
 
+    command: ClassVar[str] = "pos"
+    """What each motor is told: ``pos`` (a position target) or ``vel`` (a speed)."""
+
     @property
     def directory(self) -> Path:
         return Path(self.source).parent
 
     @property
     def action_names(self) -> list[str]:
-        """Command names: ``<motor>.pos`` for an arm, ``<wheel>.vel`` for a base."""
-        suffix = "pos" if self.kind == "arm" else "vel"
-        return [f"{motor}.{suffix}" for motor in self.motors]
+        """Command names, one per motor: ``<motor>.pos`` or ``<motor>.vel``."""
+        return [f"{motor}.{self.command}" for motor in self.motors]
+
+
+def hardware_dirs() -> list[Path]:
+    """Where robots are found by name: the package's ``hardware/``, then the plugins'."""
+    return [HARDWARE_DIR, *plugin_dirs("hardware")]
 
 
 def robot_names() -> list[str]:
-    """Every robot with a config in ``hardware/``."""
-    return sorted(path.parent.name for path in HARDWARE_DIR.glob("*/robot.yaml"))
+    """Every robot with a config in a ``hardware/`` folder (``hardware_dirs``)."""
+    return sorted({path.parent.name for folder in hardware_dirs() for path in folder.glob("*/robot.yaml")})
+
+
+def find_hardware_file(relative: str | Path) -> Path | None:
+    """``relative`` in the first ``hardware/`` folder that has it (a robot's YAML, a model)."""
+    return next((folder / relative for folder in hardware_dirs() if (folder / relative).is_file()), None)
 
 
 def load_robot_config(name_or_path: str | Path) -> RobotConfig:
-    """A robot's config by name (``hardware/<name>/robot.yaml``) or by YAML path."""
+    """A robot's config by name (``hardware/<name>/robot.yaml``) or by YAML path, typed by the
+    class its kind registers."""
+    from robo_policies.robots.registry import robot_kind
+
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = HARDWARE_DIR / str(name_or_path) / "robot.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"no robot named {str(name_or_path)!r}; known robots: {robot_names()}")
+        found = find_hardware_file(Path(str(name_or_path)) / "robot.yaml")
+        if found is None:
+            raise UnknownNameError(f"no robot named {str(name_or_path)!r}; known robots: {robot_names()}")
+        path = found
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such robot config")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(RobotConfig), OmegaConf.load(path))
+        raw = OmegaConf.load(path)
+        if not isinstance(raw, DictConfig):
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+        try:
+            kind = robot_kind(str(raw.get("kind", RobotConfig.kind)))
+        except UnknownNameError as err:
+            raise UnknownNameError(f"{path}: {err}") from None
+        merged = OmegaConf.merge(OmegaConf.structured(kind.config_class), raw)
         config: RobotConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as err:
-        raise ValueError(f"{path}: {err.msg if hasattr(err, 'msg') else err}") from err
-    if config.kind not in KINDS:
-        raise ValueError(f"{path}: kind must be one of {KINDS}, got {config.kind!r}")
+        raise ConfigError(f"{path}: {err.msg if hasattr(err, 'msg') else err}") from err
     if not config.motors:
-        raise ValueError(f"{path}: motors is empty")
+        raise ConfigError(f"{path}: motors is empty")
     config.source = str(path)
     config.name = config.name or path.parent.name
     return config

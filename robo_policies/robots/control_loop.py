@@ -2,7 +2,9 @@
 
 Each tick (10 to 50 Hz) reads the robot when a policy step begins, sends the action that the
 schedule holds for this moment through the robot's safety chain, and sleeps to an absolute
-deadline, so a slow tick does not shift the ones after it.
+deadline, so a slow tick does not shift the ones after it. Deadlines and period statistics
+keep the robot's clock (``clock.py``), so a test runs the loop on a fake clock and its
+timing is exact.
 
 Inference is decoupled from the loop: a ``PolicyWorker`` thread predicts the next chunk
 while the loop keeps executing the present one. Every chunk is stamped with the time of the
@@ -21,31 +23,24 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from robo_policies.policy import history_batch
+from robo_policies.policy import executed_slice, history_batch
+from robo_policies.robots.clock import SPIN_S
 from robo_policies.robots.robot import Robot
+from robo_policies.utils.errors import ConfigError
 
-SPIN_S = 0.0005
-"""The last stretch before a deadline is waited by spinning: ``time.sleep`` can overshoot."""
-
-
-class PolicyLike(Protocol):
-    """What the loop needs from a policy (``Policy`` qualifies)."""
-
-    config: Any  # n_obs_steps, n_action_steps
-    obs_shapes: dict[str, tuple[int, ...]]
-
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+if TYPE_CHECKING:
+    from robo_policies.envs.runner import ChunkPolicy
 
 
-def _warm_started(policy: PolicyLike) -> bool:
+def _warm_started(policy: ChunkPolicy) -> bool:
     """Whether the policy warm-starts each chunk from the previous one (RTI)."""
     return getattr(policy, "warm_start", None) is not None
 
@@ -76,11 +71,13 @@ class PolicyWorker:
     """The policy in a background thread: one request in flight at a time.
 
     Args:
-        policy: anything with ``predict_chunk``, ``config.n_obs_steps``, ``config.n_action_steps``.
+        policy: a ``ChunkPolicy`` (``predict_chunk``, ``config.n_obs_steps``, ``config.n_action_steps``).
         step_s: seconds between the policy's actions (its task's control period).
+
+    ``inference_ms`` is measured on the wall clock: it is the compute a chunk costs.
     """
 
-    def __init__(self, policy: PolicyLike, step_s: float) -> None:
+    def __init__(self, policy: ChunkPolicy, step_s: float) -> None:
         self.policy = policy
         self.step_s = step_s
         self.inference_ms: list[float] = []
@@ -128,7 +125,7 @@ class PolicyWorker:
 
     def _serve(self) -> None:
         config = self.policy.config
-        first = config.n_obs_steps - 1
+        executed = executed_slice(config)
         previous_t: float | None = None
         while (item := self._requests.get()) is not None:
             history, t_obs = item
@@ -145,14 +142,14 @@ class PolicyWorker:
                     window = self.policy.predict_chunk(batch, **kwargs)[0].cpu().numpy().astype(np.float64)
                 previous_t = t_obs
                 self.inference_ms.append((time.perf_counter() - start) * 1000.0)
-                self._results.put(Chunk(t_obs, window[first : first + config.n_action_steps], self.step_s))
+                self._results.put(Chunk(t_obs, window[executed], self.step_s))
             except BaseException as err:  # handed to the loop, which stops the robot
                 self._results.put(err)
 
 
 @dataclass
 class LoopStats:
-    """Timing of every tick, gathered over a run's episodes."""
+    """Timing of every tick (the robot's clock), gathered over a run's episodes."""
 
     period_s: float
     tick_starts: list[float] = field(default_factory=list)
@@ -200,7 +197,10 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
     ``lead_steps``: ask for the next chunk when this many policy steps of the present one are
     left, so it is ready before the present one runs out. With ``realtime=False`` (twins
     only) the loop does not sleep and waits for every chunk, which makes a run reproducible.
+    Ticks keep ``robot.clock``; a chunk late for its tick is waited for in wall time, at most
+    until the tick's deadline on that clock.
     """
+    clock = robot.clock
     period = 1.0 / hz
     max_ticks = int(round(max_seconds * hz))
     history: deque[dict[str, np.ndarray]] = deque(maxlen=worker.policy.config.n_obs_steps)
@@ -208,10 +208,10 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
     next_policy_step = 0.0
     worker.discard_pending()
     stats.new_episode()
-    deadline = time.perf_counter()
+    deadline = clock.now()
     for tick in range(max_ticks):
         t = tick * period
-        stats.tick_starts.append(time.perf_counter())
+        stats.tick_starts.append(clock.now())
         if t >= next_policy_step - 1e-9:
             history.append(robot.get_observation())
             next_policy_step += worker.step_s
@@ -220,12 +220,12 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
                 worker.request(list(history), t)
         if chunk is None:  # the episode's first chunk is awaited before the clock starts
             chunk = worker.poll(timeout=None)
-            deadline = stats.tick_starts[-1] = time.perf_counter()
+            deadline = stats.tick_starts[-1] = clock.now()
         elif (arrived := worker.poll(timeout=0.0 if realtime or not worker.busy else None)) is not None:
             chunk = arrived
         action = chunk.action_at(t) if chunk is not None else None
         if action is None and worker.busy and realtime:  # wait for it while the tick lasts
-            arrived = worker.poll(timeout=max(0.0, deadline + period - SPIN_S - time.perf_counter()))
+            arrived = worker.poll(timeout=max(0.0, deadline + period - SPIN_S - clock.now()))
             chunk = arrived if arrived is not None else chunk
             action = chunk.action_at(t)
         if action is None:
@@ -236,11 +236,11 @@ def run_episode(robot: Robot, worker: PolicyWorker, hz: float, max_seconds: floa
             return EpisodeOutcome(tick + 1, True, (tick + 1) * period)
         deadline += period
         if realtime:
-            now = time.perf_counter()
+            now = clock.now()
             if now > deadline:  # late: count it and start the next tick now, without a burst
                 stats.missed_deadlines += 1
                 deadline = now
-            _sleep_until(deadline)
+            clock.sleep(deadline - now)
     return EpisodeOutcome(max_ticks, False, max_ticks * period)
 
 
@@ -254,7 +254,7 @@ def loop_priority(priority: int) -> Iterator[bool]:
         yield False
         return
     if not 1 <= priority <= 99:
-        raise ValueError(f"rt_priority must be in [1, 99] (or 0: off), got {priority}")
+        raise ConfigError(f"rt_priority must be in [1, 99] (or 0: off), got {priority}")
     try:
         previous = os.sched_getscheduler(0), os.sched_getparam(0)
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
@@ -269,11 +269,3 @@ def loop_priority(priority: int) -> Iterator[bool]:
     finally:
         os.sched_setscheduler(0, *previous)
 
-
-def _sleep_until(deadline: float) -> None:
-    """Sleep, then spin the last ``SPIN_S``, until ``time.perf_counter()`` reaches ``deadline``."""
-    remaining = deadline - time.perf_counter()
-    if remaining > SPIN_S:
-        time.sleep(remaining - SPIN_S)
-    while time.perf_counter() < deadline:
-        pass

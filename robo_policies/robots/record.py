@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from robo_policies.data.replay_buffer import ReplayBuffer
+from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.robots.robot import Robot
-from robo_policies.robots.teleop import DriveSettings, KeySource, drive, keyboard_for
+from robo_policies.robots.teleop import KeySource, drive, keyboard_for
+from robo_policies.utils.errors import ConfigError
 
 DATASET_SOURCE = "robo record"
 
@@ -44,9 +46,9 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
     connected robot into ``out`` (created, or appended to)."""
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if not (fps > 0 and episode_s > 0):
-        raise ValueError(f"fps and episode_s must be > 0, got fps={fps}, episode_s={episode_s}")
+        raise ConfigError(f"fps and episode_s must be > 0, got fps={fps}, episode_s={episode_s}")
     buffer = open_dataset(out, robot, fps)
     before = buffer.n_episodes
     echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
@@ -91,7 +93,7 @@ def open_dataset(out: str | Path, robot: Robot, fps: float) -> ReplayBuffer:
         buffer = ReplayBuffer.open(out, mode="a")
         attrs = buffer.attrs
         if attrs.get("robot") != robot.name or not math.isclose(attrs.get("fps") or 0.0, fps):
-            raise ValueError(f"{out} holds robot {attrs.get('robot')!r} at {attrs.get('fps')} Hz, not "
+            raise ConfigError(f"{out} holds robot {attrs.get('robot')!r} at {attrs.get('fps')} Hz, not "
                              f"{robot.name!r} at {fps:g} Hz: choose another out")
         return buffer
     out.parent.mkdir(parents=True, exist_ok=True)

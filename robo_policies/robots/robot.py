@@ -15,13 +15,13 @@ the device side: ``_connect``, ``_disconnect``, ``_read`` (observation), ``_writ
 from __future__ import annotations
 
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from robo_policies.robots.clock import WALL_CLOCK, Clock
 from robo_policies.robots.safety import EStop, SafetyChain, SafetyContext, Watchdog
 from robo_policies.utils.errors import DeviceFault
 
@@ -37,7 +37,7 @@ class SendRecord:
     requested: np.ndarray
     sent: np.ndarray
     timestamp: float
-    """``time.perf_counter()`` when the command was written."""
+    """The robot's ``clock.now()`` when the command was written."""
     events: list[str] = field(default_factory=list)
     """Safety interventions on this command (empty when it went through unchanged)."""
 
@@ -51,13 +51,20 @@ class Robot(ABC):
             every send sends ``hold_command``); default: no filters, an e-stop of its own.
         watchdog_s: stop the robot when no command arrives for this long (None: no watchdog).
         period_s: the control loop's period, the ``dt`` of velocity and acceleration limits
-            (None: the measured time since the last command).
+            (None: the time since the last command, measured on ``clock``).
+        clock: the time of timestamps, the watchdog and the loops that drive this robot
+            (default: the wall clock; a ``FakeClock`` in tests).
     """
 
-    def __init__(self, name: str, safety: SafetyChain | None = None,
-                 watchdog_s: float | None = None, period_s: float | None = None) -> None:
+    kind: str | None = None
+    """The registered kind this robot was built as (``make_robot`` sets it); teleop asks the
+    kind for its key bindings."""
+
+    def __init__(self, name: str, safety: SafetyChain | None = None, watchdog_s: float | None = None,
+                 period_s: float | None = None, clock: Clock = WALL_CLOCK) -> None:
         self.name = name
         self.period_s = period_s
+        self.clock = clock
         self.safety = safety if safety is not None else SafetyChain([], estop=EStop())
         if self.safety.estop is None:
             raise ValueError(f"{name}: the safety chain needs an e-stop")
@@ -128,6 +135,12 @@ class Robot(ABC):
     def is_connected(self) -> bool:
         return self._connected
 
+    @property
+    def watchdog(self) -> Watchdog | None:
+        """The watchdog while connected (None when off or disconnected); on a fake clock a
+        test moves time and calls its ``check()``."""
+        return self._watchdog
+
     def connect(self) -> None:
         """Open the device and start the watchdog."""
         if self._connected:
@@ -136,14 +149,14 @@ class Robot(ABC):
         self._connected = True
         self.forget_commands()
         if self.watchdog_s is not None:
-            self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog)
+            self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog, clock=self.clock)
             self._watchdog.start()
 
     def get_observation(self) -> dict[str, np.ndarray]:
-        """The present observation, with ``timestamp`` (``time.perf_counter()`` at the read)."""
+        """The present observation, with ``timestamp`` (``clock.now()`` at the read)."""
         self._require_connected()
         observation = self._read()
-        observation["timestamp"] = np.float64(time.perf_counter())
+        observation["timestamp"] = np.float64(self.clock.now())
         return observation
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
@@ -154,7 +167,7 @@ class Robot(ABC):
             raise RobotError(f"{self.name}: action has shape {np.shape(action)}, expected "
                              f"({self.action_dim},) for {self.action_names}")
         with self._lock:
-            now = time.perf_counter()
+            now = self.clock.now()
             before = dict(self.safety.interventions)
             sent = self.safety.apply(requested, self._context(now))
             events = [name for name, count in self.safety.interventions.items()

@@ -34,7 +34,6 @@ import dataclasses
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robo_policies.robots.base_kinematics import scale_to_limit
+from robo_policies.robots.clock import WALL_CLOCK, Clock
+from robo_policies.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +101,15 @@ def _limits(value: Any, key: str, *, positive: bool) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected a number or a list of numbers, got {value!r}") from None
+        raise ConfigError(f"{key}: expected a number or a list of numbers, got {value!r}") from None
     if array.ndim > 1:
-        raise ValueError(f"{key}: expected a number or a flat list, got shape {array.shape}")
+        raise ConfigError(f"{key}: expected a number or a flat list, got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{key}: is empty")
+        raise ConfigError(f"{key}: is empty")
     if np.any(np.isnan(array)):
-        raise ValueError(f"{key}: contains NaN: {value!r}")
+        raise ConfigError(f"{key}: contains NaN: {value!r}")
     if positive and np.any(array <= 0):
-        raise ValueError(f"{key}: every value must be > 0, got {value!r}")
+        raise ConfigError(f"{key}: every value must be > 0, got {value!r}")
     return array
 
 
@@ -167,10 +168,10 @@ class JointLimitsConfig:
         try:
             ordered = np.all(self.low <= self.high)
         except ValueError:
-            raise ValueError(f"joint_limits.low and .high have different lengths: {self.low.size} "
+            raise ConfigError(f"joint_limits.low and .high have different lengths: {self.low.size} "
                              f"and {self.high.size}") from None
         if not ordered:
-            raise ValueError(f"joint_limits.low must be <= high, got low={self.low.tolist()} "
+            raise ConfigError(f"joint_limits.low must be <= high, got low={self.low.tolist()} "
                              f"high={self.high.tolist()}")
 
 
@@ -205,7 +206,7 @@ class MaxStep(_Filter):
 
     def __call__(self, command: np.ndarray, context: SafetyContext) -> np.ndarray:
         if context.present is None:
-            raise ValueError(f"{self.name}: needs context.present (measured positions); "
+            raise ConfigError(f"{self.name}: needs context.present (measured positions); "
                              "this robot gives none")
         step = self.config.max_step
         return np.clip(command, context.present - step, context.present + step)
@@ -282,10 +283,10 @@ class WorkspaceBoxConfig:
         for key in ("low", "high"):
             value = _limits(getattr(self, key), f"workspace_box.{key}", positive=False)
             if value.shape != (3,):
-                raise ValueError(f"workspace_box.{key}: expected [x, y, z], got {getattr(self, key)!r}")
+                raise ConfigError(f"workspace_box.{key}: expected [x, y, z], got {getattr(self, key)!r}")
             setattr(self, key, value)
         if not np.all(self.low < self.high):
-            raise ValueError(f"workspace_box.low must be < high, got low={self.low.tolist()} "
+            raise ConfigError(f"workspace_box.low must be < high, got low={self.low.tolist()} "
                              f"high={self.high.tolist()}")
 
 
@@ -353,17 +354,20 @@ class EStop:
         file: the stop file to watch, or None.
         keys: keys that latch it in ``on_key`` (``"space"`` also matches ``" "``); one
             string is one key.
+        clock: the time ``latched_at`` is read from (the robot's clock).
     """
 
-    def __init__(self, file: str | Path | None = None, keys: Iterable[str] = ("space", "e")) -> None:
+    def __init__(self, file: str | Path | None = None, keys: Iterable[str] = ("space", "e"),
+                 clock: Clock = WALL_CLOCK) -> None:
         self.file = Path(file) if file is not None else None
+        self.clock = clock
         if isinstance(keys, str):  # one key, not its letters
             keys = (keys,)
         self.keys = frozenset(self._key_name(key) for key in keys)
         self._latched = False
         self._reason: str | None = None
         self.latched_at: float | None = None
-        """``time.perf_counter()`` when it latched."""
+        """``clock.now()`` when it latched: the start of the stop's latency."""
         self._previous_handlers: dict[int, Any] = {}
 
     @staticmethod
@@ -376,7 +380,7 @@ class EStop:
         if self._latched:
             return
         self._reason = reason
-        self.latched_at = time.perf_counter()
+        self.latched_at = self.clock.now()
         self._latched = True
         logger.warning("E-STOP latched: %s", reason)
 
@@ -444,10 +448,10 @@ class SafetyChain:
         names = [f.name for f in filters]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"safety filter names must be unique; repeated: {duplicates} "
+            raise ConfigError(f"safety filter names must be unique; repeated: {duplicates} "
                              "(give each a 'name')")
         if estop is not None and "estop" in names:
-            raise ValueError("the filter name 'estop' is taken by the e-stop")
+            raise ConfigError("the filter name 'estop' is taken by the e-stop")
         self.filters = list(filters)
         self.estop = estop
         self.reset()
@@ -506,36 +510,36 @@ def build_safety_chain(specs: Sequence[Mapping[str, Any]], *,
     for index, spec in enumerate(specs):
         where = f"safety spec #{index}"
         if not isinstance(spec, Mapping):
-            raise ValueError(f"{where}: expected a mapping with a 'type' key, got {spec!r}")
+            raise ConfigError(f"{where}: expected a mapping with a 'type' key, got {spec!r}")
         kind = spec.get("type")
         if not isinstance(kind, str) or kind not in FILTER_TYPES:
-            raise ValueError(f"{where}: unknown or missing 'type' {kind!r}; known types: "
+            raise ConfigError(f"{where}: unknown or missing 'type' {kind!r}; known types: "
                              f"{', '.join(sorted(FILTER_TYPES))}")
         cls = FILTER_TYPES[kind]
         where = f"{where} ({kind})"
         fields = [f.name for f in dataclasses.fields(cls.config_class)]
         unknown = sorted(set(spec) - set(fields) - {"type", "name"})
         if unknown:
-            raise ValueError(f"{where}: unknown key {unknown[0]!r}; allowed keys: "
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: "
                              f"{', '.join(['type', 'name', *fields])}")
         missing = [key for key in fields if key not in spec]
         if missing:
-            raise ValueError(f"{where}: missing key {missing[0]!r}")
+            raise ConfigError(f"{where}: missing key {missing[0]!r}")
         try:
             config = cls.config_class(**{key: spec[key] for key in fields})
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
+            raise ConfigError(f"{where}: {error}") from None
         if dim is not None:
             for key in fields:
                 value = getattr(config, key)
                 if kind != "workspace_box" and np.ndim(value) == 1 and np.size(value) not in (1, dim):
-                    raise ValueError(f"{where}: {key!r} has {np.size(value)} values, the command {dim}")
+                    raise ConfigError(f"{where}: {key!r} has {np.size(value)} values, the command {dim}")
         name = spec.get("name")
         if name is not None and not (isinstance(name, str) and name):
-            raise ValueError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+            raise ConfigError(f"{where}: 'name' must be a non-empty string, got {name!r}")
         if cls is WorkspaceBox:
             if fk is None:
-                raise ValueError(f"{where}: needs forward kinematics: pass fk= to build_safety_chain")
+                raise ConfigError(f"{where}: needs forward kinematics: pass fk= to build_safety_chain")
             filters.append(WorkspaceBox(config, fk, name))
         else:
             filters.append(cls(config, name))
@@ -548,29 +552,34 @@ def build_safety_chain(specs: Sequence[Mapping[str, Any]], *,
 class Watchdog:
     """Calls ``on_expire`` once when ``feed()`` has not been called for ``timeout_s``.
 
-    A daemon thread checks every ``period_s`` (default ``timeout_s / 20``), so it fires
-    between ``timeout_s`` and ``timeout_s + period_s`` after the last feed, plus thread
-    wake-up latency. The next ``feed()`` re-arms it. The robot uses it to stop (wheels to
-    zero, arm holding) when the control loop or its link stops sending commands.
-    ``on_expire`` runs on the watchdog thread; an exception in it is logged, not raised.
+    ``check()`` fires it when the timeout has passed on ``clock``; a daemon thread calls it
+    every ``period_s`` (default ``timeout_s / 20``) of wall time, so on the wall clock it
+    fires between ``timeout_s`` and ``timeout_s + period_s`` after the last feed, plus thread
+    wake-up latency. On a fake clock a test calls ``check()`` itself after moving time. The
+    next ``feed()`` re-arms it. The robot uses it to stop (wheels to zero, arm holding) when
+    the control loop or its link stops sending commands. ``on_expire`` runs on the thread
+    that fired; an exception in it is logged, not raised.
     """
 
     def __init__(self, timeout_s: float, on_expire: Callable[[], None],
-                 period_s: float | None = None) -> None:
+                 period_s: float | None = None, clock: Clock = WALL_CLOCK) -> None:
         if not (np.isfinite(timeout_s) and timeout_s > 0):
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+            raise ConfigError(f"timeout_s must be positive, got {timeout_s!r}")
         self.timeout_s = float(timeout_s)
         self.period_s = float(period_s) if period_s is not None else self.timeout_s / 20
         if not self.period_s > 0:
-            raise ValueError(f"period_s must be positive, got {period_s!r}")
+            raise ConfigError(f"period_s must be positive, got {period_s!r}")
         self.on_expire = on_expire
+        self.clock = clock
         self._lock = threading.Lock()
+        self._firing = threading.Lock()
+        """Held through a check and its ``on_expire``: whoever checks next sees its effect."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_feed = time.perf_counter()
+        self._last_feed = clock.now()
         self._expired = False
         self.expired_at: float | None = None
-        """``time.perf_counter()`` when it last expired (None if it never did)."""
+        """``clock.now()`` when it last expired (None if it never did)."""
 
     @property
     def expired(self) -> bool:
@@ -579,17 +588,35 @@ class Watchdog:
 
     @property
     def last_feed(self) -> float:
-        """``time.perf_counter()`` of the last feed (or of ``start``)."""
+        """``clock.now()`` of the last feed (or of ``start``)."""
         return self._last_feed
 
     def feed(self) -> None:
         """A command went out: restart the countdown and re-arm."""
         with self._lock:
-            self._last_feed = time.perf_counter()
+            self._last_feed = self.clock.now()
             self._expired = False
 
+    def check(self) -> bool:
+        """Fire now if ``timeout_s`` has passed since the last feed and it has not fired since
+        (nor been stopped); returns whether this call fired it."""
+        with self._firing:
+            with self._lock:
+                now = self.clock.now()
+                fire = (not self._expired and not self._stop.is_set()
+                        and now - self._last_feed >= self.timeout_s)
+                if fire:
+                    self._expired, self.expired_at = True, now
+            if fire:
+                logger.warning("watchdog: no feed for %.3f s", now - self._last_feed)
+                try:
+                    self.on_expire()
+                except Exception:
+                    logger.exception("watchdog on_expire failed")
+        return fire
+
     def start(self) -> None:
-        """Start the countdown (from now) on a daemon thread."""
+        """Start the countdown (from now) and the thread that checks it."""
         if self._thread is not None:
             raise RuntimeError("watchdog already started")
         self.feed()
@@ -613,14 +640,4 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
-            with self._lock:
-                now = time.perf_counter()
-                fire = not self._expired and now - self._last_feed >= self.timeout_s
-                if fire:
-                    self._expired, self.expired_at = True, now
-            if fire:
-                logger.warning("watchdog: no feed for %.3f s", now - self._last_feed)
-                try:
-                    self.on_expire()
-                except Exception:
-                    logger.exception("watchdog on_expire failed")
+            self.check()

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from robo_policies.robots.robot import Robot
+from robo_policies.utils.errors import ConfigError
 
 UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -33,7 +34,7 @@ def stop_signals(robot: Robot, estop_signal: str | None = None) -> Iterator[None
     """Inside the block, SIGTERM and SIGHUP raise ``Terminated`` and ``estop_signal`` (a name
     such as ``SIGUSR1``, or None) latches the robot's e-stop. Call from the main thread."""
     if estop_signal and estop_signal not in signal.Signals.__members__:
-        raise ValueError(f"{robot.name}: estop.signal {estop_signal!r} is not a signal name (e.g. SIGUSR1)")
+        raise ConfigError(f"{robot.name}: estop.signal {estop_signal!r} is not a signal name (e.g. SIGUSR1)")
     previous = {signum: signal.signal(signum, _raise_terminated) for signum in UNWINDING_SIGNALS}
     try:
         if estop_signal:

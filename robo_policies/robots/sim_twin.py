@@ -2,8 +2,8 @@
 
 ``robo deploy sim=true`` drives a twin with the same control loop, policy worker and safety
 chain as the hardware. Simulated time advances by one control period per command, in step
-with the loop (which still keeps wall-clock time), so a sim run is reproducible and its
-success rate compares with ``robo eval`` on the same task.
+with the loop (which keeps the twin's clock: the wall clock, or a test's fake clock), so a
+sim run is reproducible and its success rate compares with ``robo eval`` on the same task.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from robo_policies.envs.mujoco_env import MujocoTaskEnv
 from robo_policies.envs.registry import get_task
 from robo_policies.robots.arm import arm_hold
 from robo_policies.robots.robot import Robot
+from robo_policies.utils.errors import ConfigError
 
 
 class SimTwin(Robot):
@@ -25,7 +26,7 @@ class SimTwin(Robot):
         task: registered task whose model and scene the twin runs (``arm_pick_place``, ...).
         action_names: one name per command dimension, as on the hardware.
         period_s: simulated seconds per command (the control loop's period).
-        **robot_kwargs: safety chain, e-stop and watchdog (see ``Robot``).
+        **robot_kwargs: safety chain, watchdog and clock (see ``Robot``).
     """
 
     def __init__(self, name: str, task: str, action_names: list[str], period_s: float,
@@ -37,7 +38,7 @@ class SimTwin(Robot):
         probe = self.task.env().unwrapped
         self._features = {key: tuple(space.shape) for key, space in probe.observation_space.spaces.items()}
         if probe.action_space.shape != (len(self._action_names),):
-            raise ValueError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
+            raise ConfigError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
                              f"task {task}, whose action has shape {probe.action_space.shape}")
         probe.close()
 

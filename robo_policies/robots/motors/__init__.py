@@ -25,6 +25,7 @@ from robo_policies.robots.motors.calibration import (
     load_calibration,
     save_calibration,
 )
+from robo_policies.utils.errors import ConfigError
 
 _VENDOR_BUSES = {"dynamixel": "DynamixelMotorBus", "feetech": "FeetechMotorBus"}
 
@@ -32,7 +33,7 @@ _VENDOR_BUSES = {"dynamixel": "DynamixelMotorBus", "feetech": "FeetechMotorBus"}
 def motor_bus_class(vendor: str) -> type[MotorBus]:
     """The bus class of a vendor (``dynamixel`` or ``feetech``), importing its SDK now."""
     if vendor not in _VENDOR_BUSES:
-        raise ValueError(f"unknown motor vendor {vendor!r}; known: {sorted(_VENDOR_BUSES)}")
+        raise ConfigError(f"unknown motor vendor {vendor!r}; known: {sorted(_VENDOR_BUSES)}")
     module = importlib.import_module(f"{__name__}.{vendor}")
     return getattr(module, _VENDOR_BUSES[vendor])
 

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robo_policies.robots.motors.calibration import MotorCalibration
-from robo_policies.utils.errors import DeviceFault
+from robo_policies.utils.errors import ConfigError, DeviceFault
 
 MotorMode = Literal["position", "velocity"]
 MOTOR_MODES: tuple[str, ...] = ("position", "velocity")
@@ -209,10 +209,10 @@ class MotorBus(ABC):
         missing = [name for name in self.motors if name not in calibration]
         unknown = [name for name in calibration if name not in self.motors]
         if missing or unknown:
-            raise ValueError(f"calibration does not match the motors: missing {missing}, unknown {unknown}")
+            raise ConfigError(f"calibration does not match the motors: missing {missing}, unknown {unknown}")
         self.calibration: dict[str, MotorCalibration] = dict(calibration)
         if baudrate not in self.baudrate_values:
-            raise ValueError(f"unsupported baud rate {baudrate}; supported: {sorted(self.baudrate_values)}")
+            raise ConfigError(f"unsupported baud rate {baudrate}; supported: {sorted(self.baudrate_values)}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         if hardware_errors not in ("warn", "raise"):
@@ -230,16 +230,16 @@ class MotorBus(ABC):
 
     def _check_motor(self, motor: Motor) -> None:
         if motor.name in self.motors:
-            raise ValueError(f"two motors are named {motor.name!r}")
+            raise ConfigError(f"two motors are named {motor.name!r}")
         if not 0 <= motor.id <= MAX_MOTOR_ID:
-            raise ValueError(f"motor {motor.name!r}: id {motor.id} is outside 0..{MAX_MOTOR_ID}")
+            raise ConfigError(f"motor {motor.name!r}: id {motor.id} is outside 0..{MAX_MOTOR_ID}")
         if any(other.id == motor.id for other in self.motors.values()):
-            raise ValueError(f"motor {motor.name!r}: id {motor.id} is already used")
+            raise ConfigError(f"motor {motor.name!r}: id {motor.id} is already used")
         if motor.model not in self.models:
-            raise ValueError(f"motor {motor.name!r}: unknown model {motor.model!r}; "
+            raise ConfigError(f"motor {motor.name!r}: unknown model {motor.model!r}; "
                              f"{type(self).__name__} knows {sorted(self.models)}")
         if motor.mode not in MOTOR_MODES:
-            raise ValueError(f"motor {motor.name!r}: mode must be one of {MOTOR_MODES}, got {motor.mode!r}")
+            raise ConfigError(f"motor {motor.name!r}: mode must be one of {MOTOR_MODES}, got {motor.mode!r}")
 
     # -- what a vendor provides: one attempt at each transaction ---------------------------
     # Each raises FailedAttempt when the status packet is missing or corrupt. Replies carry

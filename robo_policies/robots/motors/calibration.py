@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Mapping
 
 from robo_policies.utils.atomic import atomic_write_text
+from robo_policies.utils.errors import ConfigError
 
 CALIBRATION_KEYS = ("homing_offset", "range_min", "range_max", "drive_direction")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(ConfigError):
     """A calibration file that cannot be used; the message names the file, motor and key."""
 
 
