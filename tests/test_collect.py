@@ -2,24 +2,17 @@
 
 import numpy as np
 import pytest
-from toy_task import TOY_TASK
+from toy_task import TOY_TASK, solvable_seeds
 
 from robo_policies.data import ReplayBuffer
+from robo_policies.data.validate import validate_dataset
 from robo_policies.envs.collect import collect
-
-
-def expected_successes(seeds):
-    """Seeds whose start position the toy expert can solve (start <= 3.7)."""
-    import toy_task
-
-    env = toy_task.ToyReachEnv()
-    return [s for s in seeds if env.reset(seed=s)[0]["pos"][0] <= 3.7]
 
 
 def test_saves_only_successes_and_counts_attempts(tmp_path):
     result = collect(TOY_TASK, tmp_path / "d.zarr", episodes=5, seed=10, progress=False)
     buffer = ReplayBuffer.open(tmp_path / "d.zarr")
-    good = expected_successes(range(10, 10 + result.attempts))
+    good = solvable_seeds(range(10, 10 + result.attempts))
     assert result.saved == 5 == buffer.n_episodes == len(good)
     assert buffer.meta("seed").tolist() == good
     assert buffer.meta("success").all()
@@ -35,7 +28,7 @@ def test_keep_failed_and_attempt_limit(tmp_path):
     buffer = ReplayBuffer.open(tmp_path / "d.zarr")
     assert result.attempts == 6 and buffer.n_episodes == 6
     assert buffer.meta("seed").tolist() == list(range(6))
-    assert buffer.meta("success").sum() == len(expected_successes(range(6)))
+    assert buffer.meta("success").sum() == len(solvable_seeds(range(6)))
     with pytest.raises(RuntimeError, match=r"saved \d+/50 episodes in 3 attempts"):
         collect(TOY_TASK, tmp_path / "e.zarr", episodes=50, max_attempts=3, progress=False)
 
@@ -70,3 +63,40 @@ def test_resume_continues_and_refuses_overwrite(tmp_path):
     fresh = collect(TOY_TASK, tmp_path / "f.zarr", episodes=4, seed=0, progress=False)
     assert resumed == ReplayBuffer.open(tmp_path / "f.zarr").meta("seed").tolist()
     assert first.saved == 2 and fresh.saved == 4
+
+
+class Crash(BaseException):
+    """Stands in for a kill: nothing in the collector catches it."""
+
+
+def test_a_crash_mid_write_keeps_every_finished_episode_and_resume_completes_the_run(
+    tmp_path, monkeypatch
+):
+    """The in-process twin of test_collect_cli's SIGKILL test: the 4th episode dies after its
+    first data array is written, before ``meta/episode_ends`` names it."""
+    import robo_policies.data.replay_buffer as replay_buffer
+
+    append_rows = replay_buffer._append_rows
+    written = []
+
+    def append_then_crash(group, key, value, start):
+        append_rows(group, key, value, start)
+        written.append(f"{group.name}/{key}")
+        if written.count("/data/action") == 4:
+            raise Crash
+
+    monkeypatch.setattr(replay_buffer, "_append_rows", append_then_crash)
+    path = tmp_path / "d.zarr"
+    with pytest.raises(Crash):
+        collect(TOY_TASK, path, episodes=6, keep_failed=True, progress=False)
+    monkeypatch.undo()
+
+    with pytest.warns(UserWarning, match="trailing rows of 'data/.*' left by an interrupted write"):
+        assert validate_dataset(path).n_episodes == 3
+    with pytest.warns(UserWarning, match="interrupted write"):  # and overwritten
+        collect(TOY_TASK, path, episodes=6, keep_failed=True, resume=True, progress=False)
+    collect(TOY_TASK, tmp_path / "fresh.zarr", episodes=6, keep_failed=True, progress=False)
+    resumed, fresh = ReplayBuffer.open(path), ReplayBuffer.open(tmp_path / "fresh.zarr")
+    assert resumed.meta("seed").tolist() == list(range(6))
+    for key in fresh.keys:
+        np.testing.assert_array_equal(resumed[key][:], fresh[key][:])

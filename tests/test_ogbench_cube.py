@@ -103,13 +103,18 @@ def test_truncates_at_horizon(task) -> None:
 
 @pytest.mark.parametrize("oracle", ["markov", "plan"])
 def test_oracle_solves_the_task(task, env, oracle: str) -> None:
-    start = time.perf_counter()
     results = [rollout(task, env, seed, oracle) for seed in range(5)]
-    per_episode = (time.perf_counter() - start) / len(results)
     successes = sum(success for _, _, success, _ in results)
     assert successes >= 4, [(success, steps) for _, _, success, steps in results]
     assert all(steps < HORIZON for _, _, success, steps in results if success)
-    assert per_episode < 2.0
+
+
+def test_smoke_wallclock_an_oracle_episode_is_cheap_enough_to_collect(task, env) -> None:
+    """Collecting hundreds of demonstrations stays practical on a CPU; the bound is loose
+    enough for a loaded CI machine."""
+    start = time.perf_counter()
+    rollout(task, env, seed=0)
+    assert time.perf_counter() - start < 10.0
 
 
 def test_render_rgb_array(task) -> None:

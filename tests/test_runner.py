@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 from gymnasium import spaces
-from toy_task import TOY_TASK, ToyReachEnv
+from toy_task import TOY_TASK, solvable_seeds
 
 from robo_policies.envs import Task, get_task
 from robo_policies.envs.diffdrive_nav import pass_side
@@ -160,12 +160,6 @@ for _id, _entry in ((FLAT_ID, FlatReachEnv), (DICT_ID, DictReachEnv)):
         gym.register(id=_id, entry_point=_entry, max_episode_steps=20)
 
 
-def toy_expected_successes(seeds):
-    """Seeds whose start the toy expert can solve (start <= 3.7), as in test_collect.py."""
-    env = ToyReachEnv()
-    return [s for s in seeds if env.reset(seed=s)[0]["pos"][0] <= 3.7]
-
-
 # -- evaluate on tasks ------------------------------------------------------------------------
 
 
@@ -178,7 +172,7 @@ def test_toy_task_success_matches_the_expert_and_seeds_are_consecutive():
     policy = ExpertPolicy(TOY_TASK)
     result = evaluate(policy, policy.make_env, episodes=20, seed=10, progress=False)
     seeds = list(range(10, 30))
-    good = toy_expected_successes(seeds)
+    good = solvable_seeds(seeds)
     assert 0 < len(good) < 20  # the toy expert fails some seeds on purpose
     assert [r["seed"] for r in result.records] == seeds
     assert [r["seed"] for r in result.records if r["success"]] == good

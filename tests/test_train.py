@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -15,9 +14,11 @@ from robo_policies.cli.main import main
 from robo_policies.data.convert import convert
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
+from robo_policies.policy import PolicyConfig
+from robo_policies.utils.scalars import ScalarLog
 
 TINY = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "policy.time_dim=16",
-        "policy.inference_steps=2", "train.batch_size=32", "train.threads=1", "progress=false"]
+        "train.batch_size=32", "train.threads=1", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,12 @@ def dataset(tmp_path_factory):
     return path
 
 
-def train_args(dataset, out, steps, *extra):
-    return ["train", f"dataset={dataset}", f"out={out}", f"train.steps={steps}", *TINY, *extra]
+def train_args(dataset, out, steps, *extra, policy="diffusion"):
+    """`robo train` of a tiny ``policy`` (2 solver steps where its head has steps)."""
+    steps_setting = "inference_steps" in PolicyConfig(head=policy).setting_names()
+    head = ["policy.head.inference_steps=2"] if steps_setting else []
+    return ["train", f"dataset={dataset}", f"out={out}", f"train.steps={steps}", f"policy={policy}",
+            *TINY, *head, *extra]
 
 
 def run_robo(*args, timeout=300):
@@ -40,9 +45,8 @@ def run_robo(*args, timeout=300):
 @pytest.mark.parametrize("policy", ["diffusion", "flow", "energy", "mlp_bc"])
 def test_run_writes_checkpoints_logs_and_curve(tmp_path, dataset, policy):
     out = tmp_path / "run"
-    assert main(train_args(dataset, out, 60, f"policy={policy}", "train.log_every=20",
-                           "train.checkpoint_every=30", "train.eval_every=30",
-                           "train.eval_episodes=1", "seed=3")) == 0
+    assert main(train_args(dataset, out, 60, "train.log_every=20", "train.checkpoint_every=30",
+                           "train.eval_every=30", "train.eval_episodes=1", "seed=3", policy=policy)) == 0
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
         "config.yaml", "ema.safetensors", "model.safetensors"]
     assert (out / "checkpoints" / "last").read_text().strip() == "step_0000060"
@@ -59,42 +63,90 @@ def test_run_writes_checkpoints_logs_and_curve(tmp_path, dataset, policy):
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 60
 
 
-def test_existing_run_needs_resume(tmp_path, dataset, capsys):
+def test_existing_run_needs_resume(tmp_path, dataset, robo):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 5)) == 0
-    assert main(train_args(dataset, out, 10)) == 1
-    assert "pass resume=true" in capsys.readouterr().err
+    result = robo(*train_args(dataset, out, 10))
+    assert result.code == 2 and "pass resume=true" in result.err
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 5  # untouched
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, dataset):
-    steps = ["2000", "train.checkpoint_every=200", "train.log_every=500", "seed=5"]
-    full = run_robo(*train_args(dataset, tmp_path / "full", *steps))
-    assert full.returncode == 0, full.stderr
-
-    killed_out = tmp_path / "killed"
-    command = [sys.executable, "-m", "robo_policies", *train_args(dataset, killed_out, *steps)]
-    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = killed_out / "checkpoints" / "last"
-    deadline = time.time() + 120
-    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL  # it was still training when killed
-    stopped_at = pointer.read_text().strip()
-    assert stopped_at != "step_0002000"
-
-    resumed = run_robo(*train_args(dataset, killed_out, *steps, "resume=true"))
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((killed_out / "train_summary.json").read_text())["steps"] == 2000
+def assert_same_weights(run_a, run_b):
     for name in ("model.safetensors", "ema.safetensors"):
-        expected = load_file(str(tmp_path / "full" / "checkpoint" / name))
-        got = load_file(str(killed_out / "checkpoint" / name))
+        expected = load_file(str(run_a / "checkpoint" / name))
+        got = load_file(str(run_b / "checkpoint" / name))
         assert expected.keys() == got.keys()
         for key in expected:
             torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
 
 
+class Crash(BaseException):
+    """Stands in for a kill: nothing in the trainer or the CLI catches it."""
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, dataset, monkeypatch):
+    """The in-process twin of the SIGKILL test below: the run dies at step 30, between its
+    checkpoints at 20 and 40, and resumes from 20."""
+    steps = ["40", "train.checkpoint_every=20", "train.log_every=10", "seed=5"]
+    assert main(train_args(dataset, tmp_path / "full", *steps)) == 0
+
+    log = ScalarLog.log
+
+    def log_then_crash(self, step, **values):
+        log(self, step, **values)
+        if step == 30:
+            raise Crash
+
+    monkeypatch.setattr(ScalarLog, "log", log_then_crash)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        main(train_args(dataset, crashed, *steps))
+    monkeypatch.undo()
+    assert (crashed / "checkpoints" / "last").read_text().strip() == "step_0000020"
+
+    assert main(train_args(dataset, crashed, *steps, "resume=true")) == 0
+    assert json.loads((crashed / "train_summary.json").read_text())["steps"] == 40
+    assert_same_weights(tmp_path / "full", crashed)
+
+
+KILL_AT_STEP_250 = """
+import os, signal, sys
+from robo_policies.cli.main import main
+from robo_policies.utils.scalars import ScalarLog
+
+log = ScalarLog.log
+
+def log_then_die(self, step, **values):
+    log(self, step, **values)
+    if step == 250:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ScalarLog.log = log_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, dataset):
+    steps = ["400", "train.checkpoint_every=100", "train.log_every=50", "seed=5"]
+    full = run_robo(*train_args(dataset, tmp_path / "full", *steps))
+    assert full.returncode == 0, full.stderr
+
+    killed_out = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP_250,
+                             *train_args(dataset, killed_out, *steps)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (killed_out / "checkpoints" / "last").read_text().strip() == "step_0000200"
+
+    resumed = run_robo(*train_args(dataset, killed_out, *steps, "resume=true"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((killed_out / "train_summary.json").read_text())["steps"] == 400
+    assert_same_weights(tmp_path / "full", killed_out)
+
+
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_replicas(tmp_path, dataset, capsys):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -118,7 +170,7 @@ def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
     out = tmp_path / "run"
     assert main(train_args(tmp_path / "back.zarr", out, 20)) == 0
     assert main(["eval", f"checkpoint={out}", "task=diffdrive_nav", "episodes=2",
-                 "video_episodes=1", "progress=false"]) == 0
+                 "video_episodes=1", "max_steps=20", "progress=false"]) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["episodes"] == 2 and report["nfe"] == 2
     assert (out / "rollout.mp4").stat().st_size > 0
@@ -127,7 +179,7 @@ def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
 @pytest.mark.parametrize("policy, nfe", [("flow", 2), ("energy", 2)])
 def test_robo_eval_evaluates_every_generative_head(tmp_path, dataset, policy, nfe):
     out = tmp_path / "run"
-    assert main(train_args(dataset, out, 10, f"policy={policy}")) == 0
+    assert main(train_args(dataset, out, 10, policy=policy)) == 0
     assert main(["eval", f"checkpoint={out}", "episodes=2", "video_episodes=1", "max_steps=10",
                  "progress=false"]) == 0
     report = json.loads((out / "eval.json").read_text())

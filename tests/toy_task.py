@@ -33,14 +33,24 @@ class ToyReachEnv(gym.Env):
         return obs, float(success), success, self.t >= self.horizon, {"is_success": success}
 
 
+STALL_ABOVE = 3.7
+"""The expert stalls (and fails) from starts above this."""
+
+
 def make_expert(env, rng):
-    """Moves toward 0, except in seeds whose start is above 3.7 where it stalls (fails)."""
-    stall = env.unwrapped.pos > 3.7
+    """Moves toward 0, except in seeds whose start is above ``STALL_ABOVE`` where it stalls."""
+    stall = env.unwrapped.pos > STALL_ABOVE
 
     def act(obs):
         return np.zeros(1, np.float32) if stall else np.clip(-obs["pos"], -1, 1).astype(np.float32)
 
     return act
+
+
+def solvable_seeds(seeds):
+    """The seeds (in order) whose start the expert can solve: worked out from the env alone."""
+    env = ToyReachEnv()
+    return [seed for seed in seeds if env.reset(seed=seed)[0]["pos"][0] <= STALL_ABOVE]
 
 
 TOY_TASK = Task(

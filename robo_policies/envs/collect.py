@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.envs import Task
+from robo_policies.envs.episode import step_episode
 
 RESERVED_KEYS = ("action", "executed_action", "reward")
 
@@ -62,31 +63,34 @@ def run_episode(
 ) -> tuple[dict[str, np.ndarray], bool]:
     """One expert episode from ``env.reset(seed=seed)``: (per-step arrays, success);
     ``noisy_labels``: ``action`` is the executed (noisy) action, not the expert's clean one."""
-    obs, info = env.reset(seed=seed)
-    expert = task.make_expert(env, rng)
     space = env.action_space
     half_range = (space.high - space.low) / 2.0
-    steps: dict[str, list[np.ndarray]] = {key: [] for key in obs}
-    steps.update(action=[], reward=[], executed_action=[])
-    success = bool(info.get("is_success", False))
-    done = False
-    while not done:
+    expert: Any = None
+    labels: list[np.ndarray] = []
+    executed: list[np.ndarray] = []
+
+    def start() -> None:
+        nonlocal expert
+        expert = task.make_expert(env, rng)  # reads the freshly reset env
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         clean = np.asarray(expert(obs), dtype=np.float32)
         action = clean
         if action_noise > 0:
             noise = rng.normal(0.0, action_noise, size=clean.shape) * half_range
             action = np.clip(clean + noise, space.low, space.high).astype(np.float32)
-        for key, value in obs.items():
-            steps[key].append(value)
-        steps["action"].append(action if noisy_labels else clean)
-        steps["executed_action"].append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
-        steps["reward"].append(np.float32(reward))
-        success = bool(info.get("is_success", False))
-        done = terminated or truncated
-    if action_noise <= 0 or noisy_labels:
-        del steps["executed_action"]  # identical to `action`
-    return {key: np.stack(values) for key, values in steps.items()}, success
+        labels.append(action if noisy_labels else clean)
+        executed.append(action)
+        return action
+
+    episode = step_episode(env, seed, act, keep_observations=True, on_reset=start)
+    seen = episode.observations[:-1]  # the observation each action was chosen from
+    steps = {key: np.stack([obs[key] for obs in seen]) for key in seen[0]}
+    steps["action"] = np.stack(labels)
+    steps["reward"] = np.array(episode.rewards, dtype=np.float32)
+    if action_noise > 0 and not noisy_labels:  # otherwise identical to `action`
+        steps["executed_action"] = np.stack(executed)
+    return steps, episode.success
 
 
 def collect(

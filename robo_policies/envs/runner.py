@@ -10,9 +10,9 @@ attempts from seeds S, S+1, ..., so evaluate from a seed far above them (``DEFAU
 100000, as diffusion_policy's test seeds) to keep the evaluation layouts unseen in training.
 ``evaluate`` seeds only the env: a policy that samples (diffusion noise, say) seeds itself.
 
-Success: each step's ``info["is_success"]``, or ``info["success"]`` where an env has no
-``is_success``, coerced to bool. An episode's ``success`` is the value at its last step (the
-state the policy left the task in); ``ever_success`` records whether it was reached at all.
+Episodes are stepped by ``step_episode`` (``episode.py``), which also says how success is
+read: the flag at the last step, with ``ever_success`` recording whether it was reached at all.
+An env that reports no success flag is an error here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import gymnasium as gym
 import imageio
 import numpy as np
 from tqdm import tqdm
+
+from robo_policies.envs.episode import step_episode
 
 DEFAULT_EVAL_SEED = 100000
 """First evaluation seed used by ``robo eval``: far above the seeds ``robo collect`` uses."""
@@ -217,7 +219,7 @@ def evaluate(
 
     Each episode: ``env.reset(seed=seed + i)``, ``policy.reset()``, then ``policy.act`` and
     ``env.step`` until the env terminates or truncates (its TimeLimit or own horizon), or
-    ``max_steps`` steps. See the module docstring for how success is read.
+    ``max_steps`` steps. ``episode.py`` says how success is read.
 
     Args:
         policy: a ``PolicyLike``.
@@ -334,73 +336,62 @@ def _run_episode(
 ) -> tuple[dict[str, Any], list[float], list[int], list[float]]:
     """One episode: its record, the model-call times and NFEs the policy appended during it,
     and per executed action the time of the call it came from over that call's actions."""
-    raw_obs, info = env.reset(seed=seed)
-    policy.reset()
-    calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
-    obs = _adapt(raw_obs, obs_adapter)
-    trajectory = [obs] if episode_callback is not None else None
-    if video is not None:
-        video.append(env.render())
-
-    success = ever_success = False
-    seen_success_key = False
-    length, total_reward = 0, 0.0
-    done = False
+    calls_before = 0
+    actions_taken = 0
     call_steps: list[int] = []  # the step at which each model call happened
-    while not done:
-        calls = len(policy.model_call_ms)
-        action = policy.act(obs)
-        call_steps += [length] * (len(policy.model_call_ms) - calls)
-        raw_obs, reward, terminated, truncated, info = env.step(action)
-        length += 1
-        total_reward += float(reward)
-        flag = _success_flag(info)
-        seen_success_key |= flag is not None
-        success = bool(flag)
-        ever_success |= success
-        obs = _adapt(raw_obs, obs_adapter)
-        if trajectory is not None:
-            trajectory.append(obs)
+
+    def start() -> None:
+        nonlocal calls_before
+        policy.reset()
+        calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
         if video is not None:
             video.append(env.render())
-        done = terminated or truncated or (max_steps is not None and length >= max_steps)
-    if not seen_success_key:
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal actions_taken
+        calls = len(policy.model_call_ms)
+        action = policy.act(obs)
+        call_steps.extend([actions_taken] * (len(policy.model_call_ms) - calls))
+        actions_taken += 1
+        return action
+
+    episode = step_episode(
+        env, seed, act, max_steps=max_steps,
+        obs_adapter=lambda raw: _adapt(raw, obs_adapter),
+        keep_observations=episode_callback is not None,
+        on_reset=start,
+        on_step=(lambda: video.append(env.render())) if video is not None else None,
+    )
+    if not episode.success_reported:
         raise ValueError(
             f"the env reported neither info['is_success'] nor info['success'] in episode "
-            f"seed={seed}; info keys: {sorted(info)}"
+            f"seed={seed}; info keys: {sorted(episode.info)}"
         )
 
     record: dict[str, Any] = {
         "seed": seed,
-        "success": success,
-        "ever_success": ever_success,
-        "length": length,
-        "return": total_reward,
+        "success": episode.success,
+        "ever_success": episode.ever_success,
+        "length": episode.length,
+        "return": episode.total_reward,
         "model_calls": len(policy.model_call_ms) - calls_before,
         "model_ms": float(sum(policy.model_call_ms[calls_before:])),
     }
     if episode_callback is not None:
+        trajectory = episode.observations
         stacked = {key: np.stack([o[key] for o in trajectory]) for key in trajectory[0]}
-        extra = dict(episode_callback(stacked, info) or {})
+        extra = dict(episode_callback(stacked, episode.info) or {})
         clashes = sorted(set(extra) & set(RECORD_KEYS))
         if clashes:
             raise ValueError(f"episode_callback returned reserved record keys {clashes}")
         record.update(extra)
     call_ms = list(policy.model_call_ms[calls_before:])
     nfe = getattr(policy, "model_call_nfe", [])
-    served = np.diff([*call_steps, length])  # actions executed from each call (0: superseded)
+    served = np.diff([*call_steps, episode.length])  # actions executed from each call (0: superseded)
     action_ms = [ms / n for ms, n in zip(call_ms, served) for _ in range(n)]
     # Actions before the first call (a policy that acts without its model) cost nothing.
-    action_ms += [0.0] * (call_steps[0] if call_steps else length)
+    action_ms += [0.0] * (call_steps[0] if call_steps else episode.length)
     return record, call_ms, list(nfe[len(nfe) - len(call_ms):]), action_ms
-
-
-def _success_flag(info: dict[str, Any]) -> bool | None:
-    """``info["is_success"]``, else ``info["success"]``, as a bool; None if neither is there."""
-    for key in ("is_success", "success"):
-        if key in info:
-            return bool(np.asarray(info[key]).any())
-    return None
 
 
 def _adapt(
