@@ -11,9 +11,12 @@ Tests that train for long, spawn processes, fine-tune or collect many episodes a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import numpy as np
 import pytest
 
 
@@ -48,3 +51,17 @@ def robo(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
         return CliRun(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def read_video() -> Callable[[Path], tuple[np.ndarray, dict[str, Any]]]:
+    """``read_video(path)``: (frames stacked as (N, H, W, 3), the file's metadata)."""
+    import imageio.v3 as iio
+
+    def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+        with warnings.catch_warnings():
+            # imageio-ffmpeg leaves the pipes of an ffmpeg that already exited to the GC.
+            warnings.simplefilter("ignore", ResourceWarning)
+            return iio.imread(path, index=None), iio.immeta(path)
+
+    return read

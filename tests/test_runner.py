@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import gymnasium as gym
-import imageio.v3 as iio
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -256,15 +254,7 @@ def test_latency_percentiles_come_from_the_calls_made_during_the_run(clear_on_re
 # -- video ----------------------------------------------------------------------------------
 
 
-def read_frames(path):
-    """(frames, metadata) of a video file."""
-    with warnings.catch_warnings():
-        # imageio-ffmpeg leaves the pipes of an ffmpeg that already exited to the GC.
-        warnings.simplefilter("ignore", ResourceWarning)
-        return iio.imread(path, index=None), iio.immeta(path)
-
-
-def test_video_holds_the_first_episodes_only(tmp_path):
+def test_video_holds_the_first_episodes_only(tmp_path, read_video):
     task = get_task("diffdrive_nav")
     policy = ExpertPolicy(task)
     render_modes = []
@@ -276,7 +266,7 @@ def test_video_holds_the_first_episodes_only(tmp_path):
     video = tmp_path / "videos" / "eval.mp4"
     result = evaluate(policy, make_env, episodes=3, seed=5, video_path=video, video_episodes=2,
                       max_steps=12, progress=False)
-    frames, meta = read_frames(video)
+    frames, meta = read_video(video)
     # Rule: each recorded episode gives length + 1 frames (after reset, then after each step).
     assert len(frames) == sum(r["length"] + 1 for r in result.records[:2]) == 26
     assert frames[0].shape == (240, 320, 3)
@@ -286,12 +276,12 @@ def test_video_holds_the_first_episodes_only(tmp_path):
     assert sorted(p.name for p in video.parent.iterdir()) == ["eval.mp4"]  # no temp file left
 
 
-def test_video_pads_odd_frames_and_caps_episodes(tmp_path):
+def test_video_pads_odd_frames_and_caps_episodes(tmp_path, read_video):
     target = make_gym_env_factory(FLAT_ID, obs_map={"state": "."}, kwargs={"max_episode_steps": 4})
     video = tmp_path / "flat.mp4"
     evaluate(ScriptedLatencyPolicy(1), target.make_env, episodes=1, seed=0, video_path=video,
              video_episodes=5, progress=False, obs_adapter=target.obs_adapter)
-    frames, meta = read_frames(video)
+    frames, meta = read_video(video)
     assert len(frames) == 5 and frames[0].shape == (26, 34, 3)  # 25 x 33 padded to even
     assert meta["fps"] == pytest.approx(5)
 

@@ -163,7 +163,7 @@ def test_torchrun_two_processes_keep_identical_replicas(tmp_path, dataset, capsy
     assert json.loads((out / "eval.json").read_text())["episodes"] == 2
 
 
-def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
+def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset, read_video):
     hdf5 = tmp_path / "demos.hdf5"
     convert(dataset, hdf5)  # a robomimic-format file with this task's observation keys
     assert main(["dataset", "convert", str(hdf5), str(tmp_path / "back.zarr")]) == 0
@@ -173,11 +173,12 @@ def test_robomimic_hdf5_trains_and_evaluates(tmp_path, dataset):
                  "video_episodes=1", "max_steps=20", "progress=false"]) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["episodes"] == 2 and report["nfe"] == 2
-    assert (out / "rollout.mp4").stat().st_size > 0
+    frames, _ = read_video(out / "rollout.mp4")  # the first episode: after reset + every step
+    assert len(frames) == report["records"][0]["length"] + 1
 
 
 @pytest.mark.parametrize("policy, nfe", [("flow", 2), ("energy", 2)])
-def test_robo_eval_evaluates_every_generative_head(tmp_path, dataset, policy, nfe):
+def test_robo_eval_evaluates_every_generative_head(tmp_path, dataset, policy, nfe, read_video):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 10, policy=policy)) == 0
     assert main(["eval", f"checkpoint={out}", "episodes=2", "video_episodes=1", "max_steps=10",
@@ -185,7 +186,7 @@ def test_robo_eval_evaluates_every_generative_head(tmp_path, dataset, policy, nf
     report = json.loads((out / "eval.json").read_text())
     assert report["episodes"] == 2 and report["nfe"] == nfe
     assert all(r["length"] == 10 for r in report["records"])
-    assert (out / "rollout.mp4").stat().st_size > 0
+    assert len(read_video(out / "rollout.mp4")[0]) == 11
 
 
 def test_eval_changes_sampling_without_retraining(tmp_path, dataset):
