@@ -31,9 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robo_policies.utils.atomic import atomic_output
-from robo_policies.utils.errors import missing_observation_keys
+from robo_policies.utils.errors import CheckpointError, ConfigError, missing_observation_keys
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
-from robo_policies.heads import build_head
+from robo_policies.heads import HeadConfig, build_head, head_config
+from robo_policies.heads.registry import config_fields
 
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
     from robo_policies.sampling.warmstart import WarmStart
@@ -44,11 +45,13 @@ NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "te
 
 @dataclass
 class PolicyConfig:
-    """Architecture and sampling settings of a policy (``configs/policy/*.yaml``)."""
+    """Architecture and sampling settings of a policy (``configs/policy/*.yaml``): what every
+    head shares, and ``head``, the chosen head's own config."""
 
-    head: str = "diffusion"
-    """Action head: ``diffusion``, ``flow`` (flow matching), ``energy`` (EBT-style energy
-    descent) or ``mlp_bc`` (deterministic regression baseline)."""
+    head: HeadConfig = field(default_factory=lambda: head_config("diffusion"))
+    """Action head and its own settings (``policy.head.<field>``), chosen by the preset
+    (``policy=diffusion``, ``flow``, ``energy``, ``mlp_bc`` or a plugin's; ``heads.registry``).
+    Given as a name or a mapping with ``name``, it becomes that head's config."""
     net: str = "unet"
     """Backbone of a generative head: ``unet`` (ConditionalUnet1D) or ``mlp`` (MLP-ResNet)."""
     samples_per_obs: int = 1
@@ -72,37 +75,81 @@ class PolicyConfig:
     """MLP residual blocks."""
     time_dim: int = 64
     """Size of the diffusion-step embedding."""
-    train_steps: int = 100
-    """Diffusion steps of the training noise schedule."""
-    inference_steps: int = 10
-    """Solver steps per model call: denoising steps (diffusion), integration steps (flow) or
-    the cap on energy evaluations (energy)."""
-    scheduler: str = "ddim"
-    """Diffusion sampler: ``ddim`` or ``ddpm``."""
-    prediction: str = "epsilon"
-    """What the diffusion network predicts: ``epsilon`` (noise) or ``sample`` (clean chunk)."""
-    flow_solver: str = "euler"
-    """Flow ODE solver: ``euler`` (1 call per step) or ``heun`` (second order, 2 per step)."""
-    flow_time_sampling: str = "uniform"
-    """Flow training times: ``uniform`` or ``beta`` (Beta(1.5, 1), more weight on noisy times)."""
-    energy_min_grad_norm: float = 1e-3
-    """Energy sampling stops once every sample's energy-gradient norm is below this."""
-    energy_train_steps: list[int] = field(default_factory=lambda: [2, 2])
-    """Unrolled descent steps in energy training: [minimum, extra drawn from U{0..extra}]."""
-    energy_step_size: float = 1.0
-    """Energy descent step: step_size * exp(E), capped at energy_max_step_size."""
-    energy_max_step_size: float = 2.0
-    """Cap on the energy descent step size."""
-    energy_langevin_sigma: list[float] = field(default_factory=lambda: [0.2, 0.002])
-    """Training-only Langevin noise, cosine-annealed from the first to the second value."""
-    energy_best_of: int = 1
-    """Energy candidates per observation at inference; the lowest energy is executed."""
     image_feature_dim: int = 64
     """Features per camera image from the CNN encoder."""
     obs_norm: str = "minmax"
     """Normalisation of low-dimensional observations: minmax, meanstd or identity."""
     action_norm: str = "minmax"
     """Normalisation of actions (diffusion heads expect minmax)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.head, str):
+            self.head = head_config(self.head)
+        elif isinstance(self.head, Mapping):
+            settings = dict(self.head)
+            self.head = head_config(settings.pop("name", ""), **settings)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> PolicyConfig:
+        """The config a saved ``config.yaml`` holds (the old flat layout is migrated), with flat
+        ``overrides`` applied (``with_overrides``)."""
+        saved = dict(saved)
+        if isinstance(saved.get("head"), str):
+            saved = migrate_flat_config(saved)
+        unknown = sorted(set(saved) - {item.name for item in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown policy settings {unknown}")
+        return cls(**saved).with_overrides(overrides or {})
+
+    def shared_settings(self) -> list[str]:
+        """The settings every head shares (this class's fields but ``head``)."""
+        return [item.name for item in dataclasses.fields(self) if item.name != "head"]
+
+    def setting_names(self) -> list[str]:
+        """Every flat setting ``with_overrides`` takes: the shared ones and the head's."""
+        return [*self.shared_settings(), *config_fields(self.head)]
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PolicyConfig:
+        """This config with flat ``overrides`` (``{"inference_steps": 5, "n_action_steps": 1}``,
+        what ``robo eval sampling.*`` and RL pass), each routed to the policy or its head's
+        config by name; a key neither has is a ConfigError naming the valid ones."""
+        shared, own = self.shared_settings(), config_fields(self.head)
+        unknown = sorted(set(overrides) - set(shared) - set(own))
+        if unknown:
+            raise ConfigError(
+                f"{unknown} not settings of a {self.head.name!r} policy; the policy's: {shared}; "
+                f"its head's: {own}"
+            )
+        head = dataclasses.replace(self.head, **{k: v for k, v in overrides.items() if k in own})
+        return dataclasses.replace(self, head=head, **{k: v for k, v in overrides.items() if k in shared})
+
+
+FLAT_HEAD_KEYS = {
+    "diffusion": {"train_steps": "train_steps", "inference_steps": "inference_steps",
+                  "scheduler": "scheduler", "prediction": "prediction"},
+    "flow": {"inference_steps": "inference_steps", "flow_solver": "solver",
+             "flow_time_sampling": "time_sampling"},
+    "energy": {"inference_steps": "inference_steps", "energy_min_grad_norm": "min_grad_norm",
+               "energy_train_steps": "train_steps", "energy_step_size": "step_size",
+               "energy_max_step_size": "max_step_size", "energy_langevin_sigma": "langevin_sigma",
+               "energy_best_of": "best_of"},
+    "mlp_bc": {},
+}
+"""Policies saved before heads had their own configs: every head's settings sat at the policy
+level (``head`` was a name); per head, the old key of each of its settings."""
+
+
+def migrate_flat_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """An old flat policy config (``head: flow``, ``flow_solver: ...``) in today's layout
+    (``head: {name: flow, solver: ...}``); the other heads' settings it carried are dropped."""
+    name = saved["head"]
+    if name not in FLAT_HEAD_KEYS:
+        raise ConfigError(f"unknown policy head {name!r} in a flat (old) policy config")
+    old_keys = {key for keys in FLAT_HEAD_KEYS.values() for key in keys}
+    migrated = {key: value for key, value in saved.items() if key not in old_keys}
+    migrated["head"] = {"name": name, **{new: saved[old] for old, new in FLAT_HEAD_KEYS[name].items()
+                                         if old in saved}}
+    return migrated
 
 
 class NormalizerModule(nn.Module):
@@ -224,9 +271,9 @@ class Policy(ActsInEpisodes, nn.Module):
         from robo_policies.nets import ObservationEncoder
 
         if config.samples_per_obs < 1:
-            raise ValueError(f"samples_per_obs must be >= 1, got {config.samples_per_obs}")
+            raise ConfigError(f"samples_per_obs must be >= 1, got {config.samples_per_obs}")
         if not 1 <= config.n_action_steps <= config.horizon - config.n_obs_steps + 1:
-            raise ValueError(
+            raise ConfigError(
                 f"n_action_steps={config.n_action_steps} must be in [1, horizon - n_obs_steps + 1"
                 f" = {config.horizon - config.n_obs_steps + 1}]"
             )
@@ -346,36 +393,48 @@ class Policy(ActsInEpisodes, nn.Module):
     ) -> Policy:
         """Rebuild a saved policy; the EMA weights are used when present and ``use_ema``.
 
-        ``overrides`` replace saved ``PolicyConfig`` values that do not change the weights
-        (sampler, step counts, executed actions), e.g. ``{"inference_steps": 100}``.
+        ``overrides`` replace saved settings that do not change the weights (sampler, step
+        counts, executed actions), flat: e.g. ``{"inference_steps": 100}`` goes to the head's
+        config, ``{"n_action_steps": 1}`` to the policy's (``PolicyConfig.with_overrides``).
+        A ``config.yaml`` of the old flat layout is migrated (``migrate_flat_config``).
         """
         directory = Path(directory)
-        config_path = directory / "config.yaml"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: no policy config (is {directory} a saved policy?)")
+        config, description = _read_saved(directory)
         try:
-            description = yaml.safe_load(config_path.read_text())
-            config = PolicyConfig(**{**description["policy"], **dict(overrides or {})})
-            policy = cls(
-                config,
-                obs_shapes={k: tuple(v) for k, v in description["obs_shapes"].items()},
-                image_keys=list(description["image_keys"]),
-                action_dim=int(description["action_dim"]),
-            )
+            obs_shapes = {k: tuple(v) for k, v in description["obs_shapes"].items()}
+            image_keys, action_dim = list(description["image_keys"]), int(description["action_dim"])
             checksums = dict(description["sha256"])
-        except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{config_path}: invalid policy config ({err})") from err
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{directory / 'config.yaml'}: invalid policy config ({err})") from err
+        policy = cls(config.with_overrides(overrides or {}), obs_shapes, image_keys, action_dim)
         name = "ema.safetensors" if use_ema and "ema.safetensors" in checksums else "model.safetensors"
         path = directory / name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: weights file is missing")
         if _sha256(path) != checksums.get(name):
-            raise ValueError(f"{path}: checksum mismatch with config.yaml (file modified or damaged)")
+            raise CheckpointError(f"{path}: checksum mismatch with config.yaml (file modified or damaged)")
         try:
             policy.load_state_dict(load_file(str(path)))
         except (SafetensorError, RuntimeError) as err:
-            raise ValueError(f"{path}: cannot load weights ({err})") from err
+            raise CheckpointError(f"{path}: cannot load weights ({err})") from err
         return policy.eval()
+
+
+def saved_policy_config(directory: str | Path) -> PolicyConfig:
+    """The ``PolicyConfig`` a saved policy was written with (without loading its weights)."""
+    return _read_saved(Path(directory))[0]
+
+
+def _read_saved(directory: Path) -> tuple[PolicyConfig, dict[str, Any]]:
+    """(config, the whole description) from a saved policy's ``config.yaml``."""
+    config_path = directory / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: no policy config (is {directory} a saved policy?)")
+    try:
+        description = yaml.safe_load(config_path.read_text())
+        return PolicyConfig.from_dict(description["policy"]), description
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: invalid policy config ({err})") from err
 
 
 def is_saved_policy(directory: str | Path) -> bool:

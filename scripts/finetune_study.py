@@ -67,7 +67,7 @@ def main() -> None:
         collect(get_task(args.task), dataset, episodes=args.demos, seed=0, progress=False,
                 action_noise=args.noise, noisy_labels=True, max_attempts=10 * args.demos, overwrite=True)
         recipe = load_recipe(args.task)
-        recipe.policy.prediction = "epsilon"  # x0-prediction collapses to one sample per state here
+        recipe.head.diffusion.prediction = "epsilon"  # x0-prediction collapses to one sample per state here
         train_from_recipe(recipe, "diffusion", dataset, base, seed=0, steps=args.train_steps)
 
     runs: dict[str, list[dict[str, Any]]] = {}

@@ -41,8 +41,8 @@ EXACT = dict(rtol=0.0, atol=0.0)
     ("diffusion", {"scheduler": "ddpm"}),
     ("diffusion", {"prediction": "sample"}),
     ("flow", {}),
-    ("flow", {"flow_solver": "heun"}),
-    ("energy", {"energy_min_grad_norm": 0.0}),
+    ("flow", {"solver": "heun"}),
+    ("energy", {"min_grad_norm": 0.0}),
 ])
 def test_a_policy_composed_with_itself_is_itself(head, overrides):
     policy = make_policy(head, **overrides)
@@ -206,10 +206,10 @@ def test_parents_reading_different_observation_keys():
 
 def test_energy_and_denoising_parents_do_not_mix():
     names = ["runs/energy", "runs/diffusion"]
-    with pytest.raises(ValueError, match=r"cannot compose energy parents \['runs/energy'\] with denoising "
+    with pytest.raises(ValueError, match=r"cannot compose energy parents \['runs/energy'\] with field "
                                          r"parents \['runs/diffusion'\].*no\s+time"):
         ComposedPolicy([make_policy("energy"), make_policy("diffusion")], [0.5, 0.5], names)
-    with pytest.raises(ValueError, match="runs/bc: a MLPBCHead cannot be composed"):
+    with pytest.raises(ValueError, match="runs/bc: a MLPBCHead cannot be composed: it has neither"):
         ComposedPolicy([make_policy("flow"), make_policy("mlp_bc")], [0.5, 0.5], ["runs/flow", "runs/bc"])
     with pytest.raises(ValueError, match=r"same chunk.*runs/a has \(2, 8\), runs/b has \(2, 16\)"):
         ComposedPolicy([make_policy("energy"), make_policy("energy", horizon=16)], [0.5, 0.5],

@@ -1,23 +1,27 @@
 """Action heads: field conversions, the shared solver, warm starts, mini-batched denoising, energy descent."""
 
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
-from robo_policies.heads import build_head
+from robo_policies.heads import HeadConfig, build_head, head_class, head_config, register_head
 from robo_policies.heads.base import DenoisingHead
+from robo_policies.heads.flow import FlowMatchingHead
+from robo_policies.heads.registry import config_fields
 from robo_policies.heads.parameterization import PREDICTIONS, convert, from_sample_and_noise
 from robo_policies.nets import ConditionalUnet1D, MLPResNetDenoiser
 from robo_policies.policy import Policy, PolicyConfig
+from robo_policies.utils.errors import ConfigError
 
 A, TP, C = 2, 8, 5
 
 
 def head(name, **overrides):
     torch.manual_seed(0)
-    config = PolicyConfig(head=name, net="mlp", hidden_dim=32, n_blocks=1, time_dim=16, horizon=TP,
-                          **overrides)
+    config = PolicyConfig(head=name).with_overrides(
+        dict(net="mlp", hidden_dim=32, n_blocks=1, time_dim=16, horizon=TP, **overrides))
     return build_head(config, A, C)
 
 
@@ -41,9 +45,9 @@ def test_unknown_prediction_kind_is_named():
     ("diffusion", {"scheduler": "ddim", "inference_steps": 10}, 10),
     ("diffusion", {"scheduler": "ddpm", "inference_steps": 7}, 7),
     ("diffusion", {"prediction": "sample", "inference_steps": 5}, 5),
-    ("flow", {"flow_solver": "euler", "inference_steps": 3}, 3),
-    ("flow", {"flow_solver": "heun", "inference_steps": 3}, 5),
-    ("energy", {"inference_steps": 3, "energy_min_grad_norm": 0.0}, 3),
+    ("flow", {"solver": "euler", "inference_steps": 3}, 3),
+    ("flow", {"solver": "heun", "inference_steps": 3}, 5),
+    ("energy", {"inference_steps": 3, "min_grad_norm": 0.0}, 3),
     ("mlp_bc", {}, 1),
 ])
 def test_every_head_trains_and_samples_through_one_interface(name, overrides, nfe):
@@ -59,12 +63,12 @@ def test_every_head_trains_and_samples_through_one_interface(name, overrides, nf
     assert h.nfe == nfe and h.last_nfe == nfe
 
 
-@pytest.mark.parametrize("name, t_start, steps, nfe", [
-    ("diffusion", 3, 3, 3),  # DDPM: an RTI-style short list 3, 2, 0
-    ("flow", 0.3, 2, 2),
+@pytest.mark.parametrize("name, overrides, t_start, steps, nfe", [
+    ("diffusion", {"scheduler": "ddpm"}, 3, 3, 3),  # DDPM: an RTI-style short list 3, 2, 0
+    ("flow", {}, 0.3, 2, 2),
 ])
-def test_warm_start_runs_the_requested_steps_from_t_start(name, t_start, steps, nfe):
-    h = head(name, scheduler="ddpm")
+def test_warm_start_runs_the_requested_steps_from_t_start(name, overrides, t_start, steps, nfe):
+    h = head(name, **overrides)
     guess = torch.rand(2, TP, A) * 2 - 1
     h.sample(torch.randn(2, C), x_init=guess, t_start=t_start, steps=steps)
     assert h.last_nfe == nfe
@@ -163,3 +167,35 @@ def test_energy_best_of_keeps_the_lowest_energy_candidate(trained_energy_head):
     chunk = h.sample(cond[:3], steps=4, generator=torch.Generator().manual_seed(0))
     h.best_of = 1
     assert chunk.shape == (3, TP, A) and h.last_energy.shape == (3,)
+
+
+def test_the_registry_names_unknown_heads_and_settings():
+    with pytest.raises(ConfigError, match=r"unknown policy head 'trnsformer'; choose from \['diffusion', 'flow', "
+                                          r"'energy', 'mlp_bc'.*ROBO_PLUGINS"):
+        PolicyConfig(head="trnsformer")
+    with pytest.raises(ConfigError, match=r"\['solvr'\] not settings of the 'flow' head; its settings: "
+                                          r"\['inference_steps', 'solver', 'time_sampling'\]"):
+        head_config("flow", solvr="heun")
+
+
+def test_a_taken_name_or_a_config_of_another_name_cannot_register():
+    @dataclasses.dataclass
+    class OtherFlowConfig(HeadConfig):
+        name: str = "flow"
+
+    with pytest.raises(ValueError, match="head 'flow' is already registered"):
+        register_head("flow", OtherFlowConfig)(type("OtherFlowHead", (FlowMatchingHead,), {}))
+    with pytest.raises(ValueError, match=r"head 'other': OtherFlowConfig.name must default to 'other'"):
+        register_head("other", OtherFlowConfig)
+    assert head_class("flow") is FlowMatchingHead
+
+
+@pytest.mark.parametrize("name", ["diffusion", "flow", "energy", "mlp_bc"])
+def test_each_head_builds_from_its_own_config(name):
+    """What the config says is what the head does: the step count and the network size."""
+    config = PolicyConfig(head=name, net="mlp", hidden_dim=24, n_blocks=1, time_dim=8, horizon=TP)
+    settings = {"inference_steps": 3} if "inference_steps" in config_fields(config.head) else {}
+    h = build_head(config.with_overrides(settings), A, C)
+    assert isinstance(h, head_class(name))
+    assert h.nfe == (3 if settings else 1)
+    assert any(module.out_features == 24 for module in h.modules() if isinstance(module, torch.nn.Linear))

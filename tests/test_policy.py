@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from robo_policies.data import Normalizer
-from robo_policies.policy import Policy, PolicyConfig
+from robo_policies.policy import Policy, PolicyConfig, migrate_flat_config
+from robo_policies.utils.errors import ConfigError
+from tiny_policies import tiny_config
 
 SHAPES = {"pos": (3,), "goal": (2,)}
 
@@ -15,8 +18,7 @@ def make_policy(head="diffusion", **overrides) -> Policy:
     arrays = {"pos": rng.normal(size=(50, 3)), "goal": rng.normal(size=(50, 2)),
               "action": rng.uniform(-2, 2, size=(50, 2))}
     normalizer = Normalizer.fit(arrays, {"pos": "minmax", "goal": "minmax", "action": "minmax"})
-    config = PolicyConfig(head=head, net="mlp", hidden_dim=32, n_blocks=1, time_dim=16,
-                          inference_steps=4, **overrides)
+    config = tiny_config(head, **overrides)
     torch.manual_seed(0)
     return Policy(config, SHAPES, [], action_dim=2, normalizer=normalizer)
 
@@ -89,3 +91,61 @@ def test_missing_observation_key_is_named():
     policy = make_policy()
     with pytest.raises(KeyError, match="goal"):
         policy.predict_chunk({"pos": torch.zeros(1, 2, 3)})
+
+
+def test_flat_overrides_go_to_the_policy_or_its_head(tmp_path):
+    make_policy("flow").save(tmp_path / "p")
+    loaded = Policy.load(tmp_path / "p", overrides={"inference_steps": 7, "solver": "heun", "n_action_steps": 2})
+    assert (loaded.head.inference_steps, loaded.head.solver, loaded.config.n_action_steps) == (7, "heun", 2)
+    assert loaded.nfe == 13  # heun: 2 calls per step, 1 on the last
+    with pytest.raises(ConfigError, match=r"\['scheduler'\] not settings of a 'flow' policy; .*"
+                                          r"its head's: \['inference_steps', 'solver', 'time_sampling'\]"):
+        Policy.load(tmp_path / "p", overrides={"scheduler": "ddpm"})
+
+
+def test_the_saved_config_nests_the_head_settings(tmp_path):
+    make_policy("energy", best_of=3).save(tmp_path / "p")
+    saved = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())["policy"]
+    assert saved["head"] == {"name": "energy", "inference_steps": 4, "min_grad_norm": 1e-3,
+                             "train_steps": [2, 2], "step_size": 1.0, "max_step_size": 2.0,
+                             "langevin_sigma": [0.2, 0.002], "best_of": 3}
+    assert "best_of" not in saved and "inference_steps" not in saved
+
+
+FLAT = {  # a policy config.yaml as written before heads had their own configs
+    "head": "flow", "net": "mlp", "samples_per_obs": 1, "n_obs_steps": 2, "horizon": 16,
+    "n_action_steps": 8, "obs_keys": [], "down_dims": [64, 128, 256], "kernel_size": 5,
+    "hidden_dim": 32, "n_blocks": 1, "time_dim": 16, "train_steps": 100, "inference_steps": 4,
+    "scheduler": "ddim", "prediction": "epsilon", "flow_solver": "heun", "flow_time_sampling": "beta",
+    "energy_min_grad_norm": 0.001, "energy_train_steps": [2, 2], "energy_step_size": 1.0,
+    "energy_max_step_size": 2.0, "energy_langevin_sigma": [0.2, 0.002], "energy_best_of": 1,
+    "image_feature_dim": 64, "obs_norm": "minmax", "action_norm": "minmax",
+}
+
+
+@pytest.mark.parametrize("head, expected", [
+    ("flow", {"name": "flow", "inference_steps": 4, "solver": "heun", "time_sampling": "beta"}),
+    ("energy", {"name": "energy", "inference_steps": 4, "min_grad_norm": 0.001, "train_steps": [2, 2],
+                "step_size": 1.0, "max_step_size": 2.0, "langevin_sigma": [0.2, 0.002], "best_of": 1}),
+    ("mlp_bc", {"name": "mlp_bc"}),
+])
+def test_an_old_flat_config_is_migrated(head, expected):
+    migrated = migrate_flat_config({**FLAT, "head": head})
+    assert migrated["head"] == expected
+    assert {k: v for k, v in migrated.items() if k != "head"} == {
+        k: FLAT[k] for k in PolicyConfig().shared_settings()}
+
+
+def test_a_policy_saved_in_the_old_flat_layout_still_loads(tmp_path):
+    policy = make_policy("flow", solver="heun", time_sampling="beta")
+    policy.save(tmp_path / "p")
+    path = tmp_path / "p" / "config.yaml"
+    description = yaml.safe_load(path.read_text())
+    description["policy"] = {**FLAT, "obs_keys": description["policy"]["obs_keys"]}
+    path.write_text(yaml.safe_dump(description))
+    loaded = Policy.load(tmp_path / "p", use_ema=False)
+    assert loaded.config == policy.config
+    obs = {"pos": torch.ones(2, 2, 3), "goal": torch.zeros(2, 2, 2)}
+    policy.generator.manual_seed(0)
+    loaded.generator.manual_seed(0)
+    torch.testing.assert_close(loaded.predict_chunk(obs), policy.predict_chunk(obs))

@@ -21,8 +21,8 @@ from robo_policies.sampling.warmstart import (
     sample_chunk,
     shift_chunk,
     snap_discrete,
-    start_time,
 )
+from robo_policies.utils.errors import ConfigError
 
 EXACT = dict(rtol=0.0, atol=0.0)
 
@@ -47,22 +47,31 @@ def test_discrete_dims_snap_to_the_nearest_end_and_others_stay():
 
 
 def test_start_noise_maps_to_each_heads_time():
+    cpu = torch.device("cpu")
     diffusion = make_policy("diffusion").head  # 100 training steps, squaredcos_cap_v2
-    t = int(start_time(diffusion, 0.1))
+    t = int(diffusion.time_at_noise_ratio(0.1))
     alpha, sigma = diffusion.noise_levels(torch.tensor([t - 1, t, t + 1]))
     ratios = (sigma / alpha).flatten()
     assert abs(ratios[1] - 0.1) < abs(ratios[0] - 0.1) and abs(ratios[1] - 0.1) <= abs(ratios[2] - 0.1)
-    assert start_time(make_policy("flow").head, 0.25) == pytest.approx(0.2)  # t / (1 - t) = 0.25
-    assert start_time(make_policy("energy").head, 0.25) is None
-    with pytest.raises(ValueError, match="need a generative head, not MLPBCHead"):
-        start_time(make_policy("mlp_bc").head, 0.1)
+    assert make_policy("flow").head.warm_start_time(0.25, 3, cpu) == pytest.approx(0.2)  # t / (1 - t) = 0.25
+    assert make_policy("energy").head.warm_start_time(0.25, 3, cpu) is None
+    with pytest.raises(ConfigError, match="need a generative head, not MLPBCHead"):
+        make_policy("mlp_bc").head.warm_start_time(0.1, 3, cpu)
+
+
+def test_a_ddim_warm_start_begins_on_its_fixed_grid():
+    """DDIM's grid is spaced over the whole schedule: the start moves down to a grid time."""
+    head = make_policy("diffusion", scheduler="ddim", inference_steps=10).head
+    t = head.time_at_noise_ratio(1.0)
+    start = head.warm_start_time(1.0, 3, torch.device("cpu"))
+    assert start < t and start == head.time_grid(3, t, torch.device("cpu"))[0]
 
 
 @pytest.mark.parametrize("head, overrides, warm_nfe", [
     ("diffusion", {"scheduler": "ddpm", "inference_steps": 20}, 3),
     ("diffusion", {"scheduler": "ddim", "inference_steps": 10}, 3),
     ("flow", {"inference_steps": 10}, 3),
-    ("energy", {"inference_steps": 10, "energy_min_grad_norm": 0.0}, 3),
+    ("energy", {"inference_steps": 10, "min_grad_norm": 0.0}, 3),
 ])
 def test_first_call_is_a_full_solve_then_few_steps_from_the_shifted_chunk(head, overrides, warm_nfe):
     policy = make_policy(head, **overrides)

@@ -10,6 +10,15 @@ A = 2
 SHAPES = {"pos": (3,), "goal": (2,)}
 
 
+def tiny_config(head="diffusion", **overrides) -> PolicyConfig:
+    """A small MLP-backbone config of ``head`` (4 solver steps where the head has steps);
+    ``overrides`` are flat settings of the policy or its head (``PolicyConfig.with_overrides``)."""
+    config = PolicyConfig(head=head)
+    steps = {"inference_steps": 4} if "inference_steps" in config.setting_names() else {}
+    tiny = dict(net="mlp", hidden_dim=32, n_blocks=1, time_dim=16, **steps)
+    return config.with_overrides({**tiny, **overrides})
+
+
 def make_policy(
     head="diffusion", seed=0, shapes=SHAPES, action_dim=A, action_range=2.0, **overrides
 ) -> Policy:
@@ -19,9 +28,7 @@ def make_policy(
     arrays = {"action": rng.uniform(-action_range, action_range, size=(50, action_dim))}
     arrays.update({key: rng.normal(size=(50, *shape)) for key, shape in shapes.items()})
     normalizer = Normalizer.fit(arrays, dict.fromkeys(arrays, "minmax"))
-    settings = dict(net="mlp", hidden_dim=32, n_blocks=1, time_dim=16, horizon=8, n_action_steps=4,
-                    inference_steps=4)
-    config = PolicyConfig(head=head, **{**settings, **overrides})
+    config = tiny_config(head, **{"horizon": 8, "n_action_steps": 4, **overrides})
     torch.manual_seed(seed)
     policy = Policy(config, shapes, [], action_dim=action_dim, normalizer=normalizer)
     for parameter in policy.head.parameters():

@@ -5,9 +5,10 @@ low-dimensional observations; an added 84x84 camera for image observations), so 
 no dataset and time exactly the code paths ``robo eval`` and ``robo train`` run.
 
 - ``inference``: model-call latency (``Policy.predict_chunk`` on one observation: encode,
-  denoise, unnormalise) for each head x sampler x step count, per backbone and thread count,
-  and per executed action (the call over the Ta actions it serves). ``rti`` records time
-  warm-started calls (``sampling.warmstart``: the episode's full first call is in the warm-up).
+  denoise, unnormalise) for each registered head x the samplers it declares
+  (``ActionHead.bench_samplers``), per backbone and thread count, and per executed action
+  (the call over the Ta actions it serves). Warm-start samplers (``rti``) time warm-started
+  calls (``sampling.warmstart``: the episode's full first call is in the warm-up).
 - ``train``: optimiser steps of mini-batched denoising for M in ``samples_per_obs``: how many
   observations and denoising samples per second, and the step's extra peak memory.
 
@@ -23,7 +24,7 @@ import resource
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 from robo_policies.utils.atomic import atomic_write_text
-from robo_policies.heads import HEADS
+from robo_policies.utils.errors import ConfigError
+from robo_policies.heads import head_class, head_config, head_names
 from robo_policies.policy import Policy, PolicyConfig
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig
 
@@ -47,37 +49,14 @@ MODELS = {
 """Backbones: the demo's MLP, the default small UNet and diffusion_policy's UNet size."""
 
 
-@dataclass(frozen=True)
-class Sampler:
-    """One way of sampling a head: ``name`` in the table, the head and its settings
-    (``warm_start``: RTI steps per call after the first, else full solves)."""
-
-    head: str
-    name: str
-    steps: int
-    settings: dict[str, Any]
-    warm_start: WarmStartConfig | None = None
-
-
-SAMPLERS = (
-    Sampler("diffusion", "ddpm", 100, {"scheduler": "ddpm", "inference_steps": 100}),
-    Sampler("diffusion", "ddim", 10, {"scheduler": "ddim", "inference_steps": 10}),
-    Sampler("diffusion", "rti", 3, {"scheduler": "ddpm", "inference_steps": 100}, WarmStartConfig(steps=3)),
-    *(Sampler("flow", "euler", n, {"flow_solver": "euler", "inference_steps": n}) for n in (1, 2, 5, 10)),
-    Sampler("flow", "heun", 2, {"flow_solver": "heun", "inference_steps": 2}),
-    Sampler("flow", "rti", 3, {"flow_solver": "euler", "inference_steps": 10}, WarmStartConfig(steps=3)),
-    Sampler("energy", "adaptive", 4, {"inference_steps": 4, "energy_min_grad_norm": 1e-3}),
-    Sampler("energy", "fixed", 2, {"inference_steps": 2, "energy_min_grad_norm": 0.0}),
-    Sampler("mlp_bc", "regression", 1, {}),
-)
-
-
 def bench_inference(
     models: Sequence[str] = tuple(MODELS), threads: Sequence[int] = (1, 2), calls: int = 20,
     warmup: int = 3,
 ) -> list[dict[str, Any]]:
     """Latency records ``head, sampler, steps, nfe, threads, model, ms_p50, ms_p95,
-    ms_per_action_p50`` (per executed action: ``ms_p50`` over the policy's Ta).
+    ms_per_action_p50`` (per executed action: ``ms_p50`` over the policy's Ta), for every
+    registered head's ``bench_samplers``; a head without a backbone is timed once, under
+    ``mlp`` (its own network is an MLP).
 
     ``nfe`` is measured: network evaluations the head reports per call. The energy head's
     adaptive stop may use fewer than its cap; these untrained backbones start with a zero
@@ -85,14 +64,15 @@ def bench_inference(
     """
     _check_choices("model", models, MODELS)
     records = []
+    samplers = [(name, sampler) for name in head_names() for sampler in head_class(name).bench_samplers]
     for model in models:
-        for sampler in SAMPLERS:
-            if sampler.head == "mlp_bc" and model != "mlp":
-                continue  # the regression head has one network, whatever the backbone
-            config = replace(MODELS[model], head=sampler.head, **sampler.settings)
+        for head, sampler in samplers:
+            if not head_class(head).uses_backbone and model != "mlp":
+                continue  # one network, whatever the backbone
+            config = replace(MODELS[model], head=head_config(head, **sampler.settings))
             policy = _policy(config, LOW_DIM_OBS).eval()
-            if sampler.warm_start is not None:
-                policy.warm_start = WarmStart(sampler.warm_start)  # warm after the first call
+            if sampler.warm_steps is not None:  # warm after the first call
+                policy.warm_start = WarmStart(WarmStartConfig(steps=sampler.warm_steps))
             obs = _observation_batch(LOW_DIM_OBS, config.n_obs_steps, batch=1)
             for n_threads in threads:
                 with _torch_threads(n_threads):
@@ -104,7 +84,7 @@ def bench_inference(
                             times.append((time.perf_counter() - start) * 1000.0)
                             nfes.append(policy.head.last_nfe)
                 records.append({
-                    "head": sampler.head, "sampler": sampler.name, "steps": sampler.steps,
+                    "head": head, "sampler": sampler.name, "steps": sampler.steps,
                     "nfe": float(np.mean(nfes)), "threads": n_threads, "model": model,
                     "ms_p50": float(np.percentile(times, 50)), "ms_p95": float(np.percentile(times, 95)),
                     "ms_per_action_p50": float(np.percentile(times, 50)) / config.n_action_steps,
@@ -130,7 +110,7 @@ def bench_train(
     """
     _check_choices("model", [model], MODELS)
     _check_choices("obs", obs_kinds, ("low_dim", "image"))
-    _check_choices("head", heads, HEADS)
+    _check_choices("head", heads, head_names())
     context = multiprocessing.get_context("fork")
     records = []
     for head in heads:
@@ -149,7 +129,7 @@ def _train_throughput(
 ) -> dict[str, Any]:
     torch.set_num_threads(threads)
     obs_shapes = IMAGE_OBS if kind == "image" else LOW_DIM_OBS
-    config = replace(MODELS[model], head=head, samples_per_obs=copies)
+    config = replace(MODELS[model], head=head_config(head), samples_per_obs=copies)
     policy = _policy(config, obs_shapes).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     batch = _observation_batch(obs_shapes, config.n_obs_steps, batch=batch_size)
@@ -196,7 +176,7 @@ def format_records(records: list[dict[str, Any]]) -> str:
 def _check_choices(name: str, values: Sequence[str], known: Sequence[str]) -> None:
     unknown = [value for value in values if value not in known]
     if unknown:
-        raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
+        raise ConfigError(f"unknown {name} {unknown}; choose from {list(known)}")
 
 
 def _policy(config: PolicyConfig, obs_shapes: dict[str, tuple[int, ...]]) -> Policy:

@@ -15,12 +15,13 @@ import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.heads import HeadConfig
 from robo_policies.policy import PolicyConfig
 from robo_policies.utils.plugins import plugin_config_dirs
 from robo_policies.rl.config import RLConfig
@@ -101,13 +102,15 @@ class TrainRunConfig:
     )
     task: TaskConfig = field(default_factory=TaskConfig)
     """Task group: task=<name>; names the default dataset (evaluation reads the dataset's task)."""
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """Policy group: policy=diffusion | flow | energy | mlp_bc | diffusion_dp_paper (configs/policy/)."""
+    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(head=HeadConfig()))
+    """Policy group: policy=diffusion | flow | energy | mlp_bc | diffusion_dp_paper (configs/policy/);
+    the head's own settings are policy.head.<field> (e.g. policy.head.solver=heun with
+    policy=flow; robo_policies/heads/<head>.py)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation group: train=cpu | dp_paper (configs/train/)."""
     dataset: str = "data/${task.name}.zarr"
     """Training dataset (.zarr; convert other formats with `robo dataset convert`)."""
-    out: str = "outputs/train/${task.name}_${policy.head}"
+    out: str = "outputs/train/${task.name}_${policy.head.name}"
     """Run directory: checkpoints/, checkpoint/ (final policy), tensorboard/, curve.png."""
     seed: int = 0
     """Seeds the episode split, initial weights, batch sampling and diffusion noise."""
@@ -117,20 +120,10 @@ class TrainRunConfig:
     """Show a progress bar."""
 
 
-@dataclass
-class SamplingConfig:
-    """How a saved policy samples at evaluation; unset values keep the saved config's."""
-
-    inference_steps: Optional[int] = None
-    """Solver steps per model call (energy: the cap on energy evaluations)."""
-    scheduler: Optional[str] = None
-    """Diffusion sampler: ddim or ddpm."""
-    flow_solver: Optional[str] = None
-    """Flow solver: euler or heun."""
-    energy_min_grad_norm: Optional[float] = None
-    """Energy early-stop threshold on the gradient norm."""
-    n_action_steps: Optional[int] = None
-    """Ta: actions executed per model call."""
+def sampling_settings() -> DictConfig:
+    """The ``sampling`` node of ``robo eval``/``compose``/``finetune``/``deploy``: an open mapping
+    (keys need no ``+``) checked when the policy loads (``PolicyConfig.with_overrides``)."""
+    return OmegaConf.create({}, flags={"struct": False})
 
 
 @dataclass
@@ -149,9 +142,13 @@ class RolloutConfig:
     registers it>, env.obs_map={policy_key: env_key}."""
     max_steps: int = 0
     """Episode step limit (0: the task's horizon or the env's TimeLimit)."""
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
-    """Sampling settings to change at evaluation, for every parent of a composition (the
-    network weights stay the same)."""
+    sampling: Dict[str, Any] = field(default_factory=sampling_settings)
+    """Sampling settings to change at evaluation (the network weights stay the same):
+    sampling.<field>=value for any field of the saved policy's config or of its head's, e.g.
+    sampling.inference_steps=100, sampling.n_action_steps=1, sampling.scheduler=ddpm
+    (diffusion), sampling.solver=heun (flow), sampling.best_of=4 (energy). A key the policy
+    and its head lack is an error naming the valid ones; a composition passes each key to the
+    parents that have it."""
     sampler: str = "full"
     """full: every model call solves from noise; rti: the first call of an episode does, later
     calls warm-start from the previous chunk shifted by the executed actions (settings rti.*)."""
@@ -271,8 +268,9 @@ class DeployConfig:
     """Real-time loops run their thread under SCHED_FIFO at this priority (1-99), so other
     processes cannot delay its ticks; without root, CAP_SYS_NICE or an rtprio limit it warns
     and runs normally (as ros2_control does); 0: do not try."""
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig())
-    """Sampling settings to change at deployment (e.g. sampling.inference_steps)."""
+    sampling: Dict[str, Any] = field(default_factory=sampling_settings)
+    """Sampling settings to change at deployment: sampling.<field>=value for any field of the
+    policy's config or its head's (e.g. sampling.inference_steps=5), as in robo eval."""
     sampler: str = "full"
     """full: every chunk is solved from noise; rti: from the previous chunk, shifted by the
     policy steps between the two observations, in rti.steps steps."""

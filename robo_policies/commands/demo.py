@@ -78,14 +78,16 @@ def train_from_recipe(
 ) -> None:
     """Train ``head`` on ``dataset`` into a fresh ``run_dir`` with a task recipe's settings.
 
-    Every head gets the recipe's policy settings (tuned for the diffusion head; a fair
+    Every head gets the recipe's ``policy`` settings (tuned for the diffusion head; a fair
     comparison changes only the head; settings a head has no use for, such as ``mlp_bc``'s
-    backbone, are ignored by it). ``steps`` > 0 replaces the recipe's training steps.
+    backbone, are ignored by it) and its own under ``head.<head>`` (as ``policy.head.*``).
+    ``steps`` > 0 replaces the recipe's training steps.
     """
     shutil.rmtree(run_dir, ignore_errors=True)  # recipe runs always start fresh
     overrides = [f"task={recipe.task}", f"policy={head}", f"dataset={dataset}", f"out={run_dir}",
                  f"seed={seed}", f"progress={progress}"]
     overrides += [f"policy.{k}={v}" for k, v in recipe.policy.items()]
+    overrides += [f"policy.head.{k}={v}" for k, v in recipe.get("head", {}).get(head, {}).items()]
     overrides += [f"train.{k}={v}" for k, v in recipe.train.items()]
     if steps:
         overrides.append(f"train.steps={steps}")

@@ -10,21 +10,47 @@ noise to data (diffusion, flow): one sampling loop over a time grid, with warm s
 ``field_for`` queries a head at another head's state and time, mapping between interpolants
 (diffusion's variance-preserving one, flow's rectified one), so one solver can follow a
 combination of both.
+
+What a head supports is declared on its class, so sampling and ``robo bench`` ask the head
+instead of testing which class it is: ``composes`` (the kind of thing policy composition
+combines), ``warm_start_time`` and ``noised_guess`` (RTI warm starts), ``uses_backbone`` and
+``bench_samplers`` (what ``robo bench`` times).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from robo_policies.heads.parameterization import convert, from_sample_and_noise, to_sample_and_noise
+from robo_policies.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robo_policies.heads.registry import HeadConfig
+    from robo_policies.policy import PolicyConfig
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``field(x, t) -> prediction``: a denoising field with the observation already bound."""
+
+
+@dataclass(frozen=True)
+class BenchSampler:
+    """One way of sampling a head that ``robo bench inference`` times."""
+
+    name: str
+    """Its label in the table (``ddim``, ``euler``, ``rti``, ...)."""
+    steps: int
+    """Solver steps per timed call (the table's ``steps``)."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Head config fields for it (e.g. ``{"scheduler": "ddpm", "inference_steps": 100}``)."""
+    warm_steps: int | None = None
+    """RTI warm start: solver steps of every call after the first; None: full solves."""
 
 
 class ActionHead(nn.Module, ABC):
@@ -40,12 +66,31 @@ class ActionHead(nn.Module, ABC):
             configured count, an upper bound for heads that stop early).
     """
 
+    composes: ClassVar[str | None] = None
+    """What policy composition (``sampling.composition``) combines for this head: ``"field"``
+    (a ``DenoisingHead``: fields mixed at every step of the lead's solver), ``"energy"``
+    (energies summed, descended by the lead's ``sample(energy=)``) or None (cannot compose).
+    Only heads of one kind compose together."""
+    uses_backbone: ClassVar[bool] = True
+    """Whether the head wraps the policy's backbone (``policy.net``); ``robo bench`` times a
+    head without one once, not per backbone."""
+    bench_samplers: ClassVar[tuple[BenchSampler, ...]] = ()
+    """The samplers ``robo bench inference`` times for this head."""
+
     def __init__(self, action_dim: int, horizon: int, cond_dim: int) -> None:
         super().__init__()
         self.action_dim = action_dim
         self.horizon = horizon
         self.cond_dim = cond_dim
         self.last_nfe = 0
+
+    @classmethod
+    @abstractmethod
+    def from_config(
+        cls, config: HeadConfig, policy: PolicyConfig, action_dim: int, cond_dim: int
+    ) -> ActionHead:
+        """The head for its registered ``config``; ``policy`` holds the shared settings (the
+        horizon and the backbone, ``heads.build.build_backbone``)."""
 
     @abstractmethod
     def loss(
@@ -92,6 +137,19 @@ class ActionHead(nn.Module, ABC):
         shape = (cond.shape[0], self.horizon if horizon is None else horizon, self.action_dim)
         return torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
 
+    def warm_start_time(self, noise_to_signal: float, steps: int, device: torch.device) -> float | None:
+        """Where an RTI warm start of ``steps`` solver steps begins (``sample``'s ``t_start``)
+        for a guess at noise-to-signal ratio ``sigma / alpha``; None: a head without time,
+        which starts from the guess as it is. Heads that cannot start from a guess say so."""
+        raise ConfigError(f"RTI warm starts need a generative head, not {type(self).__name__}")
+
+    def noised_guess(
+        self, guess: torch.Tensor, t_start: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """A warm start's guess noised to ``t_start`` (``rti.renoise``); a head without time
+        descends from the guess unchanged and draws nothing."""
+        return guess
+
 
 class DenoisingHead(ActionHead):
     """A head that integrates a learned field from noise (high ``t``) to data (``t`` = 0).
@@ -103,6 +161,7 @@ class DenoisingHead(ActionHead):
 
     prediction: str
     """What ``field`` returns: ``epsilon``, ``sample`` (x0) or ``velocity`` (eps - x0)."""
+    composes = "field"
 
     def __init__(self, action_dim: int, horizon: int, cond_dim: int, net: nn.Module) -> None:
         super().__init__(action_dim, horizon, cond_dim)
@@ -132,6 +191,26 @@ class DenoisingHead(ActionHead):
         ``alpha`` and ``sigma`` are another interpolant's levels, shaped (.., 1, 1) as
         ``noise_levels`` returns them; the time drops the two trailing dimensions.
         """
+
+    def time_at_noise_ratio(self, noise_to_signal: float) -> float:
+        """This head's time where ``sigma_t / alpha_t`` is ``noise_to_signal``."""
+        ratio = torch.tensor(float(noise_to_signal)).reshape(1, 1, 1)
+        alpha = 1.0 / torch.sqrt(1.0 + ratio**2)
+        return float(self.time_for_noise_levels(alpha, ratio * alpha)[0])
+
+    def warm_start_time(self, noise_to_signal: float, steps: int, device: torch.device) -> float:
+        """The time at the start level, moved to the first time of the solver's grid from
+        there (DDIM keeps a fixed grid)."""
+        t_start = self.time_at_noise_ratio(noise_to_signal)
+        return float(self.time_grid(steps, t_start, device)[0])
+
+    def noised_guess(
+        self, guess: torch.Tensor, t_start: float | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``)."""
+        alpha, sigma = self.noise_levels(torch.tensor(t_start))
+        noise = torch.randn(guess.shape, generator=generator, dtype=guess.dtype)
+        return alpha * guess + sigma * noise.to(guess.device)
 
     def same_interpolant(self, other: DenoisingHead) -> bool:
         """Whether ``other`` has the same noise levels at the same times (then a state and

@@ -10,18 +10,42 @@ their noise schedules match what diffusion_policy and LeRobot users know.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from robo_policies.heads.base import DenoisingHead, Field
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field
+from robo_policies.heads.build import build_backbone
+from robo_policies.heads.registry import HeadConfig, register_head
+from robo_policies.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robo_policies.policy import PolicyConfig
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 _TINY = 1e-12  # floor of alpha and sigma before taking logs
 
 
+@dataclass
+class DiffusionConfig(HeadConfig):
+    """Settings of the diffusion head (``policy=diffusion``: ``policy.head.<field>``)."""
+
+    name: str = "diffusion"
+    train_steps: int = 100
+    """Diffusion steps of the training noise schedule."""
+    inference_steps: int = 10
+    """Denoising steps per model call."""
+    scheduler: str = "ddim"
+    """Sampler: ``ddim`` (deterministic, few steps) or ``ddpm`` (stochastic)."""
+    prediction: str = "epsilon"
+    """What the network predicts: ``epsilon`` (noise) or ``sample`` (clean chunk)."""
+
+
+@register_head("diffusion", DiffusionConfig)
 class DiffusionHead(DenoisingHead):
     """Diffusion over action chunks; time ``t`` is the integer diffusion step.
 
@@ -35,6 +59,12 @@ class DiffusionHead(DenoisingHead):
         prediction: what the network predicts: ``epsilon`` (the noise, Diffusion Policy's
             choice) or ``sample`` (the clean chunk).
     """
+
+    bench_samplers = (
+        BenchSampler("ddpm", 100, {"scheduler": "ddpm", "inference_steps": 100}),
+        BenchSampler("ddim", 10, {"scheduler": "ddim", "inference_steps": 10}),
+        BenchSampler("rti", 3, {"scheduler": "ddpm", "inference_steps": 100}, warm_steps=3),
+    )
 
     def __init__(
         self,
@@ -51,12 +81,12 @@ class DiffusionHead(DenoisingHead):
     ) -> None:
         super().__init__(action_dim, horizon, cond_dim, net)
         if prediction not in ("epsilon", "sample"):
-            raise ValueError(f"unknown diffusion prediction {prediction!r}; choose epsilon or sample")
+            raise ConfigError(f"unknown diffusion prediction {prediction!r}; choose epsilon or sample")
         self.prediction = prediction
         if scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {scheduler!r}; choose from {sorted(SCHEDULERS)}")
+            raise ConfigError(f"unknown scheduler {scheduler!r}; choose from {sorted(SCHEDULERS)}")
         if not 1 <= inference_steps <= train_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"need 1 <= inference_steps <= train_steps, got {inference_steps} and {train_steps}"
             )
         schedule = dict(
@@ -68,6 +98,15 @@ class DiffusionHead(DenoisingHead):
         self.train_scheduler = DDPMScheduler(**schedule)
         self.sample_scheduler = SCHEDULERS[scheduler](**schedule)
         self.inference_steps = inference_steps
+
+    @classmethod
+    def from_config(
+        cls, config: DiffusionConfig, policy: PolicyConfig, action_dim: int, cond_dim: int
+    ) -> DiffusionHead:
+        net = build_backbone(policy, action_dim, cond_dim)
+        return cls(action_dim, policy.horizon, cond_dim, net, train_steps=config.train_steps,
+                   inference_steps=config.inference_steps, scheduler=config.scheduler,
+                   prediction=config.prediction)
 
     @property
     def nfe(self) -> int:

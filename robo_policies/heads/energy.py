@@ -29,18 +29,48 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_policies.heads.base import ActionHead
+from robo_policies.heads.base import ActionHead, BenchSampler
+from robo_policies.heads.build import build_backbone
+from robo_policies.heads.registry import HeadConfig, register_head
+from robo_policies.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robo_policies.policy import PolicyConfig
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 """``energy(x) -> (B,)``: an energy of chunks with the observations already bound."""
 
 
+@dataclass
+class EnergyConfig(HeadConfig):
+    """Settings of the energy head (``policy=energy``: ``policy.head.<field>``)."""
+
+    name: str = "energy"
+    inference_steps: int = 4
+    """Cap on energy evaluations per model call (at least 2)."""
+    min_grad_norm: float = 1e-3
+    """Sampling stops once every sample's energy-gradient norm is below this."""
+    train_steps: list[int] = field(default_factory=lambda: [2, 2])
+    """Unrolled descent steps in training: [minimum, extra drawn from U{0..extra}]."""
+    step_size: float = 1.0
+    """Descent step: step_size * exp(E), capped at max_step_size."""
+    max_step_size: float = 2.0
+    """Cap on the descent step size."""
+    langevin_sigma: list[float] = field(default_factory=lambda: [0.2, 0.002])
+    """Training-only Langevin noise, cosine-annealed from the first to the second value."""
+    best_of: int = 1
+    """Candidates per observation at inference; the lowest energy is executed."""
+
+
+@register_head("energy", EnergyConfig)
 class EnergyHead(ActionHead):
     """Scalar energy over (chunk, observation), sampled by momentum gradient descent.
 
@@ -58,6 +88,12 @@ class EnergyHead(ActionHead):
         langevin_sigma: (start, end) of the training noise, cosine annealed over the steps.
         best_of: candidates per observation at inference; the lowest energy wins.
     """
+
+    composes = "energy"
+    bench_samplers = (
+        BenchSampler("adaptive", 4, {"inference_steps": 4, "min_grad_norm": 1e-3}),
+        BenchSampler("fixed", 2, {"inference_steps": 2, "min_grad_norm": 0.0}),
+    )
 
     def __init__(
         self,
@@ -78,13 +114,13 @@ class EnergyHead(ActionHead):
     ) -> None:
         super().__init__(action_dim, horizon, cond_dim)
         if inference_steps < 2:
-            raise ValueError(f"energy inference_steps must be >= 2, got {inference_steps}")
+            raise ConfigError(f"energy inference_steps must be >= 2, got {inference_steps}")
         if train_steps_min < 1 or train_steps_random < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"need train_steps_min >= 1 and train_steps_random >= 0, got {train_steps_min}, {train_steps_random}"
             )
         if best_of < 1:
-            raise ValueError(f"best_of must be >= 1, got {best_of}")
+            raise ConfigError(f"best_of must be >= 1, got {best_of}")
         self.net = net
         self.inference_steps = inference_steps
         self.min_grad_norm = min_grad_norm
@@ -96,9 +132,27 @@ class EnergyHead(ActionHead):
         self.best_of = best_of
         self.last_energy: torch.Tensor | None = None
 
+    @classmethod
+    def from_config(
+        cls, config: EnergyConfig, policy: PolicyConfig, action_dim: int, cond_dim: int
+    ) -> EnergyHead:
+        net = build_backbone(policy, action_dim, cond_dim)
+        train_min, train_random = config.train_steps
+        return cls(
+            action_dim, policy.horizon, cond_dim, net, inference_steps=config.inference_steps,
+            min_grad_norm=config.min_grad_norm, train_steps_min=train_min,
+            train_steps_random=train_random, step_size=config.step_size,
+            max_step_size=config.max_step_size, langevin_sigma=tuple(config.langevin_sigma),
+            best_of=config.best_of,
+        )
+
     @property
     def nfe(self) -> int:
         return self.inference_steps
+
+    def warm_start_time(self, noise_to_signal: float, steps: int, device: torch.device) -> None:
+        """None: an energy has no time; a warm start descends from the guess for ``steps``."""
+        return None
 
     def energy(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Energy (B,) of chunks ``x`` (B, Tp, A) under observations ``cond`` (B, C)."""

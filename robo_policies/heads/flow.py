@@ -12,11 +12,20 @@ starts (``x_init`` at ``t_start``) need.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_policies.heads.base import DenoisingHead, Field
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field
+from robo_policies.heads.build import build_backbone
+from robo_policies.heads.registry import HeadConfig, register_head
+from robo_policies.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robo_policies.policy import PolicyConfig
 
 SOLVERS = ("euler", "heun")
 TIME_SAMPLING = ("uniform", "beta")
@@ -25,6 +34,20 @@ NET_TIME_SCALE = 100.0
 so both share the sinusoidal time embedding's frequencies."""
 
 
+@dataclass
+class FlowConfig(HeadConfig):
+    """Settings of the flow-matching head (``policy=flow``: ``policy.head.<field>``)."""
+
+    name: str = "flow"
+    inference_steps: int = 5
+    """Integration steps per model call."""
+    solver: str = "euler"
+    """ODE solver: ``euler`` (1 call per step) or ``heun`` (second order, 2 per step)."""
+    time_sampling: str = "uniform"
+    """Training times: ``uniform`` or ``beta`` (Beta(1.5, 1), more weight on noisy times)."""
+
+
+@register_head("flow", FlowConfig)
 class FlowMatchingHead(DenoisingHead):
     """Velocity-prediction flow matching over action chunks; time ``t`` is in [0, 1].
 
@@ -39,6 +62,12 @@ class FlowMatchingHead(DenoisingHead):
 
     prediction = "velocity"
 
+    bench_samplers = (
+        *(BenchSampler("euler", n, {"solver": "euler", "inference_steps": n}) for n in (1, 2, 5, 10)),
+        BenchSampler("heun", 2, {"solver": "heun", "inference_steps": 2}),
+        BenchSampler("rti", 3, {"solver": "euler", "inference_steps": 10}, warm_steps=3),
+    )
+
     def __init__(
         self,
         action_dim: int,
@@ -51,14 +80,22 @@ class FlowMatchingHead(DenoisingHead):
     ) -> None:
         super().__init__(action_dim, horizon, cond_dim, net)
         if solver not in SOLVERS:
-            raise ValueError(f"unknown flow solver {solver!r}; choose from {list(SOLVERS)}")
+            raise ConfigError(f"unknown flow solver {solver!r}; choose from {list(SOLVERS)}")
         if time_sampling not in TIME_SAMPLING:
-            raise ValueError(f"unknown flow time_sampling {time_sampling!r}; choose from {list(TIME_SAMPLING)}")
+            raise ConfigError(f"unknown flow time_sampling {time_sampling!r}; choose from {list(TIME_SAMPLING)}")
         if inference_steps < 1:
-            raise ValueError(f"inference_steps must be >= 1, got {inference_steps}")
+            raise ConfigError(f"inference_steps must be >= 1, got {inference_steps}")
         self.inference_steps = inference_steps
         self.solver = solver
         self.time_sampling = time_sampling
+
+    @classmethod
+    def from_config(
+        cls, config: FlowConfig, policy: PolicyConfig, action_dim: int, cond_dim: int
+    ) -> FlowMatchingHead:
+        net = build_backbone(policy, action_dim, cond_dim)
+        return cls(action_dim, policy.horizon, cond_dim, net, inference_steps=config.inference_steps,
+                   solver=config.solver, time_sampling=config.time_sampling)
 
     @property
     def nfe(self) -> int:

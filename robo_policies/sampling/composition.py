@@ -27,9 +27,11 @@ How this implementation does it, and why:
   renormalised over the parents covering it: with equal To, the first min(Tp) steps mix all
   parents and a longer parent's tail is its own (even at weight 0: someone must move it).
   Each parent reads its own last To_k observations.
-- **Energy heads** compose by a weighted sum of energies, descended by the lead's sampler
-  (``EnergyHead.sample`` with a replaced ``energy``); they must predict the same chunk.
-  Energies and denoising fields do not mix: an energy has no time-indexed field.
+- **Each head says what it composes** (``ActionHead.composes``): a denoising ``field``
+  (diffusion, flow), as above, or an ``energy``: energy heads compose by a weighted sum of
+  energies, descended by the lead's sampler (``EnergyHead.sample`` with a replaced
+  ``energy``), and must predict the same chunk. The kinds do not mix (an energy has no
+  time-indexed field); a head that declares neither (``mlp_bc``) cannot be composed.
 - **Parents must agree on the action**: its dimension and its normalisation, because the
   combined chunk is unnormalised once.
 
@@ -51,9 +53,10 @@ import torch
 import yaml
 
 from robo_policies.utils.atomic import atomic_output
-from robo_policies.heads.base import DenoisingHead, Field
-from robo_policies.heads.energy import Energy, EnergyHead
-from robo_policies.policy import ActsInEpisodes, Policy
+from robo_policies.utils.errors import CheckpointError, ConfigError
+from robo_policies.heads.base import Field
+from robo_policies.heads.energy import Energy
+from robo_policies.policy import ActsInEpisodes, Policy, saved_policy_config
 from robo_policies.sampling.warmstart import sample_chunk
 
 COMPOSITION_FILE = "composition.yaml"
@@ -146,13 +149,12 @@ class ComposedPolicy(ActsInEpisodes):
         """Unnormalised composed chunks (B, horizon, A) for observation windows (B, To, ...); a
         warm start shifts the previous chunk by ``shift`` steps (default: the Ta executed)."""
         conds = self.encode(obs)
-        lead = self.lead.head
-        if isinstance(lead, EnergyHead):
+        if self.lead.head.composes == "energy":
             kwargs: dict[str, Any] = {"energy": self.energy(conds)}
         else:
             kwargs = {"field": self.field(conds), "horizon": self.config.horizon}
         shift = self.config.n_action_steps if shift is None else shift
-        chunk = sample_chunk(lead, conds[0], self.generator, self.warm_start, shift, **kwargs)
+        chunk = sample_chunk(self.lead.head, conds[0], self.generator, self.warm_start, shift, **kwargs)
         return self.lead.normalizer.unnormalize("action", chunk)
 
     def field(self, conds: Sequence[torch.Tensor]) -> Field:
@@ -208,19 +210,28 @@ class ComposedPolicy(ActsInEpisodes):
 
     @classmethod
     def load(cls, directory: str | Path, overrides: Mapping[str, Any] | None = None) -> ComposedPolicy:
-        """Rebuild a saved composition; ``overrides`` go to every parent (see ``Policy.load``)."""
+        """Rebuild a saved composition; each of the flat ``overrides`` (see ``Policy.load``) goes
+        to every parent that has that setting (``scheduler`` to the diffusion parents, say)."""
         path = Path(directory) / COMPOSITION_FILE
         description = _read_composition(path)
         try:
             subdirs, weights = list(description["parents"]), list(description["weights"])
             names = list(description.get("sources") or subdirs)
         except (KeyError, TypeError) as err:
-            raise ValueError(f"{path}: invalid composition (missing or malformed {err})") from err
-        parents = [Policy.load(Path(directory) / subdir, overrides=overrides) for subdir in subdirs]
+            raise CheckpointError(f"{path}: invalid composition (missing or malformed {err})") from err
+        directories = [Path(directory) / subdir for subdir in subdirs]
+        overrides = dict(overrides or {})
+        settings = [set(saved_policy_config(d).setting_names()) for d in directories]
+        unknown = sorted(key for key in overrides if not any(key in own for own in settings))
+        if unknown:
+            raise ConfigError(f"{unknown} not settings of any parent of {path.parent}; theirs: "
+                              f"{sorted(set().union(*settings))}")
+        parents = [Policy.load(d, overrides={k: v for k, v in overrides.items() if k in own})
+                   for d, own in zip(directories, settings)]
         try:
             return cls(parents, weights, names)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+            raise CheckpointError(f"{path}: {err}") from err
 
 
 def is_composition(directory: str | Path) -> bool:
@@ -239,39 +250,39 @@ def _read_composition(path: Path) -> dict[str, Any]:
     try:
         description = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: invalid composition ({err})") from err
+        raise CheckpointError(f"{path}: invalid composition ({err})") from err
     if not isinstance(description, dict):
         kind = type(description).__name__
-        raise ValueError(f"{path}: invalid composition (expected a mapping, got {kind})")
+        raise CheckpointError(f"{path}: invalid composition (expected a mapping, got {kind})")
     return description
 
 
 def _check_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
     values = tuple(float(weight) for weight in weights)
     if len(values) != count:
-        raise ValueError(f"got {len(values)} weights {list(values)} for {count} parents")
+        raise ConfigError(f"got {len(values)} weights {list(values)} for {count} parents")
     if not all(math.isfinite(weight) and weight >= 0 for weight in values):
-        raise ValueError(f"weights must be finite and >= 0, got {list(values)}")
+        raise ConfigError(f"weights must be finite and >= 0, got {list(values)}")
     if abs(sum(values) - 1.0) > WEIGHT_TOLERANCE:
-        raise ValueError(f"weights must sum to 1, got {list(values)} (sum {sum(values):g})")
+        raise ConfigError(f"weights must sum to 1, got {list(values)} (sum {sum(values):g})")
     return values
 
 
 def _check_parents(parents: Sequence[Policy], names: Sequence[str]) -> None:
     """Raise ValueError naming the parents when they cannot share one chunk."""
     if not parents:
-        raise ValueError("a composition needs at least one parent policy")
+        raise ConfigError("a composition needs at least one parent policy")
     lead, lead_name = parents[0], names[0]
     for parent, name in zip(parents[1:], names[1:]):
         if parent.action_dim != lead.action_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"parents {lead_name} and {name} differ in action_dim: "
                 f"{lead.action_dim} vs {parent.action_dim}"
             )
         for what, ours, theirs in zip(("scale", "offset"), lead.normalizer._affine("action"),
                                       parent.normalizer._affine("action")):
             if not torch.allclose(ours, theirs, rtol=NORMALIZER_TOLERANCE, atol=NORMALIZER_TOLERANCE):
-                raise ValueError(
+                raise ConfigError(
                     f"parents {lead_name} and {name} differ in action normalisation: {what} "
                     f"{ours.tolist()} vs {theirs.tolist()} (compose policies trained on the same "
                     "action statistics)"
@@ -281,35 +292,35 @@ def _check_parents(parents: Sequence[Policy], names: Sequence[str]) -> None:
         for key, shape in parent.obs_shapes.items():
             seen, owner = first_seen.setdefault(key, (shape, name))
             if seen != shape:
-                raise ValueError(
+                raise ConfigError(
                     f"observation {key!r} has shape {seen} for {owner} but {shape} for {name}"
                 )
     _check_heads(parents, names)
 
 
 def _check_heads(parents: Sequence[Policy], names: Sequence[str]) -> None:
-    """Denoising heads compose with denoising heads, energy heads with energy heads."""
+    """Heads compose with heads that compose the same kind (``ActionHead.composes``)."""
+    kinds: dict[str, list[str]] = {}
     for parent, name in zip(parents, names):
-        if not isinstance(parent.head, (DenoisingHead, EnergyHead)):
-            raise ValueError(
-                f"{name}: a {type(parent.head).__name__} cannot be composed: only denoising "
-                "(diffusion, flow) and energy heads have a field or an energy to combine"
+        if parent.head.composes is None:
+            raise ConfigError(
+                f"{name}: a {type(parent.head).__name__} cannot be composed: it has neither a "
+                "denoising field nor an energy to combine"
             )
-    energy = [name for parent, name in zip(parents, names) if isinstance(parent.head, EnergyHead)]
-    denoising = [name for name in names if name not in energy]
-    if energy and denoising:
-        raise ValueError(
-            f"cannot compose energy parents {energy} with denoising parents {denoising}: a "
-            "denoising solver combines time-indexed fields at every step, and an energy has no "
-            "time (nor a denoiser an energy); compose heads of one family"
+        kinds.setdefault(parent.head.composes, []).append(name)
+    if len(kinds) > 1:
+        listed = " with ".join(f"{kind} parents {members}" for kind, members in kinds.items())
+        raise ConfigError(
+            f"cannot compose {listed}: a denoising solver combines time-indexed fields at every "
+            "step, and an energy has no time (nor a denoiser an energy); compose heads of one kind"
         )
-    if energy:
+    if "energy" in kinds:
         lead, lead_name = parents[0], names[0]
         for parent, name in zip(parents[1:], names[1:]):
             ours = (lead.config.n_obs_steps, lead.config.horizon)
             theirs = (parent.config.n_obs_steps, parent.config.horizon)
             if ours != theirs:
-                raise ValueError(
+                raise ConfigError(
                     f"energy parents must predict the same chunk (n_obs_steps, horizon): "
                     f"{lead_name} has {ours}, {name} has {theirs}"
                 )

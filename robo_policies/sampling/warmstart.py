@@ -8,10 +8,11 @@ as a slightly noisy chunk and run only the last few solver steps from there:
 - the first call of an episode is a full solve from noise; ``reset()`` forgets the previous
   chunk (the published code keeps it across episodes);
 - the start level is a noise-to-signal ratio ``sigma / alpha``, so one setting means the same
-  for every head (diffusion maps it to the nearest training step, flow matching to
-  ``t = r / (1 + r)``); an energy head has no time and descends from the guess for ``steps``
-  iterations;
-- by default the guess is noised to that level (``renoise``), halfway by default, and solved
+  for every head: each head maps it to its own start time (``ActionHead.warm_start_time``:
+  diffusion to the nearest training step, flow matching to ``t = r / (1 + r)``; an energy
+  head has no time and descends from the guess for ``steps`` iterations);
+- by default the guess is noised to that level (``renoise``, ``ActionHead.noised_guess``),
+  halfway by default, and solved
   back in 3 steps. RTI-DP instead uses the clean guess at a low level; that is
   ``renoise=false`` with a small ``start_noise`` (or ``calibrate``), which we measured to fail
   with flow fields and where the situation changes between calls (README);
@@ -33,8 +34,8 @@ from typing import Any, List, Optional
 
 import torch
 
-from robo_policies.heads.base import ActionHead, DenoisingHead
-from robo_policies.heads.energy import EnergyHead
+from robo_policies.heads.base import ActionHead
+from robo_policies.utils.errors import ConfigError
 
 
 @dataclass
@@ -64,9 +65,9 @@ class WarmStart:
 
     def __init__(self, config: WarmStartConfig) -> None:
         if config.steps < 1:
-            raise ValueError(f"rti.steps must be >= 1, got {config.steps}")
+            raise ConfigError(f"rti.steps must be >= 1, got {config.steps}")
         if config.start_noise <= 0:
-            raise ValueError(f"rti.start_noise must be > 0, got {config.start_noise}")
+            raise ConfigError(f"rti.start_noise must be > 0, got {config.start_noise}")
         self.config = config
         self.previous: torch.Tensor | None = None
         self._start: tuple[ActionHead, float | None] | None = None  # (head, its start time)
@@ -81,13 +82,10 @@ class WarmStart:
         return sample_chunk(head, cond, generator, self, shift, **sample_kwargs)
 
     def start_time_for(self, head: ActionHead, device: torch.device) -> float | None:
-        """Where ``head``'s warm solve starts: the start level as the head's time, moved to
-        its solver's first grid time (DDIM keeps a fixed grid). Worked out once per head, not
-        on every call."""
+        """Where ``head``'s warm solve starts (``ActionHead.warm_start_time``), worked out once
+        per head, not on every call."""
         if self._start is None or self._start[0] is not head:
-            t_start = start_time(head, self.config.start_noise)
-            if isinstance(head, DenoisingHead):
-                t_start = float(head.time_grid(self.config.steps, t_start, device)[0])
+            t_start = head.warm_start_time(self.config.start_noise, self.config.steps, device)
             self._start = (head, t_start)
         return self._start[1]
 
@@ -116,10 +114,8 @@ def sample_chunk(
         config = warm_start.config
         t_start = warm_start.start_time_for(head, cond.device)
         guess = shift_chunk(previous, shift)
-        if config.renoise and isinstance(head, DenoisingHead):
-            alpha, sigma = head.noise_levels(torch.tensor(t_start))
-            noise = torch.randn(guess.shape, generator=generator, dtype=guess.dtype)
-            guess = alpha * guess + sigma * noise.to(guess.device)
+        if config.renoise:
+            guess = head.noised_guess(guess, t_start, generator)
         chunk = head.sample(cond, x_init=guess, t_start=t_start, steps=config.steps,
                             generator=generator, **sample_kwargs)
     if warm_start is not None:
@@ -142,21 +138,10 @@ def snap_discrete(chunk: torch.Tensor, dims: Sequence[int] | None) -> torch.Tens
     action_dim = chunk.shape[-1]
     bad = [d for d in dims if not -action_dim <= d < action_dim]
     if bad:
-        raise ValueError(f"rti.discrete_dims {bad} out of range for {action_dim}-D actions")
+        raise ConfigError(f"rti.discrete_dims {bad} out of range for {action_dim}-D actions")
     snapped = chunk.clone()
     snapped[..., list(dims)] = torch.where(chunk[..., list(dims)] >= 0, 1.0, -1.0).to(chunk)
     return snapped
-
-
-def start_time(head: ActionHead, start_noise: float) -> float | None:
-    """The head's time at noise-to-signal ratio ``start_noise`` (None: a head without time)."""
-    if isinstance(head, EnergyHead):
-        return None
-    if not isinstance(head, DenoisingHead):
-        raise ValueError(f"RTI warm starts need a generative head, not {type(head).__name__}")
-    ratio = torch.tensor(float(start_noise)).reshape(1, 1, 1)
-    alpha = 1.0 / torch.sqrt(1.0 + ratio**2)
-    return float(head.time_for_noise_levels(alpha, ratio * alpha)[0])
 
 
 @torch.no_grad()
