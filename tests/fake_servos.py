@@ -9,7 +9,8 @@ write, and rejects packets whose CRC or checksum is wrong, as a servo does.
 
 Knobs for tests: ``drop_next_status(n)``, ``corrupt_next_status(n)`` (bad CRC/checksum),
 ``set_hardware_error(id, bits)``, and motion: with torque on, the present position moves
-toward the goal (position mode) or at the goal velocity (velocity mode).
+toward the goal (position mode) or at the goal velocity (velocity mode) by the time passed
+on ``clock`` (give it a test's ``FakeClock.now`` and the servos move only when it does).
 
 The register layout here is written from the vendors' documentation independently of the
 driver's control tables, so a wrong address in either shows up as a failing test.
@@ -25,7 +26,7 @@ import tty
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 TABLE_SIZE = 256
 
@@ -94,6 +95,7 @@ class FakeServoBus(ABC):
     Args:
         model_numbers: servo id -> the model number it reports when pinged.
         speed_ticks_per_s: how fast a servo moves to its goal position.
+        clock: seconds the motion follows (default: the wall clock).
     """
 
     registers: dict[str, tuple[int, int, str]]
@@ -104,8 +106,10 @@ class FakeServoBus(ABC):
     """The operating mode value of velocity control."""
     ticks_per_s_per_velocity_unit: float
 
-    def __init__(self, model_numbers: dict[int, int], speed_ticks_per_s: float = 4096.0) -> None:
+    def __init__(self, model_numbers: dict[int, int], speed_ticks_per_s: float = 4096.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.speed_ticks_per_s = speed_ticks_per_s
+        self.clock = clock
         self.tables = {motor_id: self._initial_table(motor_id, model) for motor_id, model in model_numbers.items()}
         self.instructions: list[Instruction] = []
         """Every valid instruction received, in order."""
@@ -115,7 +119,7 @@ class FakeServoBus(ABC):
         self._corrupt = 0
         self._fraction: dict[int, float] = {}
         """Sub-tick part of each moving servo's position."""
-        self._last_motion = time.monotonic()
+        self._last_motion = clock()
         self._lock = threading.Lock()
         self._handled = threading.Condition(self._lock)
         self._master, self._slave = os.openpty()
@@ -238,7 +242,7 @@ class FakeServoBus(ABC):
 
     def _execute(self, instruction: Instruction) -> list[bytes]:
         """Carry out one instruction on the control tables; the status packets to send."""
-        self._move(time.monotonic())
+        self._move(self.clock())
         params, n = instruction.params, self.address_size
         if instruction.code == SYNC_READ:
             address, size = int.from_bytes(params[:n], "little"), int.from_bytes(params[n:2 * n], "little")

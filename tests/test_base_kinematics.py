@@ -106,8 +106,11 @@ def test_odometry_handles_encoder_wrap_and_start_pose():
     np.testing.assert_allclose(odom.pose, [1.0, 2.033, np.pi / 2], atol=1e-12)
     odom.update([5.5, 5.5], t=0.2)  # back by 1.5 rad, across the wrap again
     np.testing.assert_allclose(odom.pose, [1.0, 2.033 - 1.5 * 0.033, np.pi / 2], atol=1e-12)
+    np.testing.assert_allclose(odom.update([5.5, 5.5], t=0.2), [1.0, 2.033 - 1.5 * 0.033, np.pi / 2], atol=1e-12)  # again
     with pytest.raises(ValueError, match="time must increase"):
         odom.update([0.0, 0.0], t=0.2)
+    with pytest.raises(ValueError, match="time must increase"):
+        odom.update([5.5, 5.5], t=0.1)
 
 
 def test_omni_odometry_strafes_and_rotates():

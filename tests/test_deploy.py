@@ -2,7 +2,7 @@
 
 import json
 import os
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -10,9 +10,11 @@ import torch
 
 from robo_policies.cli.main import main
 from robo_policies.envs.registry import get_task
+from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config, robot_names
 from robo_policies.robots.control_loop import Chunk, LoopStats, PolicyWorker, run_episode
 from robo_policies.robots.factory import make_robot
+from robo_policies.utils.errors import ConfigError
 from tests.tiny_policies import make_policy
 
 
@@ -35,6 +37,30 @@ class ExpertPolicy:
         if self.override is not None:
             action = self.override(action)
         return torch.as_tensor(action)[None, None]
+
+
+class GatedPolicy:
+    """A constant chunk of Ta actions on a diffdrive base; from its ``open_calls``-th call on,
+    each call waits until the test opens ``gate`` (a policy still computing)."""
+
+    obs_shapes = {"base_pose": (4,)}
+
+    def __init__(self, value=0.0, n_action_steps=8, open_calls=1):
+        self.config = type("config", (), {"n_obs_steps": 1, "n_action_steps": n_action_steps})
+        self.value, self.open_calls = value, open_calls
+        self.calls = 0
+        self.gate = threading.Event()
+
+    def predict_chunk(self, batch):
+        self.calls += 1
+        if self.calls > self.open_calls and not self.gate.wait(30.0):
+            raise TimeoutError("the test never opened the gate")
+        return torch.full((1, self.config.n_action_steps, 2), self.value)
+
+
+def twin_base(hz, clock):
+    """diffdrive_base's twin, commanded at ``hz``, keeping ``clock``."""
+    return make_robot(load_robot_config("diffdrive_base"), sim=True, period_s=1.0 / hz, clock=clock)
 
 
 def run_expert(robot_name, episodes, hz=10.0, override=None):
@@ -116,23 +142,32 @@ def test_out_of_limit_action_is_clamped_and_the_clamped_value_returned():
     assert robot.last_record.events == ["joint_limits", "max_step"]
 
 
-def test_estop_latches_until_reset(tmp_path):
+def test_estop_latches_until_reset_and_holds_from_the_next_send(tmp_path):
     config = load_robot_config("diffdrive_base")
     config.estop.file = str(tmp_path / "estop")
-    robot = make_robot(config, sim=True, period_s=0.1)
+    clock = FakeClock()
+    robot = make_robot(config, sim=True, period_s=0.1, clock=clock)
     forward = np.array([3.0, 3.0])
     with robot:
         robot.start_episode(0)
         np.testing.assert_allclose(robot.send_action(forward), forward)
-        (tmp_path / "estop").touch()
+        clock.advance(0.1)
+        (tmp_path / "estop").touch()  # noticed by the next send, which holds
         np.testing.assert_allclose(robot.send_action(forward), [0.0, 0.0])
+        assert robot.estop.latched_at == robot.last_record.timestamp == 0.1
         (tmp_path / "estop").unlink()
         for _ in range(3):
+            clock.advance(0.1)
             np.testing.assert_allclose(robot.send_action(forward), [0.0, 0.0])
         assert robot.estop.is_latched and "estop" in robot.estop.reason
         robot.estop.reset()
         np.testing.assert_allclose(robot.send_action(forward), forward)
-    assert robot.safety.interventions["estop"] == 4
+        clock.advance(0.03)
+        robot.estop.trigger("operator")  # between two sends of the loop
+        clock.advance(0.07)
+        np.testing.assert_allclose(robot.send_action(forward), [0.0, 0.0])
+        assert robot.last_record.timestamp - robot.estop.latched_at == pytest.approx(0.07)  # the latency
+    assert robot.safety.interventions["estop"] == 5
 
 
 def test_chunk_schedules_actions_from_its_observation_time():
@@ -171,7 +206,7 @@ def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, capsys):
     policy.save(tmp_path / "policy", metadata={"task": "diffdrive_nav"})
     code = main(["deploy", "robot=so101_arm", f"checkpoint={tmp_path / 'policy'}", "sim=true",
                  f"out={tmp_path / 'out'}"])
-    assert code == 1 and "trained on task 'diffdrive_nav'" in capsys.readouterr().err
+    assert code == 2 and "trained on task 'diffdrive_nav'" in capsys.readouterr().err
 
 
 def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
@@ -204,31 +239,85 @@ def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
     assert policy.shifts == [None, 6, 6, 6]
 
 
-def test_a_chunk_in_flight_when_an_episode_ends_is_not_used_in_the_next():
-    class Slow:
-        class config:  # noqa: N801
-            n_obs_steps = 1
-            n_action_steps = 8
-
-        obs_shapes = {"base_pose": (4,)}
-
-        def predict_chunk(self, batch):
-            time.sleep(0.05)
-            return torch.zeros(1, 8, 2)
-
-    robot = make_robot(load_robot_config("diffdrive_base"), sim=True, period_s=0.02)
-    worker = PolicyWorker(Slow(), step_s=0.1)
+def test_the_loop_keeps_its_period_on_the_robots_clock():
+    clock = FakeClock()
+    robot = twin_base(50.0, clock)
+    worker = PolicyWorker(GatedPolicy(), step_s=0.1)
     stats = LoopStats(0.02)
-    ticks = iter(range(10**6))
     with robot:
         worker.start()
         robot.start_episode(0)
-        # ends at t = 0.62 s, just after the loop asked for the chunk of t = 0.6 s
-        first = run_episode(robot, worker, 50.0, 2.0, stats, done=lambda: next(ticks) == 31)
+        outcome = run_episode(robot, worker, 50.0, 0.5, stats)
+        worker.stop()
+    assert outcome.ticks == 25 and clock.now() == pytest.approx(0.5)
+    np.testing.assert_allclose(stats.periods_ms(), np.full(24, 20.0))
+    assert stats.summary()["period_ms_p99"] == 20.0 and stats.missed_deadlines == 0
+
+
+def test_a_late_tick_is_counted_and_the_next_starts_at_once_without_a_burst():
+    clock = FakeClock()
+    robot = twin_base(50.0, clock)
+    worker = PolicyWorker(GatedPolicy(), step_s=0.1)
+    stats = LoopStats(0.02)
+    with robot:
+        send = robot.send_action
+
+        def slow_eleventh_write(action):
+            sent = send(action)
+            if len(stats.tick_starts) == 11:
+                clock.advance(0.05)  # this write took 50 ms of a 20 ms period
+            return sent
+
+        robot.send_action = slow_eleventh_write
+        worker.start()
+        robot.start_episode(0)
+        run_episode(robot, worker, 50.0, 0.5, stats)
+        worker.stop()
+    np.testing.assert_allclose(stats.periods_ms(), [20.0] * 10 + [50.0] + [20.0] * 13)
+    summary = stats.summary()
+    assert summary["missed_deadlines"] == 1 and summary["period_ms_p50"] == 20.0 and summary["period_ms_max"] == 50.0
+
+
+def test_ticks_without_an_action_hold_the_robot_and_are_counted():
+    """Ta = 4 steps of 20 ms: the loop asks for the next chunk at tick 2, which never comes
+    (the policy is stuck), so ticks 4 to 9 hold still."""
+    policy = GatedPolicy(value=0.5, n_action_steps=4)
+    robot = twin_base(50.0, FakeClock())
+    worker = PolicyWorker(policy, step_s=0.02)
+    stats = LoopStats(0.02)
+    with robot:
+        send, sent = robot.send_action, []
+        robot.send_action = lambda action: sent.append(send(action)) or sent[-1]
+        worker.start()
+        robot.start_episode(0)
+        run_episode(robot, worker, 50.0, 0.2, stats, lead_steps=2)
+        policy.gate.set()
+        worker.stop()
+    assert stats.starved_ticks == 6 and policy.calls == 2
+    np.testing.assert_allclose(sent, [[0.5, 0.5]] * 4 + [[0.0, 0.0]] * 6)
+
+
+def test_a_chunk_in_flight_when_an_episode_ends_is_not_used_in_the_next():
+    policy = GatedPolicy()  # the second call, at t = 0.6 s, waits until episode 1 has ended
+    robot = twin_base(50.0, FakeClock())
+    worker = PolicyWorker(policy, step_s=0.1)
+    stats = LoopStats(0.02)
+    ticks = iter(range(10**6))
+
+    def ends_at_tick_31() -> bool:  # t = 0.62 s, just after the loop asked for the chunk of t = 0.6 s
+        if next(ticks) == 31:
+            policy.gate.set()
+            return True
+        return False
+
+    with robot:
+        worker.start()
+        robot.start_episode(0)
+        first = run_episode(robot, worker, 50.0, 2.0, stats, done=ends_at_tick_31)
         second = run_episode(robot, worker, 50.0, 0.5, stats)
         worker.stop()
     assert first.ticks == 32 and second.ticks == 25
-    assert stats.starved_ticks == 0
+    assert policy.calls == 3 and stats.starved_ticks == 0  # episode 2 asked for its own first chunk
 
 
 def test_real_time_priority_is_refused_with_a_warning_not_an_error(monkeypatch):
@@ -241,7 +330,7 @@ def test_real_time_priority_is_refused_with_a_warning_not_an_error(monkeypatch):
     with pytest.warns(RuntimeWarning, match="cannot run the control loop at real-time priority 50"):
         with control_loop.loop_priority(50) as real_time:
             assert real_time is False
-    with pytest.raises(ValueError, match=r"rt_priority must be in \[1, 99\] \(or 0: off\), got 100"):
+    with pytest.raises(ConfigError, match=r"rt_priority must be in \[1, 99\] \(or 0: off\), got 100"):
         with control_loop.loop_priority(100):
             pass
 

@@ -11,12 +11,12 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from fake_servos import PING, SYNC_READ, SYNC_WRITE, FakeDynamixelBus, FakeFeetechBus, crc16_dynamixel
 
+from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.motors import (
     CalibrationError,
     Motor,
@@ -30,6 +30,7 @@ from robo_policies.robots.motors import (
     motor_bus_class,
     save_calibration,
 )
+from robo_policies.utils.errors import ConfigError
 
 
 VENDORS = {
@@ -171,16 +172,26 @@ def test_goals_check_their_input(bus):
         bus.write("goal_position", 1.5, ["shoulder"])
 
 
-def test_motion_reaches_goals(bus, fake):
-    bus.apply_operating_modes()
-    bus.enable_torque()
-    bus.write_goal_positions([math.pi / 8], ["shoulder"])
-    bus.write_goal_velocities([2.0], ["wheel"])
-    deadline = time.monotonic() + 3.0
-    while abs(bus.read_positions(["shoulder"])[0] - math.pi / 8) > TICK and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert bus.read_positions(["shoulder"])[0] == pytest.approx(math.pi / 8, abs=TICK)
-    assert bus.read_velocities(["wheel"])[0] == pytest.approx(2.0, abs=0.025)
+def test_motion_follows_the_fake_clock(vendor):
+    clock = FakeClock()
+    _, fake_class, _, model_number = VENDORS[vendor]
+    with fake_class(dict.fromkeys((1, 2, 3), model_number), clock=clock.now) as fake:
+        bus = make_bus(vendor, fake)
+        with bus:
+            bus.apply_operating_modes()
+            bus.enable_torque()
+            bus.write_goal_positions([math.pi / 8], ["shoulder"])
+            bus.write_goal_velocities([2.0], ["wheel"])
+            start = bus.read_positions()
+            assert start[0] == pytest.approx(0.0, abs=TICK)  # no time has passed: nothing moved
+            clock.advance(0.05)  # 4096 ticks/s for 0.05 s: 204.8 of the 256 ticks to pi/8
+            assert bus.read_positions(["shoulder"])[0] == pytest.approx(204 * TICK, abs=TICK)
+            clock.advance(0.2)
+            moved = bus.read_positions() - start
+            wheel_speed = bus.read_velocities(["wheel"])[0]
+    assert moved[0] == pytest.approx(math.pi / 8, abs=TICK)  # reached the goal and stopped there
+    assert wheel_speed == pytest.approx(2.0, abs=0.025)
+    assert moved[2] == pytest.approx(wheel_speed * 0.25, abs=2 * TICK)
 
 
 # -- velocities and encodings ----------------------------------------------------------------------
@@ -399,18 +410,20 @@ def test_malformed_calibration_files_are_named(tmp_path, content, expected):
     path.write_text(content)
     with pytest.raises(CalibrationError, match=expected) as raised:
         load_calibration(path)
-    assert str(path) in str(raised.value)
+    assert str(path) in str(raised.value) and isinstance(raised.value, ConfigError)
 
 
 def test_bus_checks_its_configuration(vendor, fake):
     model = VENDORS[vendor][2]
     bus_class = motor_bus_class(vendor)
-    with pytest.raises(ValueError, match=r"missing \['elbow'\]"):
+    with pytest.raises(ConfigError, match=r"missing \['elbow'\]"):
         bus_class(fake.port, motors(model), {"shoulder": CALIBRATION["shoulder"], "wheel": CALIBRATION["wheel"]})
-    with pytest.raises(ValueError, match="id 1 is already used"):
+    with pytest.raises(ConfigError, match="id 1 is already used"):
         bus_class(fake.port, [Motor("a", 1, model), Motor("b", 1, model)])
-    with pytest.raises(ValueError, match="unknown model 'ax-12'"):
+    with pytest.raises(ConfigError, match="unknown model 'ax-12'"):
         bus_class(fake.port, [Motor("a", 1, "ax-12")])
+    with pytest.raises(ConfigError, match="unknown motor vendor 'robotis'"):
+        motor_bus_class("robotis")
     with pytest.raises(MotorBusError, match="not connected"):
         bus_class(fake.port, motors(model)).read_positions()
 

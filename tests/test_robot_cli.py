@@ -10,12 +10,12 @@ import dataclasses
 import json
 import math
 import os
+import select
 import termios
-import time
 
 import numpy as np
 import pytest
-from fake_servos import FakeDynamixelBus, FakeFeetechBus
+from fake_servos import SYNC_READ, FakeDynamixelBus, FakeFeetechBus
 from robot_configs import robot_yaml
 
 from robo_policies.commands.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
@@ -23,11 +23,14 @@ from robo_policies.cli.main import main
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.robots.bus_setup import find_port, setup_motors
 from robo_policies.robots.calibrate import calibrate_robot
+from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.factory import make_robot
+from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.robots.motors import MotorCalibration, save_calibration
 from robo_policies.robots.record import record
-from robo_policies.robots.teleop import DriveSettings, ScriptedKeys, TerminalKeys, parse_keys, teleop
+from robo_policies.robots.teleop import ScriptedKeys, TerminalKeys, parse_keys, teleop
+from robo_policies.utils.errors import ConfigError
 
 pytest.importorskip("dynamixel_sdk")
 pytest.importorskip("scservo_sdk")
@@ -37,14 +40,21 @@ ARM_IDS = range(1, 7)
 
 
 @pytest.fixture
-def feetech_arm():
-    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}) as fake:
+def clock():
+    """The time of the fake servos and of the robots driven in-process: it moves only as the
+    teleop loop sleeps, so every run is the same."""
+    return FakeClock()
+
+
+@pytest.fixture
+def feetech_arm(clock):
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}, clock=clock.now) as fake:
         yield fake
 
 
 @pytest.fixture
-def dynamixel_base():
-    with FakeDynamixelBus({1: XL430, 2: XL430}) as fake:
+def dynamixel_base(clock):
+    with FakeDynamixelBus({1: XL430, 2: XL430}, clock=clock.now) as fake:
         yield fake
 
 
@@ -107,7 +117,7 @@ def test_check_fails_naming_a_missing_motor(tmp_path, capsys):
     with FakeFeetechBus({motor_id: STS3215 for motor_id in range(1, 6)}) as fake:  # no id 6
         code, _, err = run(capsys, "robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}")
     assert code == 1
-    assert err.startswith("error: robot check failed (connect)") and "'gripper' (id 6) does not answer" in err
+    assert err.startswith("FAIL: robot check failed (connect)") and "'gripper' (id 6) does not answer" in err
 
 
 def test_check_fails_on_a_latched_estop(tmp_path, capsys, dynamixel_base):
@@ -125,12 +135,12 @@ def test_calibrate_arm_records_zero_pose_and_ranges(tmp_path, feetech_arm):
     prompts = []
 
     def user(message):
-        """Moves the fake joints as asked, slowly enough for the sampling to see each pose."""
+        """Moves the fake joints as asked, each pose held until the sampling has read it."""
         prompts.append(message)
         for pose in ([zero] if len(prompts) == 1 else [low, high, zero]):
-            for motor_id, ticks in pose.items():
-                feetech_arm.set_value(motor_id, "present_position", ticks)
-            time.sleep(0.1)
+            with feetech_arm.handled(SYNC_READ, count=2):  # the second read starts after the move
+                for motor_id, ticks in pose.items():
+                    feetech_arm.set_value(motor_id, "present_position", ticks)
 
     calibrate_robot(load_robot_config(path), feetech_arm.port, prompt=user)
     assert "zero pose" in prompts[0] and "whole range" in prompts[1]
@@ -146,13 +156,37 @@ def test_calibrate_base_finds_each_wheels_direction(tmp_path, dynamixel_base):
 
     def roll_forward(message):  # the right wheel is mounted mirrored: its ticks count down
         for step in range(1, 11):
-            dynamixel_base.set_value(1, "present_position", 2048 + 100 * step)
-            dynamixel_base.set_value(2, "present_position", (2048 - 300 * step) % 4096)  # wraps through 0
-            time.sleep(0.03)
+            with dynamixel_base.handled(SYNC_READ, count=2):  # each step read before the next
+                dynamixel_base.set_value(1, "present_position", 2048 + 100 * step)
+                dynamixel_base.set_value(2, "present_position", (2048 - 300 * step) % 4096)  # wraps through 0
 
     calibration = calibrate_robot(load_robot_config(path), dynamixel_base.port, prompt=roll_forward)
     assert calibration == {"left_wheel": MotorCalibration(0, 0, 4095, 1), "right_wheel": MotorCalibration(0, 0, 4095, -1)}
     assert json.loads((path.parent / "calibration.json").read_text())["right_wheel"]["drive_direction"] == -1
+
+
+def test_calibrate_needs_someone_at_the_keyboard(tmp_path, dynamixel_base):
+    def closed_stdin(message):
+        raise EOFError
+
+    with pytest.raises(ConfigError, match="standard input closed: robo robot calibrate is interactive"):
+        calibrate_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), dynamixel_base.port,
+                        prompt=closed_stdin)
+    assert not (tmp_path / "diffdrive_base" / "calibration.json").exists()
+
+
+def test_robot_configs_name_what_is_wrong(tmp_path, capsys):
+    code, _, err = run(capsys, "robot", "check", "robot=no_such_robot")
+    assert code == 2 and "no robot named 'no_such_robot'; known robots: [" in err and "so101_arm" in err
+    path = robot_yaml(tmp_path, "so101_arm", kind="hexapod")
+    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    assert code == 2 and f"{path}: unknown robot kind 'hexapod'; known kinds: arm, diffdrive, omni" in err
+    path = robot_yaml(tmp_path, "diffdrive_base", geometry={"wheel_radius": 0.03, "wheel_radios": 0.1})
+    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    assert code == 2 and str(path) in err and "wheel_radios" in err
+    path = robot_yaml(tmp_path, "so101_arm", arm_model="nowhere.xml")
+    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    assert code == 2 and "arm_model 'nowhere.xml' is not a file in a hardware/ folder" in err
 
 
 def test_setup_motors_gives_a_factory_servo_its_id_and_baud_rate(tmp_path):
@@ -187,7 +221,7 @@ def test_terminal_keys_from_a_terminal_and_a_pipe():
         assert termios.tcgetattr(slave)[3] & termios.ICANON == 0  # keys arrive one by one
         assert keys.read() == []
         os.write(master, b"w \x1b[D")
-        time.sleep(0.05)
+        assert select.select([slave], [], [], 5.0)[0]  # arrived
         assert keys.read() == ["w", "space", "left"]
     assert termios.tcgetattr(slave) == before  # the terminal's settings are back
     os.close(master)
@@ -200,9 +234,10 @@ def test_terminal_keys_from_a_terminal_and_a_pipe():
         assert keys.read() == ["d", "esc"] and keys.read() == ["esc"]  # the end of input quits
 
 
-def test_teleop_sends_the_expected_wheel_speeds_and_space_latches_the_estop(tmp_path, capsys, dynamixel_base):
+def test_teleop_sends_the_expected_wheel_speeds_and_space_latches_the_estop(tmp_path, capsys, dynamixel_base,
+                                                                            clock):
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
-                       port=dynamixel_base.port)
+                       port=dynamixel_base.port, clock=clock)
     keys = ScriptedKeys([["w"], ["w"], ["w"], ["w"], ["s"], ["s"], ["space"], ["w"], ["a"]])
     with robot:
         sent = teleop(robot, keys, hz=20.0, settings=DriveSettings(speed=0.2))
@@ -218,17 +253,29 @@ def test_teleop_sends_the_expected_wheel_speeds_and_space_latches_the_estop(tmp_
     assert "left_wheel.vel=+6.061 right_wheel.vel=+6.061" in out and "E-STOP: key 'space' pressed" in out
 
 
-def test_teleop_nudges_an_arm_joint(tmp_path, feetech_arm):
-    robot = make_robot(load_robot_config(calibrated_arm(tmp_path)), period_s=0.05, port=feetech_arm.port)
+def test_a_base_stops_when_no_motion_key_arrives_for_key_timeout_s(tmp_path, dynamixel_base, clock):
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.0625,
+                       port=dynamixel_base.port, clock=clock)
+    keys = ScriptedKeys([["w"], [], [], [], [], []])  # one press at t = 0, then 62.5 ms ticks without one
+    with robot:
+        sent = teleop(robot, keys, hz=16.0, settings=DriveSettings(speed=0.2, key_timeout_s=0.125),
+                      duration_s=0.375, echo=lambda line: None)
+    f = 0.2 / 0.033
+    np.testing.assert_allclose(np.array(sent), [[f, f]] * 3 + [[0, 0]] * 3, atol=1e-9)  # 0.125 s still moves
+    assert clock.now() == 0.375  # six ticks, each to its deadline
+
+
+def test_teleop_nudges_an_arm_joint(tmp_path, feetech_arm, clock):
+    robot = make_robot(load_robot_config(calibrated_arm(tmp_path)), period_s=0.05, port=feetech_arm.port, clock=clock)
     with robot:
         sent = teleop(robot, ScriptedKeys([["1"], ["1"], ["@"]]), hz=20.0, settings=DriveSettings(joint_step=0.1))
     np.testing.assert_allclose(np.array(sent)[:, :2], [[0.1, 0.0], [0.2, 0.0], [0.2, -0.1]], atol=2 * math.pi / 4096)
 
 
-def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base):
+def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
-                       port=dynamixel_base.port)
+                       port=dynamixel_base.port, clock=clock)
     sent = []
     with robot:
         send = robot.send_action

@@ -1,14 +1,13 @@
 """Safety layer: each filter's numbers, the chain's bookkeeping, config errors, e-stop, watchdog."""
 
-import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
 import yaml
 
+from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.safety import (
     AccelerationLimit,
     AccelerationLimitConfig,
@@ -30,6 +29,7 @@ from robo_policies.robots.safety import (
     WorkspaceBoxConfig,
     build_safety_chain,
 )
+from robo_policies.utils.errors import ConfigError
 
 
 def context(present=None, last_sent=None, previous_sent=None, dt=0.1, hold=None, dim=3):
@@ -67,7 +67,7 @@ def test_max_step_clamps_around_present_scalar_and_per_dim():
     np.testing.assert_allclose(out, [0.1, 1.05, -1.1])
     out = MaxStep(MaxStepConfig([0.2, 0.01, 1.0]))(np.array([0.5, 1.05, -2.0]), context(present=present))
     np.testing.assert_allclose(out, [0.2, 1.01, -2.0])
-    with pytest.raises(ValueError, match="present"):
+    with pytest.raises(ConfigError, match="present"):
         MaxStep(MaxStepConfig(0.1))(np.zeros(3), context())
 
 
@@ -144,7 +144,7 @@ def test_chain_applies_in_order_and_counts_interventions():
     chain.reset()
     assert chain.interventions == {"reject_non_finite": 0, "joint_limits": 0, "velocity_limit": 0}
     assert chain.last_event is None
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ConfigError, match="unique"):
         SafetyChain([JointLimits(JointLimitsConfig(-1, 1)), JointLimits(JointLimitsConfig(-2, 2))])
 
 
@@ -180,7 +180,7 @@ def test_build_from_yaml_matches_hand_built_chain():
     ({"type": "workspace_box", "low": [0, 0, 0], "high": [1, 1, 1]}, "needs forward kinematics"),
 ])
 def test_build_errors_name_the_bad_key(spec, message):
-    with pytest.raises(ValueError, match=message) as error:
+    with pytest.raises(ConfigError, match=message) as error:
         build_safety_chain([{"type": "reject_non_finite"}, spec], dim=3)
     assert "safety spec #1" in str(error.value)
 
@@ -211,13 +211,17 @@ def test_estop_file_latches_until_reset(tmp_path):
 
 
 def test_estop_trigger_and_keys():
-    estop = EStop(keys=("space", "e"))
+    clock = FakeClock(start=3.0)
+    estop = EStop(keys=("space", "e"), clock=clock)
     assert not estop.on_key("a")
+    clock.advance(0.25)
     assert estop.on_key(" ")
-    assert "' '" in estop.reason
-    estop.trigger("later reason")  # the first reason is kept
-    assert "' '" in estop.reason
+    assert "' '" in estop.reason and estop.latched_at == 3.25  # when it latched, on the robot's clock
+    clock.advance(1.0)
+    estop.trigger("later reason")  # the first reason and time are kept
+    assert "' '" in estop.reason and estop.latched_at == 3.25
     estop.reset()
+    assert estop.latched_at is None
     assert estop.on_key("E")
     estop.reset()
     estop.trigger("operator")
@@ -230,42 +234,69 @@ def test_estop_latches_on_signal():
     estop = EStop()
     estop.install_signal(signal.SIGUSR1)
     try:
-        os.kill(os.getpid(), signal.SIGUSR1)
-        deadline = time.monotonic() + 1.0
-        while not estop.is_latched and time.monotonic() < deadline:
-            time.sleep(0.001)
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs before the next statement
         assert estop.is_latched and estop.reason == "signal SIGUSR1"
     finally:
         estop.uninstall_signals()
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
 
 
-def test_watchdog_fires_once_after_timeout_and_rearms():
+def test_watchdog_fires_once_at_the_timeout_and_rearms():
+    clock = FakeClock()
     fired: list[float] = []
-    event = threading.Event()
-
-    def on_expire():
-        fired.append(time.perf_counter())
-        event.set()
-
-    with Watchdog(0.1, on_expire) as watchdog:
-        for _ in range(5):  # fed every 30 ms: never fires
-            time.sleep(0.03)
-            watchdog.feed()
-        assert not fired and not watchdog.expired
-        t_feed = time.perf_counter()
+    watchdog = Watchdog(0.1, lambda: fired.append(clock.now()), clock=clock)
+    for _ in range(5):  # fed every 30 ms: never fires
+        clock.advance(0.03)
+        assert not watchdog.check()
         watchdog.feed()
-        assert event.wait(1.0)
-        assert 0.1 <= fired[0] - t_feed < 0.1 + 0.05
-        assert watchdog.expired and watchdog.expired_at is not None
-        time.sleep(0.15)
-        assert len(fired) == 1  # once per expiry, not every check
-        event.clear()
-        t_feed = time.perf_counter()
-        watchdog.feed()
-        assert not watchdog.expired
-        assert event.wait(1.0)
-        assert len(fired) == 2 and 0.1 <= fired[1] - t_feed < 0.15
-    count = len(fired)
-    time.sleep(0.15)
-    assert len(fired) == count  # stopped: no more calls
+    assert not fired and not watchdog.expired and watchdog.last_feed == pytest.approx(0.15)
+    clock.advance(0.0999)
+    assert not watchdog.check() and not fired
+    clock.advance(0.0001)
+    assert watchdog.check() and watchdog.expired
+    assert fired == [watchdog.expired_at] and fired[0] - watchdog.last_feed == pytest.approx(0.1)
+    clock.advance(1.0)
+    assert not watchdog.check() and len(fired) == 1  # once per expiry, not every check
+    watchdog.feed()  # re-armed
+    assert not watchdog.expired
+    clock.advance(0.1)
+    assert watchdog.check() and len(fired) == 2
+
+
+def test_a_stopped_watchdog_never_fires():
+    clock = FakeClock()
+    fired = []
+    watchdog = Watchdog(0.1, lambda: fired.append(clock.now()), clock=clock)
+    watchdog.start()
+    watchdog.stop()
+    clock.advance(10.0)
+    assert not watchdog.check() and fired == []
+
+
+def test_a_failing_on_expire_is_logged_not_raised(caplog):
+    clock = FakeClock()
+
+    def broken():
+        raise RuntimeError("stop failed")
+
+    watchdog = Watchdog(0.1, broken, clock=clock)
+    clock.advance(0.1)
+    assert watchdog.check() and watchdog.expired
+    assert "watchdog on_expire failed" in caplog.text
+
+
+@pytest.mark.parametrize("timeout_s, period_s, message", [
+    (0.0, None, "timeout_s must be positive, got 0.0"),
+    (float("nan"), None, "timeout_s must be positive"),
+    (0.1, -1.0, "period_s must be positive, got -1.0"),
+])
+def test_watchdog_settings_are_checked(timeout_s, period_s, message):
+    with pytest.raises(ConfigError, match=message):
+        Watchdog(timeout_s, lambda: None, period_s=period_s)
+
+
+def test_smoke_wallclock_watchdog_thread_fires_on_its_own():
+    fired = threading.Event()
+    with Watchdog(0.05, fired.set) as watchdog:  # the wall clock, checked by its thread
+        assert fired.wait(5.0), "the watchdog thread never fired"
+        assert watchdog.expired_at - watchdog.last_feed >= 0.05

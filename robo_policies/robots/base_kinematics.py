@@ -252,7 +252,8 @@ class Odometry:
         return self._twist.copy()
 
     def update(self, wheel_angles: ArrayLike, t: float) -> np.ndarray:
-        """Integrate the encoder readings taken at time ``t`` (s); returns the new pose."""
+        """Integrate the encoder readings taken at time ``t`` (s); returns the new pose. The
+        same readings again at the same ``t`` change nothing."""
         angles = np.asarray(wheel_angles, dtype=np.float64)
         if angles.shape != (self.kinematics.n_wheels,):
             raise ValueError(f"expected {self.kinematics.n_wheels} wheel angles, got shape {angles.shape}")
@@ -260,6 +261,8 @@ class Odometry:
             self._last_angles, self._last_t = angles.copy(), float(t)
             return self.pose
         dt = float(t) - self._last_t
+        if dt == 0 and np.array_equal(angles, self._last_angles):
+            return self.pose  # read again at the same instant (a fake clock that did not move)
         if not dt > 0:
             raise ValueError(f"odometry time must increase: got t={t} after t={self._last_t}")
         delta = angles - self._last_angles
