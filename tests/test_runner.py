@@ -161,9 +161,13 @@ for _id, _entry in ((FLAT_ID, FlatReachEnv), (DICT_ID, DictReachEnv)):
 # -- evaluate on tasks ------------------------------------------------------------------------
 
 
-def test_policies_satisfy_the_protocol():
+def test_the_trained_policy_and_these_stand_ins_are_policy_like():
+    from tiny_policies import make_policy
+
+    assert isinstance(make_policy(), PolicyLike)
     assert isinstance(ExpertPolicy(TOY_TASK), PolicyLike)
     assert isinstance(ScriptedLatencyPolicy(1), PolicyLike)
+    assert not isinstance(TOY_TASK, PolicyLike)  # no act(), no model_call_ms
 
 
 def test_toy_task_success_matches_the_expert_and_seeds_are_consecutive():
