@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: report every finished <algo>_seed<k> run under --work")
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value",
-                        help="extra robo finetune settings for every run, e.g. rl.utd=2")
+                        help="extra robo finetune settings for every run, e.g. rl.utd=2 (a method's own "
+                             "setting, e.g. rl.top_k, only with --algos of that method)")
     args = parser.parse_args()
 
     if args.report_only:

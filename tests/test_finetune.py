@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -30,7 +29,7 @@ from robo_policies.rl.registry import build_agent, get_algorithm
 from robo_policies.rl.rlpd import RlpdConfig
 from robo_policies.rl.saved import DESCRIPTION, FinetunedPolicy, load_agent
 from robo_policies.utils.errors import CheckpointError, ConfigError, UnknownNameError
-from tests.tiny_policies import A, make_policy, observations
+from tiny_policies import A, make_policy, observations
 
 TINY_TRAIN = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "policy.time_dim=16",
               "policy.horizon=8", "policy.n_action_steps=4", "train.batch_size=32", "train.threads=1",
@@ -133,14 +132,14 @@ def test_each_algorithm_takes_its_own_settings_and_presets():
         get_algorithm("parl").make_config({"topk": 3})
 
 
-def test_settings_of_another_method_or_out_of_range_stop_robo_finetune(tmp_path, trained, capsys):
+def test_settings_of_another_method_or_out_of_range_stop_robo_finetune(tmp_path, trained, robo):
     base = ["finetune", f"checkpoint={trained('diffusion')}", f"out={tmp_path / 'x'}"]
-    assert main([*base, "algo=expo", "+rl.top_k=3"]) == 2
-    assert "rl.top_k: not a setting of algo=expo" in capsys.readouterr().err
-    assert main([*base, "algo=parl", "rl.top_k=9"]) == 2
-    assert "rl.top_k must be in [1, rl.n_samples=8], got 9" in capsys.readouterr().err
-    assert main([*base, "algo=expo", "rl.imitation_data=all"]) == 2
-    assert "rl.imitation_data must be offline or mixed, got 'all'" in capsys.readouterr().err
+    for settings, message in ((["algo=expo", "+rl.top_k=3"], "rl.top_k: not a setting of algo=expo"),
+                              (["algo=parl", "rl.top_k=9"], "rl.top_k must be in [1, rl.n_samples=8], got 9"),
+                              (["algo=expo", "rl.imitation_data=all"],
+                               "rl.imitation_data must be offline or mixed, got 'all'")):
+        run = robo(*base, *settings)
+        assert run.code == 2 and message in run.err
     assert not (tmp_path / "x").exists()
 
 
@@ -287,26 +286,70 @@ def test_finetuned_policies_need_low_dimensional_observations():
         build_agent("parl", make_policy(), ExpoConfig())
 
 
+KILL_AFTER_SAVE = """
+import os, signal, sys
+import robo_policies.rl.finetune as finetune
+from robo_policies.cli.main import main
+
+save = finetune._save
+
+def save_then_die(directory, algo, agent, metadata, online, rng, generator, progress, curve):
+    save(directory, algo, agent, metadata, online, rng, generator, progress, curve)
+    if progress.env_steps >= int(os.environ["KILL_AT_ENV_STEPS"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+finetune._save = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+"""``robo finetune`` that SIGKILLs itself right after the first checkpoint at or past
+``KILL_AT_ENV_STEPS`` env steps."""
+
+
+class Crash(Exception):
+    """Stands for the process dying (raised in-process where a test needs it)."""
+
+
+def test_a_run_resumed_after_a_crash_continues_exactly_as_if_uninterrupted(tmp_path, trained, monkeypatch):
+    """The checkpoint holds replay, optimisers and RNG states: a run that dies after its
+    checkpoint at 40 env steps and resumes ends with the same curve and weights."""
+    import robo_policies.rl.finetune as finetune_module
+
+    runs = {name: finetune_args(trained("diffusion"), tmp_path / name, "expo", 80, "eval_every=40",
+                                "max_steps=20", "rl.start_steps=20", "rl.utd=2", "episodes=1")
+            for name in ("whole", "crashed")}
+    assert main(runs["whole"]) == 0
+    save = finetune_module._save
+
+    def save_then_crash(*args):
+        save(*args)
+        if args[-2].env_steps >= 40:  # (..., progress, curve)
+            raise Crash
+
+    monkeypatch.setattr(finetune_module, "_save", save_then_crash)
+    with pytest.raises(Crash):
+        main(runs["crashed"])
+    monkeypatch.setattr(finetune_module, "_save", save)
+    with pytest.raises(FileExistsError, match="pass resume=true"):
+        finetune(compose_config("finetune", runs["crashed"][1:]))
+    assert main([*runs["crashed"], "resume=true"]) == 0
+    whole, resumed = tmp_path / "whole" / "checkpoint", tmp_path / "crashed" / "checkpoint"
+    assert json.loads((tmp_path / "crashed" / "curve.json").read_text()) == json.loads(
+        (tmp_path / "whole" / "curve.json").read_text())
+    for weights in ("agent.safetensors", "policy/model.safetensors"):
+        assert (resumed / weights).read_bytes() == (whole / weights).read_bytes(), weights
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
     out = tmp_path / "killed"
     args = finetune_args(trained("diffusion"), out, "expo", 1200, "eval_every=300")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "robo_policies", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = out / "checkpoint" / "training_state.pt"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if state.is_file() and torch.load(state, weights_only=True)["progress"]["env_steps"] >= 300:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL  # killed mid-run
-    saved = torch.load(state, weights_only=True)
-    done = saved["progress"]["env_steps"]
-    assert 300 <= done < 1200
-    with pytest.raises(FileExistsError, match="pass resume=true"):
-        _finetune_direct(args)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_ENV_STEPS": "300",
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SAVE, *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    saved = torch.load(out / "checkpoint" / "training_state.pt", weights_only=True)
+    assert 300 <= saved["progress"]["env_steps"] < 1200
     assert main([*args, "resume=true"]) == 0
     curve = json.loads((out / "curve.json").read_text())
     steps = [point["env_steps"] for point in curve]
@@ -316,20 +359,16 @@ def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
     assert summary["env_steps"] >= 1200
 
 
-def _finetune_direct(args):
-    return finetune(compose_config("finetune", args[1:]))
-
-
 def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):
     from robo_policies.rl.finetune import _pretrain_critic, demonstration_transitions
     from robo_policies.rl.replay import TransitionBuffer
     from robo_policies.utils.scalars import ScalarLog
 
-    policy = load_saved(trained("flow") / "checkpoint")
+    policy = load_saved(trained("diffusion") / "checkpoint")
     config = ParlConfig(batch_size=32, critic_members=2, critic_hidden=[32, 32], inference_steps=2,
                         critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
     agent = build_agent("parl", policy, config)
-    dataset = saved_metadata(trained("flow") / "checkpoint")["dataset"]
+    dataset = saved_metadata(trained("diffusion") / "checkpoint")["dataset"]
     demos = demonstration_transitions(agent.view, dataset, config.gamma)
     offline = TransitionBuffer(agent.view.transition_shapes(), capacity=len(demos["reward"]))
     offline.extend(demos)
@@ -343,7 +382,7 @@ def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained)
             return (agent.critic(batch["obs"], batch["action"]) - agent.critic(batch["obs"], uniform)).mean().item()
 
     before = gap()
-    logger = ScalarLog(trained("flow") / "calql_log", step_key="env_steps")
+    logger = ScalarLog(trained("diffusion") / "calql_log", step_key="env_steps")
     _pretrain_critic(agent, offline, rng, generator, False, logger)
     logger.close()
     assert gap() > before + 0.05
@@ -354,9 +393,9 @@ def test_fine_tuning_runs_on_a_gymnasium_id(tmp_path, trained):
     """env.id instead of the recorded task: episodes end at the env's own TimeLimit."""
     out = tmp_path / "gym"
     gym_env = ["env.id=robo_policies/DiffDriveNav-v0", "+env.kwargs.max_episode_steps=50"]
-    assert main(finetune_args(trained("diffusion"), out, "expo", 300, "seed=2", *gym_env)) == 0
+    assert main(finetune_args(trained("diffusion"), out, "expo", 100, "seed=2", *gym_env)) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["env_steps"] >= 300 and summary["episodes"] == pytest.approx(summary["env_steps"] / 50, abs=1)
+    assert summary["env_steps"] >= 100 and summary["episodes"] == pytest.approx(summary["env_steps"] / 50, abs=1)
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false", *gym_env]) == 0
 
 

@@ -127,6 +127,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         online.load_state_dict(dict(np.load(state_dir / REPLAY_FILE)))
         rng.bit_generator.state = state["numpy_rng"]
         generator.set_state(state["torch_rng"])
+        if "global_torch_rng" in state:  # the heads' training noise (absent from older checkpoints)
+            torch.set_rng_state(state["global_torch_rng"])
         progress, curve = Progress(**state["progress"]), state["curve"]
         print(f"resuming {out} at {progress.env_steps} env steps")
     out.mkdir(parents=True, exist_ok=True)
@@ -278,6 +280,7 @@ def _save(directory: Path, algo: str, agent: FinetuneAgent, metadata: dict[str, 
         torch.save({"agent": agent.state_dict(),
                     "optimizers": {name: opt.state_dict() for name, opt in agent.optimizers.items()},
                     "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
+                    "global_torch_rng": torch.get_rng_state(),
                     "progress": vars(progress), "curve": curve}, tmp / STATE_FILE)
 
 
