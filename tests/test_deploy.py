@@ -7,15 +7,14 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny_policies import make_policy
 
-from robo_policies.cli.main import main
 from robo_policies.envs.registry import get_task
 from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config, robot_names
 from robo_policies.robots.control_loop import Chunk, LoopStats, PolicyWorker, run_episode
 from robo_policies.robots.factory import make_robot
 from robo_policies.utils.errors import ConfigError
-from tests.tiny_policies import make_policy
 
 
 class ExpertPolicy:
@@ -187,26 +186,25 @@ def test_loop_stats_report_periods_within_episodes():
     assert summary["period_ms_max"] == pytest.approx(30.0)
 
 
-def test_deploy_command_writes_its_report(tmp_path, capsys):
+def test_deploy_command_writes_its_report(tmp_path, robo):
     shapes = {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
     policy = make_policy(shapes=shapes, action_dim=2, action_range=6.0)
     policy.save(tmp_path / "policy", metadata={"task": "diffdrive_nav"})
-    code = main(["deploy", "robot=diffdrive_base", f"checkpoint={tmp_path / 'policy'}", "sim=true",
-                 "episodes=2", "hz=50", "realtime=false", f"out={tmp_path / 'out'}", "progress=false"])
-    assert code == 0
+    run = robo("deploy", "robot=diffdrive_base", f"checkpoint={tmp_path / 'policy'}", "sim=true",
+               "episodes=2", "hz=50", "realtime=false", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 0, run.err
     report = json.loads((tmp_path / "out" / "deploy.json").read_text())
     assert report["episodes"] == 2 and report["success_rate"] == 0.0  # random weights
     assert report["ticks"] == 2 * 200 * 5 and report["starved_ticks"] == 0
     assert {"period_ms_p50", "period_ms_p99", "missed_deadlines"} <= set(report)
-    assert "success rate" in capsys.readouterr().out
+    assert "success rate" in run.out
 
 
-def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, capsys):
+def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, robo):
     policy = make_policy(shapes={"base_pose": (4,)}, action_dim=2)
     policy.save(tmp_path / "policy", metadata={"task": "diffdrive_nav"})
-    code = main(["deploy", "robot=so101_arm", f"checkpoint={tmp_path / 'policy'}", "sim=true",
-                 f"out={tmp_path / 'out'}"])
-    assert code == 2 and "trained on task 'diffdrive_nav'" in capsys.readouterr().err
+    run = robo("deploy", "robot=so101_arm", f"checkpoint={tmp_path / 'policy'}", "sim=true", f"out={tmp_path / 'out'}")
+    assert run.code == 2 and "trained on task 'diffdrive_nav'" in run.err
 
 
 def test_warm_started_policy_shifts_by_the_steps_between_its_observations():

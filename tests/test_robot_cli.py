@@ -19,7 +19,6 @@ from fake_servos import SYNC_READ, FakeDynamixelBus, FakeFeetechBus
 from robot_configs import robot_yaml
 
 from robo_policies.commands.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
-from robo_policies.cli.main import main
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.robots.bus_setup import find_port, setup_motors
 from robo_policies.robots.calibrate import calibrate_robot
@@ -68,20 +67,12 @@ def calibrated_arm(tmp_path):
     return path
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize("argv,schema", [
     (["robot", "setup-motors"], RobotSetupMotorsConfig), (["robot", "calibrate"], RobotToolConfig),
     (["robot", "check"], RobotToolConfig), (["robot", "teleop"], RobotTeleopConfig), (["record"], RecordConfig)])
-def test_help_documents_every_setting(capsys, argv, schema):
-    with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--help"])
-    text = capsys.readouterr().out
-    assert exit_.value.code == 0 and "Example:" in text
+def test_help_documents_every_setting(robo, argv, schema):
+    code, text, _ = robo(*argv, "--help")
+    assert code == 0 and "Example:" in text
     for item in dataclasses.fields(schema):
         names = [f"drive.{f.name}" for f in dataclasses.fields(DriveSettings)] if item.name == "drive" else [item.name]
         for name in names:
@@ -89,40 +80,40 @@ def test_help_documents_every_setting(capsys, argv, schema):
             assert len(line.split("  ", 2)[-1]) > 10, name  # a docstring, not just the default
 
 
-def test_robot_list_names_every_robot(capsys):
-    code, out, _ = run(capsys, "robot", "list")
+def test_robot_list_names_every_robot(robo):
+    code, out, _ = robo("robot", "list")
     assert code == 0
     for name in ("so101_arm", "dynamixel_arm", "diffdrive_base", "omni_base"):
         assert name in out
     assert "xl330-m288" in out and "front_left_wheel" in out
 
 
-def test_check_passes_on_a_feetech_arm(tmp_path, capsys, feetech_arm):
-    code, out, err = run(capsys, "robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}")
+def test_check_passes_on_a_feetech_arm(tmp_path, robo, feetech_arm):
+    code, out, err = robo("robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}")
     assert code == 0, err
     for check in ("connect", "range", "observation", "e-stop", "hold", "nan refused", "disconnect"):
         assert any(line.startswith(check) and "PASS" in line for line in out.splitlines()), check
     assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
 
 
-def test_check_passes_on_a_dynamixel_base(tmp_path, capsys, dynamixel_base):
-    code, out, err = run(capsys, "robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+def test_check_passes_on_a_dynamixel_base(tmp_path, robo, dynamixel_base):
+    code, out, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
                          f"port={dynamixel_base.port}")
     assert code == 0, err
     assert "PASS: every check" in out and "goal velocity 0 on every wheel" in out
     assert [dynamixel_base.value(i, "torque_enable") for i in (1, 2)] == [0, 0]
 
 
-def test_check_fails_naming_a_missing_motor(tmp_path, capsys):
+def test_check_fails_naming_a_missing_motor(tmp_path, robo):
     with FakeFeetechBus({motor_id: STS3215 for motor_id in range(1, 6)}) as fake:  # no id 6
-        code, _, err = run(capsys, "robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}")
+        code, _, err = robo("robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}")
     assert code == 1
     assert err.startswith("FAIL: robot check failed (connect)") and "'gripper' (id 6) does not answer" in err
 
 
-def test_check_fails_on_a_latched_estop(tmp_path, capsys, dynamixel_base):
+def test_check_fails_on_a_latched_estop(tmp_path, robo, dynamixel_base):
     (tmp_path / "estop").touch()
-    code, _, err = run(capsys, "robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+    code, _, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
                        f"port={dynamixel_base.port}")
     assert code == 1 and "e-stop: latched" in err
 
@@ -175,17 +166,17 @@ def test_calibrate_needs_someone_at_the_keyboard(tmp_path, dynamixel_base):
     assert not (tmp_path / "diffdrive_base" / "calibration.json").exists()
 
 
-def test_robot_configs_name_what_is_wrong(tmp_path, capsys):
-    code, _, err = run(capsys, "robot", "check", "robot=no_such_robot")
+def test_robot_configs_name_what_is_wrong(tmp_path, robo):
+    code, _, err = robo("robot", "check", "robot=no_such_robot")
     assert code == 2 and "no robot named 'no_such_robot'; known robots: [" in err and "so101_arm" in err
     path = robot_yaml(tmp_path, "so101_arm", kind="hexapod")
-    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    code, _, err = robo("robot", "check", f"robot={path}")
     assert code == 2 and f"{path}: unknown robot kind 'hexapod'; known kinds: arm, diffdrive, omni" in err
     path = robot_yaml(tmp_path, "diffdrive_base", geometry={"wheel_radius": 0.03, "wheel_radios": 0.1})
-    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    code, _, err = robo("robot", "check", f"robot={path}")
     assert code == 2 and str(path) in err and "wheel_radios" in err
     path = robot_yaml(tmp_path, "so101_arm", arm_model="nowhere.xml")
-    code, _, err = run(capsys, "robot", "check", f"robot={path}")
+    code, _, err = robo("robot", "check", f"robot={path}")
     assert code == 2 and "arm_model 'nowhere.xml' is not a file in a hardware/ folder" in err
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fake_servos import SYNC_WRITE, FakeDynamixelBus
 from robot_configs import robot_yaml
+from tiny_policies import make_policy
 
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.data.validate import validate_dataset
@@ -24,7 +25,6 @@ from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.robots.record import record
 from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.teleop import ScriptedKeys
-from tests.tiny_policies import make_policy
 
 pytest.importorskip("dynamixel_sdk")
 
