@@ -104,7 +104,7 @@ def test_every_head_fine_tunes_and_the_critic_loss_falls(tmp_path, trained, head
     assert (out / "curve.png").stat().st_size > 1000
     # robo eval loads the checkpoint and acts through the method's own selection.
     policy = load_saved(out / "checkpoint")
-    assert isinstance(policy, FinetunedPolicy) and policy.agent.policy.config.head == head
+    assert isinstance(policy, FinetunedPolicy) and policy.agent.policy.config.head.name == head
     assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false"]) == 0
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
     with pytest.raises(ValueError, match="sampler=rti does not apply"):

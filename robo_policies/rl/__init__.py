@@ -5,5 +5,6 @@ targets (``critic``); replay that mixes demonstrations with online data (``repla
 target with terminations told apart from time limits (``td``); tanh-Gaussians and their
 temperature (``gaussian``); the methods behind one interface (``agent``): EXPO (``expo``,
 with ``edit_policy``), PA-RL (``parl``, with ``action_optimization``), the RLPD baseline
-(``rlpd``) and imitation only (``imitation``); the loop (``finetune``), its settings
-(``config``) and saved fine-tuned agents (``saved``)."""
+(``rlpd``) and imitation only (``imitation``), each registered by name with its own config
+(``registry``; the shared settings in ``config``); the loop (``finetune``) and saved
+fine-tuned agents (``saved``)."""

@@ -32,9 +32,8 @@ class ParlConfig(CalQLConfig):
     """PA-RL's settings: the shared ones, its Cal-QL offline phase and the following."""
 
     offline_critic_steps: int = 5000
-    """Critic updates on the demonstrations alone, with Cal-QL's conservative penalty, before
-    the first env step (PA-RL's offline phase; 0: none). The policy does not change; the
-    critic's optimiser restarts when the online phase begins."""
+    """Cal-QL critic updates on the demonstrations before the first env step: PA-RL's offline
+    phase runs by default (0: none; see ``CalQLConfig``)."""
     top_k: int = 2
     """Candidates kept after global optimisation (of N samples)."""
     refine_steps: int = 3
