@@ -12,6 +12,7 @@ after the hold command).
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,10 +86,10 @@ class BusRobotKind(RobotKind):
         finally:
             bus.disconnect()
 
+    @abstractmethod
     def measure(self, bus: MotorBus, prompt: Prompt,
                 previous: dict[str, MotorCalibration]) -> dict[str, MotorCalibration]:
         """The calibration, from raw ticks read while the user moves the robot (torque off)."""
-        raise NotImplementedError
 
     # -- robo robot check ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ are imported on the first lookup. A new robot of a known kind is one YAML,
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable
 
 from robo_policies.robots.config import RobotConfig
@@ -35,20 +36,20 @@ _KIND_MODULES = ("robo_policies.robots.arm", "robo_policies.robots.wheeled_base"
 """Modules whose import registers the built-in kinds."""
 
 
-class RobotKind:
+class RobotKind(ABC):
     """How robots of one kind are configured, built, calibrated, checked and driven by keys.
 
-    A kind overrides ``build`` and whichever of the other hooks it supports; the defaults
+    A kind implements ``build`` and whichever of the other hooks it supports; the defaults
     say "not supported" in a way a user can act on.
     """
 
     config_class: type[RobotConfig] = RobotConfig
     """The typed config of this kind's ``robot.yaml`` (a subclass adds the kind's own keys)."""
 
+    @abstractmethod
     def build(self, config: RobotConfig, port: str | None, **robot_kwargs: Any) -> Robot:
         """The robot on its device (not connected yet); ``port`` replaces the configured one.
         ``robot_kwargs``: safety chain, watchdog, period and clock for ``Robot``."""
-        raise NotImplementedError
 
     def build_twin(self, config: RobotConfig, **robot_kwargs: Any) -> Robot:
         """The robot's MuJoCo twin running ``config.sim_task`` (``robo deploy sim=true``)."""
