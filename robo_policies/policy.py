@@ -90,16 +90,15 @@ class PolicyConfig:
             self.head = head_config(settings.pop("name", ""), **settings)
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> PolicyConfig:
-        """The config a saved ``config.yaml`` holds (the old flat layout is migrated), with flat
-        ``overrides`` applied (``with_overrides``)."""
+    def from_dict(cls, saved: Mapping[str, Any]) -> PolicyConfig:
+        """The config a saved ``config.yaml`` holds (the old flat layout is migrated)."""
         saved = dict(saved)
         if isinstance(saved.get("head"), str):
             saved = migrate_flat_config(saved)
         unknown = sorted(set(saved) - {item.name for item in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown policy settings {unknown}")
-        return cls(**saved).with_overrides(overrides or {})
+        return cls(**saved)
 
     def shared_settings(self) -> list[str]:
         """The settings every head shares (this class's fields but ``head``)."""

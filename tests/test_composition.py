@@ -258,6 +258,15 @@ def test_save_load_round_trip(tmp_path):
         load_saved(tmp_path / "c")
 
 
+def test_each_sampling_setting_goes_to_the_parents_that_have_it(tmp_path):
+    ComposedPolicy([make_policy("diffusion"), make_policy("flow", seed=1)], [0.5, 0.5]).save(tmp_path / "c")
+    loaded = load_saved(tmp_path / "c", overrides={"scheduler": "ddpm", "inference_steps": 3})
+    diffusion, flow = (parent.config.head for parent in loaded.parents)
+    assert (diffusion.scheduler, diffusion.inference_steps, flow.inference_steps) == ("ddpm", 3, 3)
+    with pytest.raises(ValueError, match=r"\['best_of'\] not settings of any parent"):
+        load_saved(tmp_path / "c", overrides={"best_of": 2})
+
+
 @pytest.fixture(scope="module")
 def toy_parents(tmp_path_factory):
     """Two untrained policies saved as trained on the toy task (pure Python, 8-step episodes)."""
