@@ -11,7 +11,7 @@ import torch
 import yaml
 from toy_task import TOY_TASK
 
-from robo_policies.commands.config import ComposeConfig
+from robo_policies.commands.model_config import ComposeConfig
 from robo_policies.cli.main import main
 from robo_policies.envs import register_task, task_names
 from robo_policies.envs.runner import EvalResult

@@ -167,7 +167,7 @@ class _SettingsHelp(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from robo_policies.commands import config
 
-        parser.epilog = EPILOG_OVERRIDES + config.config_help(getattr(config, self.schema))
+        parser.epilog = EPILOG_OVERRIDES + config.config_help(config.settings_class(self.schema))
         parser.print_help()
         parser.exit()
 
