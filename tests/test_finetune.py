@@ -87,6 +87,15 @@ def test_each_method_fine_tunes_and_robo_eval_acts_with_it(tmp_path, trained, al
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
 
 
+def test_a_head_without_solver_steps_fine_tunes_and_keeps_its_settings(tmp_path, trained):
+    # rl.inference_steps applies only to heads that have solver steps; mlp_bc has none.
+    out = tmp_path / "run"
+    assert main(finetune_args(trained("mlp_bc"), out, "imitation", 60, "max_steps=60")) == 0
+    policy = load_saved(out / "checkpoint")
+    config = policy.agent.policy.config
+    assert config.head.name == "mlp_bc" and "inference_steps" not in config.setting_names()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("head,algo", [("diffusion", "expo"), ("flow", "parl"), ("energy", "expo"),
                                        ("diffusion", "parl")])

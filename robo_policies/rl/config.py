@@ -13,6 +13,7 @@ policy's normalised action space [-1, 1]; one decision is one executed chunk of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -48,13 +49,19 @@ class RLConfig:
     policy_ema: float = 0.005
     """Rate of the acting policy's moving average of the training base policy, per update."""
     inference_steps: int = 5
-    """Solver steps of the base policy's head during fine-tuning (and in the saved policy)."""
+    """Solver steps of the base policy's head during fine-tuning (and in the saved policy);
+    a head without solver steps (mlp_bc) ignores it."""
     n_samples: int = 8
     """N: base-policy samples per state for acting and for the TD target."""
     sample_refresh_every: int = 5000
     """The TD target's policy samples are drawn once per transition and redrawn for the whole
     replay every this many env steps (the policy keeps changing; the denoiser then runs once
     per transition instead of inside every critic update)."""
+
+    def policy_overrides(self, setting_names: list[str]) -> dict[str, Any]:
+        """What fine-tuning changes in the base policy's settings (``Policy.load(overrides=)``),
+        given the settings that policy has (``PolicyConfig.setting_names()``)."""
+        return {"inference_steps": self.inference_steps} if "inference_steps" in setting_names else {}
 
 
 @dataclass

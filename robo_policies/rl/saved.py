@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robo_policies.policy import ActsInEpisodes, Policy, _sha256
+from robo_policies.policy import ActsInEpisodes, Policy, _sha256, saved_policy_config
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.registry import Algorithm, build_agent, get_algorithm
@@ -76,8 +76,8 @@ def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None
         checksum = description["sha256"][AGENT_WEIGHTS]
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, ConfigError) as err:
         raise CheckpointError(f"{directory / DESCRIPTION}: invalid fine-tuning description ({err})") from err
-    policy = Policy.load(directory / "policy", overrides={"inference_steps": config.inference_steps,
-                                                          **dict(overrides or {})})
+    settings = saved_policy_config(directory / "policy").setting_names()
+    policy = Policy.load(directory / "policy", overrides={**config.policy_overrides(settings), **dict(overrides or {})})
     agent = build_agent(algo, policy, config)
     path = directory / AGENT_WEIGHTS
     if not path.is_file():
