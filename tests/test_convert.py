@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from robo_policies.data.convert import convert
+from robo_policies.utils.errors import ConfigError
 from robo_policies.data.convert.ogbench_npz import npz_to_zarr
 from robo_policies.data.convert.robomimic_hdf5 import robomimic_to_zarr, zarr_to_robomimic
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
@@ -329,5 +330,17 @@ def test_convert_rejects_unsupported_pairs_and_options(robomimic_file: Path, tmp
         convert(tmp_path / "a.zarr", tmp_path / "b.npz")
     with pytest.raises(ValueError, match="cannot convert"):
         convert(robomimic_file, tmp_path / "b.hdf5")
-    with pytest.raises(TypeError, match="no option 'filterkey'"):
+    with pytest.raises(ConfigError, match="no option 'filterkey'; options: filter_key"):
         convert(robomimic_file, tmp_path / "b.zarr", filterkey="train")
+
+
+def test_a_registered_converter_joins_convert(tmp_path, monkeypatch) -> None:
+    # A new format is one module plus one registration; nothing else changes.
+    import robo_policies.data.convert as registry
+
+    monkeypatch.setattr(registry, "_CONVERTERS", list(registry._CONVERTERS))
+    registry.register_converter((".txt",), (".zarr",), "pathlib:Path", "text -> zarr (test)")
+    # The "converter" is pathlib.Path(src, dst), which is dst for an absolute dst.
+    assert convert(tmp_path / "a.txt", tmp_path / "b.zarr") == tmp_path / "b.zarr"
+    assert "text -> zarr (test)" in str(pytest.raises(ConfigError, convert, tmp_path / "a.txt",
+                                                      tmp_path / "b.npz").value)
