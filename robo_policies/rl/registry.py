@@ -9,14 +9,13 @@ settings::
 Registering also makes ``algo=<name>`` an option of Hydra's ``algo`` config group, which puts
 ``algo: <name>`` and the config's schema under ``rl``: ``rl.<setting>=...`` and the presets
 in ``configs/rl/`` then set exactly that method's fields, and a setting it does not have is
-an error. The built-in methods register when their modules are imported (``_BUILTIN``); a
+an error. The built-in methods register when their modules are imported (``_ALGORITHMS.builtin_modules``); a
 plugin module registers its own the same way (``ROBO_PLUGINS``, see ``utils/plugins.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydra.core.config_store import ConfigStore
 
 from robo_policies.rl.config import RLConfig
-from robo_policies.utils.errors import ConfigError, UnknownNameError
+from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.registry import Registry
 
 if TYPE_CHECKING:
     from robo_policies.policy import Policy
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
 AgentClass = TypeVar("AgentClass", bound=type)
 
-_BUILTIN = ("robo_policies.rl.expo", "robo_policies.rl.parl", "robo_policies.rl.rlpd",
-            "robo_policies.rl.imitation")
-"""Modules whose import registers the built-in algorithms."""
 
 CONFIG_GROUP = "algo"
 """Hydra config group of the algorithms (``robo finetune algo=<name>``)."""
@@ -59,7 +56,8 @@ class Algorithm:
         return self.config(**values)
 
 
-_ALGORITHMS: dict[str, Algorithm] = {}
+_ALGORITHMS: Registry[Algorithm] = Registry("algo", "algorithms", builtin_modules=(
+    "robo_policies.rl.expo", "robo_policies.rl.parl", "robo_policies.rl.rlpd", "robo_policies.rl.imitation"))
 
 
 def register_algorithm(name: str, config: type[RLConfig]) -> Callable[[AgentClass], AgentClass]:
@@ -69,9 +67,7 @@ def register_algorithm(name: str, config: type[RLConfig]) -> Callable[[AgentClas
         raise TypeError(f"algorithm {name!r}: its config must be a dataclass derived from RLConfig, got {config!r}")
 
     def register(agent: AgentClass) -> AgentClass:
-        if name in _ALGORITHMS:
-            raise ValueError(f"algorithm {name!r} is already registered ({_ALGORITHMS[name].agent.__qualname__})")
-        _ALGORITHMS[name] = Algorithm(name, agent, config)
+        _ALGORITHMS.add(name, Algorithm(name, agent, config))
         ConfigStore.instance().store(group=CONFIG_GROUP, name=name, package="_global_",
                                      node={"algo": name, "rl": config})
         return agent
@@ -82,22 +78,17 @@ def register_algorithm(name: str, config: type[RLConfig]) -> Callable[[AgentClas
 def load_builtin_algorithms() -> None:
     """Import the built-in algorithms' modules (they register on import). ``robo finetune``
     calls it before composing its config, whose ``algo`` group needs every option."""
-    for module in _BUILTIN:
-        importlib.import_module(module)
+    _ALGORITHMS.load_builtins()
 
 
 def algorithm_names() -> list[str]:
     """Every registered algorithm, sorted."""
-    load_builtin_algorithms()
-    return sorted(_ALGORITHMS)
+    return _ALGORITHMS.names()
 
 
 def get_algorithm(name: str) -> Algorithm:
     """The algorithm registered as ``name``; an unknown name lists the known ones."""
-    load_builtin_algorithms()
-    if name not in _ALGORITHMS:
-        raise UnknownNameError(f"unknown algo {name!r}; known algorithms: {', '.join(sorted(_ALGORITHMS))}")
-    return _ALGORITHMS[name]
+    return _ALGORITHMS.get(name)
 
 
 def build_agent(name: str, policy: Policy, config: RLConfig) -> FinetuneAgent:

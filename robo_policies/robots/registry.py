@@ -15,12 +15,12 @@ are imported on the first lookup. A new robot of a known kind is one YAML,
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable
 
 from robo_policies.robots.config import RobotConfig
-from robo_policies.utils.errors import ConfigError, UnknownNameError
+from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from robo_policies.robots.motors import MotorCalibration
     from robo_policies.robots.robot import Robot
 
-_KINDS: dict[str, RobotKind] = {}
-_KIND_MODULES = ("robo_policies.robots.arm", "robo_policies.robots.wheeled_base")
 """Modules whose import registers the built-in kinds."""
 
 
@@ -87,28 +85,20 @@ class RobotKind(ABC):
         raise ConfigError(f"{robot.name}: robots of kind {robot.kind!r} have no keyboard teleop")
 
 
+_KINDS: Registry[RobotKind] = Registry("robot kind", "kinds", builtin_modules=(
+    "robo_policies.robots.arm", "robo_policies.robots.wheeled_base"))
+
+
 def register_robot_kind(name: str, kind: RobotKind) -> RobotKind:
     """Make ``kind: <name>`` in a robot.yaml mean ``kind``; registering a name twice is a bug."""
-    if name in _KINDS:
-        raise ValueError(f"robot kind {name!r} is already registered")
-    _KINDS[name] = kind
-    return kind
-
-
-def _load_builtin_kinds() -> None:
-    for module in _KIND_MODULES:
-        importlib.import_module(module)
+    return _KINDS.add(name, kind)
 
 
 def robot_kind_names() -> list[str]:
     """Every registered kind, sorted."""
-    _load_builtin_kinds()
-    return sorted(_KINDS)
+    return _KINDS.names()
 
 
 def robot_kind(name: str) -> RobotKind:
     """The kind called ``name``; an unknown name raises with the list of known ones."""
-    _load_builtin_kinds()
-    if name not in _KINDS:
-        raise UnknownNameError(f"unknown robot kind {name!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    return _KINDS[name]
+    return _KINDS.get(name)
