@@ -49,6 +49,15 @@ def test_the_probe_sees_torch_when_a_command_imports_it():
     assert "torch" in modules_after(["train", "--help"])
 
 
+def test_train_help_lists_each_heads_own_settings(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "policy.head of flow:\n  policy.head.inference_steps=5" in text
+    assert "  policy.head.solver=euler  ODE solver" in text
+    assert "policy.head of mlp_bc: no settings of its own" in text
+
+
 def test_bad_input_prints_one_line_and_exits_2(capsys, tmp_path):
     code = cli.main(["eval", f"checkpoint={tmp_path / 'nothing'}"])
     err = capsys.readouterr().err

@@ -244,12 +244,14 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def config_help(schema: Any, prefix: str = "") -> str:
-    """One line per setting, ``key=default  doc``; nested dataclasses give dotted keys."""
+def config_help(schema: Any, prefix: str = "", skip: frozenset[str] = frozenset({"defaults"})) -> str:
+    """One line per setting, ``key=default  doc``; nested dataclasses give dotted keys. A
+    nested config whose class has ``help_variants()`` (the action head's) also lists the
+    settings of each variant it can become."""
     docs = field_docs(schema if isinstance(schema, type) else type(schema))
     lines = []
     for item in dataclasses.fields(schema):
-        if item.name == "defaults":
+        if item.name in skip:
             continue
         default = getattr(schema, item.name, None)
         if default is None and item.default_factory is not dataclasses.MISSING:
@@ -257,6 +259,11 @@ def config_help(schema: Any, prefix: str = "") -> str:
         if dataclasses.is_dataclass(default):
             lines.append(f"  {prefix}{item.name}: {docs.get(item.name, '')}")
             lines.append(config_help(default, prefix=f"{prefix}{item.name}."))
+            for variant, variant_schema in getattr(default, "help_variants", dict)().items():
+                shared = frozenset(field.name for field in dataclasses.fields(default))
+                own = config_help(variant_schema, prefix=f"{prefix}{item.name}.", skip=shared)
+                lines.append(f"  {prefix}{item.name} of {variant}:{'' if own else ' no settings of its own'}")
+                lines.extend([own] if own else [])
         else:
             lines.append(f"  {prefix}{item.name}={default}  {docs.get(item.name, '')}")
     return "\n".join(lines)

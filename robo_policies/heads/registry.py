@@ -52,6 +52,11 @@ class HeadConfig:
     name: str = ""
     """The registered head this config is for (``heads.registry.head_names()``)."""
 
+    @classmethod
+    def help_variants(cls) -> dict[str, type[HeadConfig]]:
+        """Every registered head's config, by head name (``robo train --help`` lists them)."""
+        return {name: _HEADS[name].config for name in head_names()}
+
 
 @dataclass(frozen=True)
 class _Entry:
