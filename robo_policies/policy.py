@@ -210,9 +210,7 @@ class ActsInEpisodes:
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One action for the current observation; runs the model only when the queue is empty."""
-        missing = [key for key in self.obs_shapes if key not in obs]
-        if missing:
-            raise missing_observation_keys(missing, list(self.obs_shapes), list(obs), "the observation")
+        require_observation_keys(obs, self.obs_shapes, "the observation")
         self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
         if not self._queue:
             start = time.perf_counter()
@@ -238,11 +236,21 @@ def executed_slice(config: Any) -> slice:
     return slice(first, first + config.n_action_steps)
 
 
+def require_observation_keys(obs: Mapping[str, Any], keys: Iterable[str], source: str) -> None:
+    """Raise an ``ObservationKeyError`` naming every key of ``keys`` that ``obs`` lacks, what
+    the policy reads and what ``source`` provides (a robot without a camera, say)."""
+    keys = list(keys)
+    missing = [key for key in keys if key not in obs]
+    if missing:
+        raise missing_observation_keys(missing, keys, list(obs), source)
+
+
 def history_batch(frames: Sequence[Mapping[str, np.ndarray]], keys: Iterable[str],
                   n_obs_steps: int) -> dict[str, torch.Tensor]:
     """The last ``n_obs_steps`` observations as a batch of one {key: (1, To, ...)}; the first
     is repeated until To are seen (as at an episode's start)."""
     frames = list(frames)[-n_obs_steps:]
+    require_observation_keys(frames[-1], keys, "the observation")
     frames = [frames[0]] * (n_obs_steps - len(frames)) + frames
     return {key: torch.as_tensor(np.stack([frame[key] for frame in frames]))[None] for key in keys}
 
@@ -326,9 +334,7 @@ class Policy(ActsInEpisodes, nn.Module):
 
     def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Observation windows (B, To, ...) -> conditioning vector (B, C)."""
-        missing = [key for key in self.obs_shapes if key not in obs]
-        if missing:
-            raise missing_observation_keys(missing, list(self.obs_shapes), list(obs), "the batch")
+        require_observation_keys(obs, self.obs_shapes, "the batch")
         inputs = {
             key: self.normalizer.normalize(key, obs[key].float()).flatten(start_dim=2)
             for key in self.low_dim_keys

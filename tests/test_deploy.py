@@ -207,6 +207,18 @@ def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, robo):
     assert run.code == 2 and "trained on task 'diffdrive_nav'" in run.err
 
 
+def test_a_key_the_robot_does_not_provide_is_named_with_what_it_provides(tmp_path, robo):
+    # A policy that reads privileged simulator state (the goal) on a base that has only
+    # odometry: one line naming the key, what the policy reads and what the robot gives.
+    policy = make_policy(shapes={"base_pose": (4,), "cube_pos": (3,)}, action_dim=2)
+    policy.save(tmp_path / "policy", metadata={"task": None})
+    run = robo("deploy", "robot=diffdrive_base", f"checkpoint={tmp_path / 'policy'}", "sim=true",
+               "episodes=1", "realtime=false", "policy_hz=10", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 2 and run.err.count("\n") == 1, run.err
+    assert "observation key(s) ['cube_pos'] missing" in run.err
+    assert "the policy reads ['base_pose', 'cube_pos']" in run.err and "'base_vel'" in run.err
+
+
 def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
     """The loop asks for the next chunk 2 steps before the present one runs out, so an RTI
     warm start shifts the previous chunk by Ta - 2 = 6 steps, not Ta."""

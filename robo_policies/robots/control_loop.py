@@ -33,6 +33,7 @@ import torch
 
 from robo_policies.policy import executed_slice, history_batch
 from robo_policies.robots.clock import SPIN_S
+from robo_policies.utils.errors import RoboError
 from robo_policies.robots.robot import Robot
 from robo_policies.utils.errors import ConfigError
 
@@ -113,6 +114,8 @@ class PolicyWorker:
         except queue.Empty:
             return None
         self._busy = False
+        if isinstance(result, RoboError):  # bad input (an observation key the robot lacks)
+            raise result
         if isinstance(result, BaseException):
             raise RuntimeError(f"policy inference failed: {result}") from result
         return result
