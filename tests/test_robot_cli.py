@@ -111,6 +111,26 @@ def test_check_fails_naming_a_missing_motor(tmp_path, robo):
     assert err.startswith("FAIL: robot check failed (connect)") and "'gripper' (id 6) does not answer" in err
 
 
+def test_check_never_powers_an_uncalibrated_arm(tmp_path, robo, feetech_arm):
+    # No calibration.json: the check stops before connecting, so no goal position is written
+    # and torque is never enabled (an uncalibrated goal sent the joints 0.3-0.4 rad away).
+    goals = [feetech_arm.value(i, "goal_position") for i in ARM_IDS]
+    code, out, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'so101_arm')}",
+                          f"port={feetech_arm.port}")
+    assert code == 1 and err.startswith("FAIL: robot check failed (calibration)"), err
+    assert any(line.startswith("connect") and "SKIP" in line for line in out.splitlines())
+    assert [feetech_arm.value(i, "goal_position") for i in ARM_IDS] == goals
+    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
+
+
+def test_an_uncalibrated_arm_is_never_built_to_move(tmp_path, robo, feetech_arm):
+    # Teleop, record and deploy build the robot through its kind, which refuses first.
+    code, _, err = robo("robot", "teleop", f"robot={robot_yaml(tmp_path, 'so101_arm')}",
+                        f"port={feetech_arm.port}", "duration_s=0.1")
+    assert code == 2 and "calibration.json is missing: run `robo robot calibrate robot=so101_arm`" in err
+    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
+
+
 def test_check_fails_on_a_latched_estop(tmp_path, robo, dynamixel_base):
     (tmp_path / "estop").touch()
     code, _, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
@@ -176,6 +196,8 @@ def test_robot_configs_name_what_is_wrong(tmp_path, robo):
     code, _, err = robo("robot", "check", f"robot={path}")
     assert code == 2 and str(path) in err and "wheel_radios" in err
     path = robot_yaml(tmp_path, "so101_arm", arm_model="nowhere.xml")
+    save_calibration(path.parent / "calibration.json",
+                     {name: MotorCalibration(2048, 1024, 3072) for name in load_robot_config(path).motors})
     code, _, err = robo("robot", "check", f"robot={path}")
     assert code == 2 and "arm_model 'nowhere.xml' is not a file in a hardware/ folder" in err
 

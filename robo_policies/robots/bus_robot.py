@@ -69,6 +69,10 @@ class BusRobotKind(RobotKind):
         file); ``port`` replaces the configured one."""
         motors = [Motor(name, motor.id, motor.model, self.motor_mode) for name, motor in config.motors.items()]
         calibration_path = config.directory / config.calibration
+        if calibrated and self.calibration_required and not calibration_path.is_file():
+            # A joint's zero decides where a goal position sends it: no torque without it.
+            raise ConfigError(f"{calibration_path} is missing: run `robo robot calibrate robot={config.name}` "
+                              "before anything is powered or moved")
         calibration = load_calibration(calibration_path) if calibrated and calibration_path.is_file() else None
         bus_class = motor_bus_class(config.bus.vendor)
         return bus_class(port or config.bus.port, motors, calibration, baudrate=config.bus.baudrate)

@@ -6,7 +6,10 @@ against its calibrated range), an observation, the e-stop (not latched, no stop 
 hold command through the safety chain (an arm: its present position; a base: zero wheel
 speeds) and what the device shows of it (a bus robot: the servos' goal registers), a NaN
 command that the chain must refuse (what is sent is the hold), and the disconnect that
-turns torque off. The robot never moves: every command sent is "stay where you are".
+turns torque off. The robot never moves: every command sent is "stay where you are", and
+when a check before connecting fails (an arm without its calibration) the robot is not
+connected at all, so nothing is powered (a bus kind also refuses to build an arm without
+calibration for teleop, record or deploy).
 
 A table of results is printed; any failure raises ``CheckFailed`` naming the first failing
 check, which ``robo`` reports with exit status 1.
@@ -43,6 +46,10 @@ def check_robot(config: RobotConfig, port: str | None = None) -> list[CheckResul
     ``CheckFailed`` if any failed."""
     kind = robot_kind(config.kind)
     results = kind.check_setup(config)
+    if any(result.status == "FAIL" for result in results):  # e.g. no calibration: never power it
+        results.append(CheckResult("connect", "SKIP", "not connected: nothing is powered or sent "
+                                   "until the failed checks above pass"))
+        return _report(results)
     try:
         robot = make_robot(config, port=port)
         robot.connect()
