@@ -285,6 +285,20 @@ def test_too_many_failures_raise_a_clear_error(vendor, bus, fake):
     assert bus.read_positions().shape == (3,)  # the bus still works
 
 
+def test_an_unplugged_adapter_is_a_bus_error_naming_the_port(bus, fake, monkeypatch):
+    # pyserial's termios calls fail with termios.error (not an OSError) once the tty is gone;
+    # it must end as the bus's own error, so the robot's fault handling runs.
+    import termios
+
+    def gone():
+        raise termios.error(5, "Input/output error")
+
+    monkeypatch.setattr(bus._port.ser, "reset_input_buffer", gone)
+    with pytest.raises(MotorBusError, match="is the adapter still plugged in") as raised:
+        bus.read_positions()
+    assert raised.value.port == fake.port and "Input/output error" in str(raised.value)
+
+
 def test_hardware_errors_are_decoded(vendor, fake):
     faults = 0x20 | 0x04 | 0x01  # overload, overheating, input voltage: the same bits on both vendors
     strict = make_bus(vendor, fake, hardware_errors="raise")

@@ -22,6 +22,7 @@ from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.keyboard import DriveSettings
+from robo_policies.robots.motors import MotorCommunicationError
 from robo_policies.robots.record import record
 from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.teleop import ScriptedKeys
@@ -71,6 +72,20 @@ def test_communication_loss_stops_the_wheels_at_the_watchdog_timeout(tmp_path, f
         assert robot.watchdog.expired_at - last_command == 0.25
         assert [fake_base.value(motor_id, "torque_enable") for motor_id in WHEELS] == [1, 1]  # holding
     assert [fake_base.value(motor_id, "torque_enable") for motor_id in WHEELS] == [0, 0]
+
+
+def test_the_failure_that_ended_a_run_is_reported_not_the_cleanups(tmp_path, fake_base, clock, monkeypatch):
+    robot = base(tmp_path, fake_base, clock)
+
+    def silent():
+        raise MotorCommunicationError("stop failed: no status packet", port=fake_base.port)
+
+    with pytest.raises(MotorCommunicationError, match="read failed") as raised:
+        with robot:
+            monkeypatch.setattr(robot, "_make_safe", silent)  # the servos went silent
+            raise MotorCommunicationError("read failed: no status packet", port=fake_base.port)
+    assert any("stopping" in note and "stop failed" in note for note in getattr(raised.value, "__notes__", []))
+    assert not robot.is_connected
 
 
 def test_sigterm_unwinds_to_wheels_stopped_and_torque_off(tmp_path, fake_base, clock):

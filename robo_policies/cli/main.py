@@ -425,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if not is_input_error(err):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(err, "__notes__", ()))  # e.g. a failed cleanup
+        print(f"error: {err}{notes}", file=sys.stderr)
         return INPUT_ERROR
 
 

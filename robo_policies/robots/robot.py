@@ -211,8 +211,16 @@ class Robot(ABC):
         self.connect()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.disconnect()
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        try:
+            self.disconnect()
+        except DeviceFault as cleanup:
+            if exc is None:
+                raise
+            # The failure that ended the block is what the user must see (servos gone
+            # silent, say); the safe-state writes failing after it are a consequence of it.
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"then, stopping {self.name} failed too: {cleanup}")
 
     # -- internals -------------------------------------------------------------------------
 

@@ -37,6 +37,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robo_policies.robots.motors.calibration import MotorCalibration
+
+try:  # a serial adapter unplugged mid-run fails pyserial's termios calls with termios.error
+    import termios
+
+    PORT_ERRORS: tuple[type[BaseException], ...] = (OSError, termios.error)
+except ImportError:  # no termios (Windows): pyserial raises SerialException, an OSError
+    PORT_ERRORS = (OSError,)
+"""What a port that went away raises (``serial.SerialException`` is an ``OSError``;
+``termios.error`` is not)."""
 from robo_policies.utils.errors import ConfigError, DeviceFault
 
 MotorMode = Literal["position", "velocity"]
@@ -562,7 +571,7 @@ class MotorBus(ABC):
                     return attempt()
                 except FailedAttempt as failure:
                     last_failure = failure
-                except OSError as err:  # the adapter went away: retrying will not help
+                except PORT_ERRORS as err:  # the adapter went away: retrying will not help
                     raise MotorBusError(f"{action} {self._describe(motor_ids)} on {self.port} failed: the port "
                                         f"failed ({err}); is the adapter still plugged in?", port=self.port,
                                         register=register, motor_ids=motor_ids, cause=str(err)) from err

@@ -16,7 +16,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, ClassVar, Mapping, Sequence
 
-from robo_policies.robots.motors.bus import FailedAttempt, MotorBus, MotorBusError, Register, reply_bytes
+from robo_policies.robots.motors.bus import PORT_ERRORS, FailedAttempt, MotorBus, MotorBusError, Register, reply_bytes
 
 
 class LatencyTimeout:
@@ -47,7 +47,7 @@ class SdkMotorBus(MotorBus):
         self._packets: Any = self.sdk.PacketHandler(self.packet_protocol)
         try:
             opened = self._port.setBaudRate(self.baudrate)
-        except OSError as err:  # serial.SerialException is an OSError
+        except PORT_ERRORS as err:
             raise MotorBusError(f"cannot open {self.port}: {err}", port=self.port, cause=str(err)) from err
         if not opened:
             raise MotorBusError(f"cannot open {self.port} at {self.baudrate} bit/s", port=self.port)
