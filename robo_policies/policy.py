@@ -414,10 +414,18 @@ class Policy(ActsInEpisodes, nn.Module):
         policy = cls(config.with_overrides(overrides or {}), obs_shapes, image_keys, action_dim)
         name = "ema.safetensors" if use_ema and "ema.safetensors" in checksums else "model.safetensors"
         path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: weights file is missing")
-        if _sha256(path) != checksums.get(name):
-            raise CheckpointError(f"{path}: checksum mismatch with config.yaml (file modified or damaged)")
+        if name not in checksums:
+            raise CheckpointError(f"{path}: no checksum for it in {directory / 'config.yaml'} (sha256)")
+        # every weights file the checkpoint lists is verified, not only the one loaded: a damaged
+        # model.safetensors next to a sound EMA is a damaged checkpoint (fine-tuning resumes from it)
+        for listed, checksum in sorted(checksums.items(), key=lambda item: item[0] != name):
+            if Path(listed).name != listed:
+                raise CheckpointError(f"{directory / 'config.yaml'}: sha256 lists {listed!r}, not a file name")
+            listed_path = directory / listed
+            if not listed_path.is_file():
+                raise FileNotFoundError(f"{listed_path}: weights file is missing")
+            if _sha256(listed_path) != checksum:
+                raise CheckpointError(f"{listed_path}: checksum mismatch with config.yaml (file modified or damaged)")
         try:
             policy.load_state_dict(load_file(str(path)))
         except (SafetensorError, RuntimeError) as err:

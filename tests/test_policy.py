@@ -7,7 +7,7 @@ import yaml
 
 from robo_policies.data import Normalizer
 from robo_policies.policy import Policy, PolicyConfig, migrate_flat_config
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import CheckpointError, ConfigError
 from tiny_policies import tiny_config
 
 SHAPES = {"pos": (3,), "goal": (2,)}
@@ -85,6 +85,28 @@ def test_load_names_a_missing_or_tampered_file(tmp_path):
         Policy.load(tmp_path / "p")
     with pytest.raises(FileNotFoundError, match=r"nothing[/\\]config\.yaml"):
         Policy.load(tmp_path / "nothing")
+
+
+def test_every_listed_weights_file_is_verified_not_only_the_one_loaded(tmp_path):
+    make_policy().save(tmp_path / "p", ema=make_policy())
+    Policy.load(tmp_path / "p")  # sound checkpoint: loads
+    weights = tmp_path / "p" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    for use_ema in (True, False):  # the EMA is sound, but the checkpoint is not
+        with pytest.raises(CheckpointError, match=r"model\.safetensors: checksum mismatch"):
+            Policy.load(tmp_path / "p", use_ema=use_ema)
+
+
+def test_the_loaded_weights_file_must_have_a_checksum(tmp_path):
+    make_policy().save(tmp_path / "p")
+    config = tmp_path / "p" / "config.yaml"
+    description = yaml.safe_load(config.read_text())
+    description["sha256"] = {}
+    config.write_text(yaml.safe_dump(description))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: no checksum for it in .*config\.yaml"):
+        Policy.load(tmp_path / "p")
 
 
 def test_missing_observation_key_is_named():
