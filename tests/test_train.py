@@ -71,6 +71,33 @@ def test_existing_run_needs_resume(tmp_path, dataset, robo):
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 5  # untouched
 
 
+@pytest.mark.parametrize("setting", ["train.steps=-5", "train.steps=0", "train.batch_size=0",
+                                     "train.checkpoint_every=0", "train.val_ratio=1.5"])
+def test_out_of_range_train_settings_fail_before_any_work(tmp_path, dataset, robo, setting):
+    out = tmp_path / "run"
+    result = robo(*train_args(dataset, out, 5), setting)
+    key, value = setting.split("=")
+    assert result.code == 2 and f"{key}={value} must be" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not out.exists()  # no checkpoint, no run directory
+
+
+def test_resume_without_a_run_is_an_error_naming_the_directory(tmp_path, dataset, robo):
+    out = tmp_path / "never_ran"
+    result = robo(*train_args(dataset, out, 5), "resume=true")
+    assert result.code == 2 and f"{out} holds no run to resume" in result.err
+    assert not out.exists()
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_over(tmp_path, dataset, robo):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("seed: 0\n")  # written at start; killed before a checkpoint
+    result = robo(*train_args(dataset, out, 3), "resume=true")
+    assert result.code == 0 and "no checkpoint yet; training from step 0" in result.err
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
+
+
 def assert_same_weights(run_a, run_b):
     for name in ("model.safetensors", "ema.safetensors"):
         expected = load_file(str(run_a / "checkpoint" / name))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robo_policies.utils.errors import ConfigError
+
 
 @dataclass
 class TrainConfig:
@@ -44,3 +46,25 @@ class TrainConfig:
     """torch CPU threads per process (0: torch's default)."""
     device: str = "auto"
     """auto, cpu or cuda."""
+
+    def __post_init__(self) -> None:
+        """Range checks, each naming its key: a bad value fails before any data is read."""
+        positive = ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+                    "eval_episodes", "lr")
+        non_negative = ("warmup_steps", "eval_every", "threads", "grad_clip", "weight_decay")
+        for key in (*positive, *non_negative, "val_ratio", "ema_max_decay"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"train.{key}={value!r} must be a number")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"train.{key}={getattr(self, key)} must be > 0")
+        for key in non_negative:
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"train.{key}={getattr(self, key)} must be >= 0")
+        if not 0 <= self.val_ratio < 1:
+            raise ConfigError(f"train.val_ratio={self.val_ratio} must be in [0, 1)")
+        if not 0 <= self.ema_max_decay <= 1:
+            raise ConfigError(f"train.ema_max_decay={self.ema_max_decay} must be in [0, 1]")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"train.betas={list(self.betas)} must be two values in [0, 1)")

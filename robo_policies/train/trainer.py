@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,12 @@ def train(
         torch.set_num_threads(config.threads)
     run_dir = Path(out)
     resume_from = last_checkpoint(run_dir) if resume else None
+    if resume and resume_from is None:
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"resume=true, but {run_dir} holds no run to resume (no config.yaml, no "
+                              f"checkpoints/); drop resume=true to start one there")
+        if dist.is_main:  # started, then stopped before its first checkpoint: nothing to lose
+            print(f"resume=true: {run_dir} has no checkpoint yet; training from step 0", file=sys.stderr)
     if dist.is_main and not resume and (run_dir / "checkpoints").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=true or choose another out")
     start_time = time.perf_counter()
