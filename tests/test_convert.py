@@ -181,6 +181,20 @@ def test_length_mismatch_names_demo_and_key(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.zarr").exists()
 
 
+@pytest.mark.parametrize("where", ["actions", "obs/robot0_eef_pos"])
+def test_non_finite_values_are_refused_naming_demo_key_and_step(tmp_path: Path, where: str) -> None:
+    path = make_robomimic(tmp_path / "nan.hdf5")
+    with h5py.File(path, "a") as f:
+        values = f[f"data/demo_2/{where}"][:]
+        values[2, 1] = np.nan
+        f[f"data/demo_2/{where}"][...] = values
+    with pytest.raises(DatasetError) as err:
+        robomimic_to_zarr(path, tmp_path / "nan.zarr")
+    message = str(err.value)
+    assert str(path) in message and f"data/demo_2/{where} has nan at step 2" in message
+    assert not (tmp_path / "nan.zarr").exists()
+
+
 def test_obs_key_colliding_with_action_is_an_error(tmp_path: Path) -> None:
     path = make_robomimic(tmp_path / "bad.hdf5")
     with h5py.File(path, "a") as f:

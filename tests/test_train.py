@@ -98,6 +98,36 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_over(tmp_
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
 
 
+@pytest.mark.parametrize("key", ["action", "goal"])
+def test_non_finite_training_data_is_refused_naming_key_and_step(tmp_path, dataset, robo, key):
+    import shutil
+
+    import numpy as np
+    import zarr
+
+    copy = tmp_path / "nan.zarr"
+    shutil.copytree(dataset, copy)
+    array = zarr.open_group(str(copy), mode="r+")[f"data/{key}"]
+    row = array[7].copy()
+    row[0] = np.inf
+    array[7] = row
+    out = tmp_path / "run"
+    result = robo(*train_args(copy, out, 5))
+    assert result.code == 2 and f"'data/{key}' has inf at step 7 (episode 0)" in result.err
+    assert not (out / "checkpoint").exists() and not (out / "checkpoints").exists()
+
+
+def test_an_hdf5_dataset_is_named_with_the_command_that_converts_it(tmp_path, robo):
+    import h5py
+
+    path = tmp_path / "demos.hdf5"
+    with h5py.File(path, "w") as f:
+        f["data/demo_0/actions"] = [[0.0, 1.0]]
+    result = robo(*train_args(path, tmp_path / "run", 5))
+    assert result.code == 2 and f"{path}: this is an HDF5 file" in result.err
+    assert f"robo dataset convert {path} {tmp_path / 'demos.zarr'}" in result.err
+
+
 def assert_same_weights(run_a, run_b):
     for name in ("model.safetensors", "ema.safetensors"):
         expected = load_file(str(run_a / "checkpoint" / name))

@@ -80,3 +80,22 @@ def test_missing_store_and_missing_group(robo, tmp_path, dataset):
     shutil.rmtree(dataset / "meta")
     result = robo("dataset", "validate", str(dataset))
     assert result.code == 1 and "missing group 'meta/'" in result.text
+
+
+def test_a_dataset_without_episodes_does_not_validate(robo, tmp_path):
+    path = tmp_path / "empty.zarr"
+    ReplayBuffer.create(path)
+    result = robo("dataset", "validate", str(path))
+    assert result.code == 1 and f"{path}: no episodes" in result.text
+    assert "OK" not in result.text
+
+
+def test_an_hdf5_file_is_named_with_the_command_that_converts_it(robo, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "demos.hdf5"
+    with h5py.File(path, "w") as f:
+        f["data/demo_0/actions"] = np.zeros((3, 2))
+    result = robo("dataset", "validate", str(path))
+    assert result.code == 1 and f"{path}: this is an HDF5 file" in result.text
+    assert f"robo dataset convert {path} {tmp_path / 'demos.zarr'}" in result.text
+    assert "not a readable zarr group" not in result.text

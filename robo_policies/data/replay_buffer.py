@@ -88,6 +88,11 @@ class ReplayBuffer:
         path = Path(path)
         if not path.exists():
             raise DatasetError(f"{path}: no such dataset")
+        if _is_hdf5(path):
+            raise DatasetError(
+                f"{path}: this is an HDF5 file, not a zarr dataset; convert it with "
+                f"`robo dataset convert {path} {path.with_suffix('.zarr')}`"
+            )
         try:
             root = zarr.open_group(str(path), mode="r" if mode == "r" else "r+")
         except Exception as err:  # zarr raises several types for a broken store
@@ -258,6 +263,24 @@ def _append_rows(group: zarr.Group, key: str, value: np.ndarray, start: int) -> 
     array = group[key]
     array.resize((start + len(value), *array.shape[1:]))
     array[start:] = value
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file: its signature sits at byte 0, 512, 1024, 2048, ..."""
+    if not path.is_file():
+        return False
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            handle.seek(offset)
+            if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def _member(root: zarr.Group, name: str, path: Path) -> Any:

@@ -75,6 +75,8 @@ def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
     :class:`DatasetError` naming the first problem.
     """
     buffer = ReplayBuffer.open(path, mode="r")
+    if strict and buffer.n_episodes == 0:
+        raise DatasetError(f"{path}: no episodes (meta/episode_ends is empty); nothing to train on")
     if strict and ACTION_KEY not in buffer:
         raise DatasetError(f"{path}: missing key 'data/{ACTION_KEY}' (keys: {buffer.keys})")
     summary = DatasetSummary(
@@ -109,20 +111,33 @@ def _scan_array(buffer: ReplayBuffer, key: str, check_finite: bool) -> KeySummar
         if not numeric or block.size == 0:
             continue
         flat = block.reshape(len(block), -1)
-        if check_finite and np.issubdtype(array.dtype, np.floating):
-            bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
-            if len(bad_rows):
-                row = begin + int(bad_rows[0])
-                episode = int(np.searchsorted(buffer.episode_ends, row, side="right"))
-                value = flat[bad_rows[0]][~np.isfinite(flat[bad_rows[0]])][0]
-                raise DatasetError(
-                    f"{buffer.location}: 'data/{key}' has {value} at step {row} "
-                    f"(episode {episode})"
-                )
+        if check_finite:
+            _require_finite_block(flat, begin, key, buffer.location, buffer.episode_ends)
         lo, hi = flat.min(0), flat.max(0)
         summary.min = lo if summary.min is None else np.minimum(summary.min, lo)
         summary.max = hi if summary.max is None else np.maximum(summary.max, hi)
     return summary
+
+
+def require_finite(arrays: dict[str, np.ndarray], location: str, episode_ends: np.ndarray) -> None:
+    """Raise :class:`DatasetError` naming key, step and episode of the first NaN/inf in the
+    floating-point ``arrays`` (in-memory rows of ``data/<key>``, episodes concatenated)."""
+    for key, array in arrays.items():
+        array = np.asarray(array)
+        if len(array):
+            _require_finite_block(array.reshape(len(array), -1), 0, key, location, episode_ends)
+
+
+def _require_finite_block(flat: np.ndarray, begin: int, key: str, location: str,
+                          episode_ends: np.ndarray) -> None:
+    """The NaN/inf check of rows ``begin:begin+len(flat)`` of ``data/<key>``, flattened per row."""
+    if not np.issubdtype(flat.dtype, np.floating) or np.isfinite(flat).all():
+        return
+    bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    row = begin + int(bad_rows[0])
+    episode = int(np.searchsorted(episode_ends, row, side="right"))
+    value = flat[bad_rows[0]][~np.isfinite(flat[bad_rows[0]])][0]
+    raise DatasetError(f"{location}: 'data/{key}' has {value} at step {row} (episode {episode})")
 
 
 def _decode(buffer: ReplayBuffer, name: str, read: Callable[[], Any]) -> np.ndarray:

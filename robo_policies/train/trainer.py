@@ -25,12 +25,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
+from robo_policies.data.validate import require_finite
 from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
 from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import ConfigError, DatasetError, DatasetKeyError
 
 
 @dataclass
@@ -76,7 +77,12 @@ def train(
     # Data: every window of the training episodes, kept in memory as numpy arrays.
     buffer = ReplayBuffer.open(dataset)
     obs_keys = policy_config.obs_keys or [k for k in buffer.keys if k not in NOT_OBSERVATIONS]
+    if buffer.n_episodes == 0:
+        raise DatasetError(f"{dataset}: no episodes (meta/episode_ends is empty); nothing to train on")
+    if "action" not in buffer:
+        raise DatasetKeyError(f"{dataset}: missing key 'data/action' (keys: {buffer.keys})")
     arrays = buffer.as_numpy([*obs_keys, "action"])
+    require_finite(arrays, str(dataset), buffer.episode_ends)  # a NaN never becomes a model
     shapes = {k: tuple(buffer[k].shape[1:]) for k in obs_keys}
     low_dim, images = split_observation_keys(obs_keys, shapes, {k: buffer[k].dtype for k in obs_keys})
     train_episodes, val_episodes = episode_split(buffer.n_episodes, config.val_ratio, seed)

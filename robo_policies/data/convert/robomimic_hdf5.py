@@ -146,8 +146,20 @@ def robomimic_to_zarr(
                 group = data[name]
                 episode = {key: _read_dataset(group[path], src, f"data/{name}/{path}")
                            for key, path in layout.items()}
+                for key, path in layout.items():  # what `robo dataset validate` would refuse
+                    _require_finite(episode[key], src, f"data/{name}/{path}")
                 buffer.add_episode(episode, {"demo_index": np.int64(number)})
     return dst
+
+
+def _require_finite(array: np.ndarray, src: Path, where: str) -> None:
+    """A DatasetError naming the demo's dataset and step where ``array`` holds NaN or inf."""
+    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+        return
+    flat = array.reshape(len(array), -1)
+    row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
+    value = flat[row][~np.isfinite(flat[row])][0]
+    raise DatasetError(f"{src}: {where} has {value} at step {row}; refusing to convert non-finite data")
 
 
 def _open_hdf5(path: Path) -> h5py.File:
