@@ -14,7 +14,7 @@ from robo_policies.cli.main import main
 from robo_policies.data.convert import convert
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
-from robo_policies.policy import PolicyConfig
+from robo_policies.policy import Policy, PolicyConfig
 from robo_policies.utils.scalars import ScalarLog
 
 TINY = ["policy.net=mlp", "policy.hidden_dim=32", "policy.n_blocks=1", "policy.time_dim=16",
@@ -164,6 +164,24 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, dataset, mo
     assert main(train_args(dataset, crashed, *steps, "resume=true")) == 0
     assert json.loads((crashed / "train_summary.json").read_text())["steps"] == 40
     assert_same_weights(tmp_path / "full", crashed)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, dataset, monkeypatch, robo):
+    compute_loss = Policy.compute_loss
+    calls = []
+
+    def diverge_at_step_15(self, batch):
+        calls.extend([1] if self.training else [])  # validation losses are not training steps
+        loss = compute_loss(self, batch)
+        return loss * float("nan") if self.training and len(calls) == 15 else loss
+
+    monkeypatch.setattr(Policy, "compute_loss", diverge_at_step_15)
+    out = tmp_path / "run"
+    run = robo(*train_args(dataset, out, "40", "train.checkpoint_every=10", "train.log_every=10",
+                           "train.eval_every=0"))
+    assert run.code == 2 and "the training loss is nan at step 15" in run.err
+    assert (out / "checkpoints" / "last").read_text().strip() == "step_0000010"
+    assert not (out / "checkpoint").exists()  # no final policy from a diverged run
 
 
 KILL_AT_STEP_250 = """

@@ -131,6 +131,9 @@ def train(
         index = sampling_rng.integers(0, len(train_windows), per_process_batch)
         batch = _to_torch(train_windows.sample(index), dist.device)
         loss = model(batch)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights or a checkpoint
+            raise ConfigError(f"{run_dir}: the training loss is {loss.item()} at step {step + 1}; the "
+                              f"checkpoints so far are kept (lower train.lr or check the dataset)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
