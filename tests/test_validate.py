@@ -68,6 +68,14 @@ def test_truncated_chunk(robo, dataset):
     assert result.code == 1 and "'data/action' is corrupt or truncated" in result.text
 
 
+def test_a_corrupt_chunk_stops_training_naming_the_array(robo, dataset, tmp_path):
+    chunk = dataset / "data" / "action" / "0.0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    result = robo("train", f"dataset={dataset}", f"out={tmp_path / 'run'}", "train.steps=1", "progress=false")
+    assert result.code == 2 and "demo.zarr: 'data/action' is corrupt or truncated" in result.err
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
 def test_corrupt_metadata(robo, dataset):
     (dataset / "meta" / "episode_ends" / ".zarray").write_text("{not json")
     result = robo("dataset", "validate", str(dataset))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import zarr
@@ -171,7 +171,8 @@ class ReplayBuffer:
 
     def as_numpy(self, keys: list[str] | None = None) -> dict[str, np.ndarray]:
         """Every episode's rows of ``keys`` as in-memory arrays (for datasets that fit in RAM)."""
-        return {key: self[key][: self.n_steps] for key in (keys or self.keys)}
+        return {key: decoded(self.location, f"data/{key}", lambda key=key: self[key][: self.n_steps])
+                for key in (keys or self.keys)}
 
     # -- writing ------------------------------------------------------------------------
 
@@ -292,6 +293,15 @@ def _member(root: zarr.Group, name: str, path: Path) -> Any:
         raise DatasetError(f"{path}: missing {kind} '{name}{'/' if kind == 'group' else ''}'") from None
     except Exception as err:  # e.g. damaged metadata JSON
         raise DatasetError(f"{path}: '{name}' is corrupt ({err})") from err
+
+
+def decoded(location: str, name: str, read: Callable[[], Any]) -> np.ndarray:
+    """Run ``read``; a chunk that fails to decode becomes a DatasetError naming the array
+    (the codecs' own errors, e.g. "error during blosc decompression", name nothing)."""
+    try:
+        return np.asarray(read())
+    except Exception as err:  # codecs raise many types on a damaged chunk
+        raise DatasetError(f"{location}: '{name}' is corrupt or truncated ({err})") from err
 
 
 def _read(array: zarr.Array, name: str) -> np.ndarray:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
+from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer, decoded
 
 ACTION_KEY = "action"
 
@@ -90,7 +90,7 @@ def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
     for key in buffer.keys:
         summary.keys[key] = _scan_array(buffer, key, check_finite=strict)
     for name in buffer.meta_keys:
-        _decode(buffer, f"meta/{name}", lambda name=name: buffer.meta(name))
+        decoded(buffer.location, f"meta/{name}", lambda name=name: buffer.meta(name))
     return summary
 
 
@@ -107,7 +107,7 @@ def _scan_array(buffer: ReplayBuffer, key: str, check_finite: bool) -> KeySummar
     step = array.chunks[0]
     for begin in range(0, buffer.n_steps, step):
         end = min(begin + step, buffer.n_steps)
-        block = _decode(buffer, f"data/{key}", lambda: array[begin:end])
+        block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end])
         if not numeric or block.size == 0:
             continue
         flat = block.reshape(len(block), -1)
@@ -140,9 +140,3 @@ def _require_finite_block(flat: np.ndarray, begin: int, key: str, location: str,
     raise DatasetError(f"{location}: 'data/{key}' has {value} at step {row} (episode {episode})")
 
 
-def _decode(buffer: ReplayBuffer, name: str, read: Callable[[], Any]) -> np.ndarray:
-    """Run ``read``; a decoding failure becomes a DatasetError naming the array."""
-    try:
-        return np.asarray(read())
-    except Exception as err:  # codecs raise many types on a damaged chunk
-        raise DatasetError(f"{buffer.location}: '{name}' is corrupt or truncated ({err})") from err
