@@ -7,6 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
+from fake_servos import FakeDynamixelBus
+from robot_configs import robot_yaml
 from tiny_policies import make_policy
 
 from robo_policies.envs.registry import get_task
@@ -15,6 +17,8 @@ from robo_policies.robots.config import load_robot_config, robot_names
 from robo_policies.robots.control_loop import Chunk, LoopStats, PolicyWorker, run_episode
 from robo_policies.robots.factory import make_robot
 from robo_policies.utils.errors import ConfigError
+
+XL430 = 1060
 
 
 class ExpertPolicy:
@@ -208,8 +212,8 @@ def test_deploy_refuses_a_checkpoint_from_another_task(tmp_path, robo):
 
 
 def test_a_key_the_robot_does_not_provide_is_named_with_what_it_provides(tmp_path, robo):
-    # A policy that reads privileged simulator state (the goal) on a base that has only
-    # odometry: one line naming the key, what the policy reads and what the robot gives.
+    # A policy that reads privileged simulator state (the cube) on a base's twin: one line
+    # naming the key, what the policy reads and what the robot gives.
     policy = make_policy(shapes={"base_pose": (4,), "cube_pos": (3,)}, action_dim=2)
     policy.save(tmp_path / "policy", metadata={"task": None})
     run = robo("deploy", "robot=diffdrive_base", f"checkpoint={tmp_path / 'policy'}", "sim=true",
@@ -217,6 +221,30 @@ def test_a_key_the_robot_does_not_provide_is_named_with_what_it_provides(tmp_pat
     assert run.code == 2 and run.err.count("\n") == 1, run.err
     assert "observation key(s) ['cube_pos'] missing" in run.err
     assert "the policy reads ['base_pose', 'cube_pos']" in run.err and "'base_vel'" in run.err
+
+
+def test_a_policy_the_robot_cannot_feed_is_refused_before_anything_is_sent(tmp_path, robo):
+    # The real base has odometry, not the goal the twin's task shows: refused before connecting,
+    # so not one packet reaches the servos (no ping, no mode write, no torque).
+    policy = make_policy(shapes={"base_pose": (4,), "goal": (2,)}, action_dim=2)
+    policy.save(tmp_path / "policy", metadata={"task": None})
+    with FakeDynamixelBus({1: XL430, 2: XL430}) as fake:
+        run = robo("deploy", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}", f"port={fake.port}",
+                   f"checkpoint={tmp_path / 'policy'}", "policy_hz=10", "duration_s=1",
+                   f"out={tmp_path / 'out'}", "progress=false")
+        assert run.code == 2 and "observation key(s) ['goal'] missing from diffdrive_base's observation" in run.err
+        assert fake.instructions == []
+    run = robo("deploy", "robot=diffdrive_base", "sim=true", f"checkpoint={tmp_path / 'policy'}",
+               "policy_hz=10", "episodes=1", "realtime=false", f"out={tmp_path / 'twin'}", "progress=false")
+    assert run.code == 0, run.err  # the twin's task does show the goal
+
+
+def test_observation_shapes_must_match_too(tmp_path, robo):
+    policy = make_policy(shapes={"base_pose": (3,)}, action_dim=2)
+    policy.save(tmp_path / "policy", metadata={"task": None})
+    run = robo("deploy", "robot=diffdrive_base", "sim=true", f"checkpoint={tmp_path / 'policy'}",
+               "policy_hz=10", "episodes=1", "realtime=false", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 2 and "{'base_pose': ((3,), (4,))}" in run.err
 
 
 def test_warm_started_policy_shifts_by_the_steps_between_its_observations():

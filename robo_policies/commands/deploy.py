@@ -27,6 +27,7 @@ from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_prio
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.signals import stop_signals
 from robo_policies.robots.sim_twin import SimTwin
+from robo_policies.policy import require_observation_keys
 from robo_policies.utils.errors import ConfigError
 
 
@@ -53,6 +54,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     sys.setswitchinterval(0.001)  # the loop thread gets the interpreter back within 1 ms
 
     robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None)
+    _require_policy_inputs(policy.obs_shapes, robot.observation_features, robot_config.name)
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []
@@ -95,6 +97,18 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_text(out / "deploy.json", json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     return report
+
+
+def _require_policy_inputs(needed: dict[str, tuple[int, ...]], provided: dict[str, tuple[int, ...]],
+                           robot_name: str) -> None:
+    """Refuse, before the robot is connected (so before torque is on), a policy that reads an
+    observation the robot does not provide or provides in another shape."""
+    require_observation_keys(provided, needed, f"{robot_name}'s observation")
+    wrong = {key: (tuple(needed[key]), tuple(provided[key])) for key in needed
+             if tuple(needed[key]) != tuple(provided[key])}
+    if wrong:
+        raise ConfigError(f"{robot_name} provides observations of other shapes than the policy reads "
+                          f"(key: policy, robot): {wrong}")
 
 
 def _policy_step(cfg: DictConfig, policy_task: str | None, sim_task: str | None) -> float:
