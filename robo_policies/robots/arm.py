@@ -27,7 +27,7 @@ import numpy as np
 from robo_policies.robots.bus_robot import BusRobot, BusRobotKind, sample_while, ticks_per_revolution
 from robo_policies.robots.bus_setup import Prompt
 from robo_policies.robots.config import RobotConfig, find_hardware_file
-from robo_policies.robots.keyboard import HOLD_KEY, RESET_KEY, DriveSettings
+from robo_policies.robots.keyboard import DriveSettings, PositionKeyboard
 from robo_policies.robots.motors import CalibrationError, MotorBus, MotorCalibration
 from robo_policies.robots.registry import register_robot_kind
 from robo_policies.robots.robot import Robot
@@ -127,38 +127,24 @@ def arm_hold(present: np.ndarray, last_sent: np.ndarray | None) -> np.ndarray:
     return hold
 
 
-class ArmKeyboard:
-    """Keys nudge joint targets; the target follows what the safety chain let through."""
+class ArmKeyboard(PositionKeyboard):
+    """Keys nudge joint targets: 1-9 up, shift+1-9 down, the last motor being the gripper."""
 
     help = "1-9 nudge a joint up, shift+1-9 (!@#...) down, the last is the gripper; x hold"
 
     def __init__(self, robot: Robot, settings: DriveSettings) -> None:
         if robot.action_dim > 9:
             raise ConfigError(f"{robot.name}: keyboard teleop drives at most 9 motors, it has {robot.action_dim}")
-        self.robot = robot
+        super().__init__(robot)
         self.steps = np.full(robot.action_dim, settings.joint_step)
         self.steps[-1] = settings.gripper_step
-        self.target: np.ndarray | None = None
 
-    def handle(self, keys: list[str], now: float) -> None:
-        if self.target is None:
-            self.target = self.robot.hold_command()
-        for key in keys:
-            if key in (HOLD_KEY, RESET_KEY):
-                self.target = self.robot.hold_command()
-            elif key.isdigit() and 1 <= int(key) <= self.robot.action_dim:
-                self.target[int(key) - 1] += self.steps[int(key) - 1]
-            elif key in SHIFTED_DIGITS[:self.robot.action_dim]:
-                index = SHIFTED_DIGITS.index(key)
-                self.target[index] -= self.steps[index]
-
-    def command(self, now: float) -> np.ndarray:
-        assert self.target is not None, "handle() comes first"
-        return self.target.copy()
-
-    def sent(self, command: np.ndarray) -> None:
-        """Nudges build on what was sent, so a clamped joint does not wind up past its limit."""
-        self.target = command.copy()
+    def nudge(self, key: str, target: np.ndarray) -> None:
+        if key.isdigit() and 1 <= int(key) <= self.robot.action_dim:
+            target[int(key) - 1] += self.steps[int(key) - 1]
+        elif key in SHIFTED_DIGITS[:self.robot.action_dim]:
+            index = SHIFTED_DIGITS.index(key)
+            target[index] -= self.steps[index]
 
 
 class ArmKind(BusRobotKind):

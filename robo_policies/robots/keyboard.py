@@ -8,11 +8,14 @@ command configs (``DriveSettings``) and kind modules can import it cheaply.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from robo_policies.robots.robot import Robot
 
 QUIT_KEYS = frozenset({"esc", "ctrl-c"})
 RESET_KEY = "r"
@@ -50,3 +53,35 @@ class Keyboard(Protocol):
 
     def sent(self, command: np.ndarray) -> None:
         """What the safety chain let through (the next command may build on it)."""
+
+
+class PositionKeyboard(ABC):
+    """Keys nudge a position target (an arm's joints, a slider's carriage): it starts at the
+    robot's hold command, ``x`` and ``r`` bring it back there, and it follows what the safety
+    chain let through, so a clamped joint does not wind up past its limit."""
+
+    help: str
+
+    def __init__(self, robot: Robot) -> None:
+        self.robot = robot
+        self.target: np.ndarray | None = None
+
+    @abstractmethod
+    def nudge(self, key: str, target: np.ndarray) -> None:
+        """Move ``target`` in place for a motion key; other keys leave it."""
+
+    def handle(self, keys: list[str], now: float) -> None:
+        if self.target is None:
+            self.target = self.robot.hold_command()
+        for key in keys:
+            if key in (HOLD_KEY, RESET_KEY):
+                self.target = self.robot.hold_command()
+            else:
+                self.nudge(key, self.target)
+
+    def command(self, now: float) -> np.ndarray:
+        assert self.target is not None, "handle() comes first"
+        return self.target.copy()
+
+    def sent(self, command: np.ndarray) -> None:
+        self.target = command.copy()

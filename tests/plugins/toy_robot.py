@@ -18,7 +18,7 @@ import numpy as np
 
 from robo_policies.robots.check import CheckResult
 from robo_policies.robots.config import RobotConfig
-from robo_policies.robots.keyboard import HOLD_KEY, RESET_KEY, DriveSettings
+from robo_policies.robots.keyboard import DriveSettings, PositionKeyboard
 from robo_policies.robots.registry import RobotKind, register_robot_kind
 from robo_policies.robots.robot import Robot
 
@@ -82,31 +82,18 @@ class Slider(Robot):
         self.carriage.powered = False
 
 
-class SliderKeyboard:
+class SliderKeyboard(PositionKeyboard):
     """``d`` moves the carriage along the rail, ``a`` back; ``x`` holds."""
 
     help = "d/a move the carriage, x hold"
 
     def __init__(self, robot: Robot, settings: DriveSettings) -> None:
-        self.robot = robot
+        super().__init__(robot)
         self.step = settings.joint_step
-        self.target: np.ndarray | None = None
 
-    def handle(self, keys: list[str], now: float) -> None:
-        if self.target is None:
-            self.target = self.robot.hold_command()
-        for key in keys:
-            if key in (HOLD_KEY, RESET_KEY):
-                self.target = self.robot.hold_command()
-            elif key in ("d", "a"):
-                self.target = self.target + (self.step if key == "d" else -self.step)
-
-    def command(self, now: float) -> np.ndarray:
-        assert self.target is not None, "handle() comes first"
-        return self.target.copy()
-
-    def sent(self, command: np.ndarray) -> None:
-        self.target = command.copy()
+    def nudge(self, key: str, target: np.ndarray) -> None:
+        if key in ("d", "a"):
+            target += self.step if key == "d" else -self.step
 
 
 class SliderKind(RobotKind):
