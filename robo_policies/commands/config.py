@@ -201,20 +201,18 @@ class BenchTrainConfig:
     """Torch intra-op threads."""
 
 
-def _register() -> None:
-    store = ConfigStore.instance()
-    store.store(name="collect", node=CollectConfig)
-    store.store(name="demo", node=DemoConfig)
-    store.store(name="robot_setup_motors", node=RobotSetupMotorsConfig)
-    store.store(name="robot_calibrate", node=RobotToolConfig)
-    store.store(name="robot_check", node=RobotToolConfig)
-    store.store(name="robot_teleop", node=RobotTeleopConfig)
-    store.store(name="record", node=RecordConfig)
-    store.store(name="bench_inference", node=BenchInferenceConfig)
-    store.store(name="bench_train", node=BenchTrainConfig)
+def store_settings(settings: dict[str, type]) -> None:
+    """Register each command's settings class in Hydra's ConfigStore under the command's name."""
+    for name, schema in settings.items():
+        ConfigStore.instance().store(name=name, node=schema)
 
 
-_register()
+store_settings({
+    "collect": CollectConfig, "demo": DemoConfig, "robot_setup_motors": RobotSetupMotorsConfig,
+    "robot_calibrate": RobotToolConfig, "robot_check": RobotToolConfig,
+    "robot_teleop": RobotTeleopConfig, "record": RecordConfig,
+    "bench_inference": BenchInferenceConfig, "bench_train": BenchTrainConfig,
+})
 
 
 MODEL_COMMANDS = ("train", "eval", "compose", "finetune", "deploy")

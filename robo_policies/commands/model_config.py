@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from robo_policies.commands.config import TaskConfig
+from robo_policies.commands.config import TaskConfig, store_settings
 from robo_policies.heads import HeadConfig
 from robo_policies.policy import PolicyConfig
 from robo_policies.rl.config import RLConfig
@@ -210,13 +209,5 @@ class DeployConfig:
     """Show a progress bar."""
 
 
-def _register() -> None:
-    store = ConfigStore.instance()
-    store.store(name="train", node=TrainRunConfig)
-    store.store(name="eval", node=EvalRunConfig)
-    store.store(name="compose", node=ComposeConfig)
-    store.store(name="finetune", node=FinetuneConfig)
-    store.store(name="deploy", node=DeployConfig)
-
-
-_register()
+store_settings({"train": TrainRunConfig, "eval": EvalRunConfig, "compose": ComposeConfig,
+                "finetune": FinetuneConfig, "deploy": DeployConfig})  # MODEL_COMMANDS in config.py
