@@ -37,17 +37,16 @@ class SavedKind:
     """What it was saved with: training task, dataset, validation episodes, ..."""
 
 
-_KINDS: dict[str, SavedKind] = {}
+_KINDS: list[SavedKind] = []
+"""Most specific first: every kind registered later is tried before the ones before it."""
 
 
-def register_saved_kind(kind: SavedKind, first: bool = True) -> SavedKind:
-    """Add ``kind`` to the registry; ``first`` tries it before the kinds already known (a new
-    kind is usually more specific than a plain policy)."""
-    if kind.name in _KINDS:
+def register_saved_kind(kind: SavedKind) -> SavedKind:
+    """Add ``kind``, tried before the kinds already known (a new kind is more specific than a
+    plain policy, which it may hold inside it)."""
+    if any(known.name == kind.name for known in _KINDS):
         raise ValueError(f"saved-agent kind {kind.name!r} is already registered")
-    entries = [(kind.name, kind)] + list(_KINDS.items()) if first else list(_KINDS.items()) + [(kind.name, kind)]
-    _KINDS.clear()
-    _KINDS.update(entries)
+    _KINDS.insert(0, kind)
     return kind
 
 
@@ -61,13 +60,13 @@ register_saved_kind(SavedKind("finetuned", is_finetuned, lambda d, o: FinetunedP
 
 def saved_kinds() -> list[str]:
     """Registered kinds, in the order they are tried."""
-    return list(_KINDS)
+    return [kind.name for kind in _KINDS]
 
 
 def kind_of(directory: str | Path) -> SavedKind:
     """The kind of saved agent in ``directory``; an error naming the directory if none."""
     path = Path(directory)
-    for kind in _KINDS.values():
+    for kind in _KINDS:
         if kind.recognise(path):
             return kind
     raise FileNotFoundError(f"{path}: not a saved agent (none of {saved_kinds()} recognises it)")
@@ -77,7 +76,7 @@ def resolve_saved(checkpoint: str | Path) -> Path:
     """A saved agent's directory, given it or a run directory (whose ``checkpoint/`` is used)."""
     path = Path(checkpoint)
     for candidate in (path, path / "checkpoint"):
-        if any(kind.recognise(candidate) for kind in _KINDS.values()):
+        if any(kind.recognise(candidate) for kind in _KINDS):
             return candidate
     raise FileNotFoundError(
         f"{path}: neither a saved agent ({', '.join(saved_kinds())}) nor a run directory with checkpoint/"

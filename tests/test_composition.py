@@ -354,3 +354,23 @@ def test_ties_go_to_shorter_episodes_then_to_uniform_weights_then_first():
     assert best(((1, 0), (0.8, 30)), ((0, 1), (0.9, 50))) == (0, 1)
     assert best(((1, 0), (0.9, 30)), ((0.5, 0.5), (0.9, 50))) == (1, 0)
     assert best(((1, 0), (0.9, 30)), ((0.6, 0.4), (0.9, 30)), ((0.4, 0.6), (0.9, 30))) == (0.6, 0.4)
+
+
+def test_a_registered_saved_kind_is_recognised_before_the_built_in_ones(tmp_path, monkeypatch):
+    import robo_policies.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "_KINDS", list(checkpoints._KINDS))
+    assert checkpoints.saved_kinds() == ["finetuned", "composition", "policy"]
+    marker = "bundle.yaml"
+    checkpoints.register_saved_kind(checkpoints.SavedKind(
+        "bundle", lambda d: (d / marker).is_file(), lambda d, o: ("loaded", d, o), lambda d: {"task": "t"}))
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint" / marker).write_text("x")
+    directory = checkpoints.resolve_saved(tmp_path / "run")
+    assert directory == tmp_path / "run" / "checkpoint" and checkpoints.kind_of(directory).name == "bundle"
+    assert checkpoints.load_saved(directory, {"a": 1}) == ("loaded", directory, {"a": 1})
+    assert checkpoints.saved_metadata(directory) == {"task": "t"}
+    with pytest.raises(ValueError, match="'bundle' is already registered"):
+        checkpoints.register_saved_kind(checkpoints.kind_of(directory))
+    with pytest.raises(FileNotFoundError, match="not a saved agent"):
+        checkpoints.kind_of(tmp_path)
