@@ -13,7 +13,6 @@ policy's normalised action space [-1, 1]; one decision is one executed chunk of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass
@@ -57,11 +56,6 @@ class RLConfig:
     """The TD target's policy samples are drawn once per transition and redrawn for the whole
     replay every this many env steps (the policy keeps changing; the denoiser then runs once
     per transition instead of inside every critic update)."""
-
-    def policy_overrides(self, setting_names: list[str]) -> dict[str, Any]:
-        """What fine-tuning changes in the base policy's settings (``Policy.load(overrides=)``),
-        given the settings that policy has (``PolicyConfig.setting_names()``)."""
-        return {"inference_steps": self.inference_steps} if "inference_steps" in setting_names else {}
 
 
 @dataclass

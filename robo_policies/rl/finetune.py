@@ -33,12 +33,12 @@ from robo_policies.utils.atomic import atomic_output, atomic_write_text
 from robo_policies.data import ReplayBuffer
 from robo_policies.envs.runner import evaluate
 from robo_policies.envs.targets import env_for
-from robo_policies.policy import Policy, history_batch, policy_metadata, resolve_policy_dir, saved_policy_config
+from robo_policies.policy import history_batch, policy_metadata, resolve_policy_dir
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.registry import build_agent, get_algorithm, load_builtin_algorithms
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
-from robo_policies.rl.saved import FinetunedPolicy, save_finetuned
+from robo_policies.rl.saved import FinetunedPolicy, load_base_policy, save_finetuned
 from robo_policies.utils.errors import ConfigError
 from robo_policies.utils.scalars import ScalarLog
 
@@ -99,7 +99,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
     source = resolve_policy_dir(cfg.checkpoint)
     metadata = {**policy_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
-    policy = Policy.load(source, overrides=rl.policy_overrides(saved_policy_config(source).setting_names()))
+    policy = load_base_policy(source, rl)
     torch.manual_seed(cfg.seed)
     agent = build_agent(cfg.algo, policy, rl)
     view = agent.view

@@ -53,6 +53,15 @@ def finetuned_metadata(directory: str | Path) -> dict[str, Any]:
     return dict(yaml.safe_load((Path(directory) / DESCRIPTION).read_text()).get("metadata") or {})
 
 
+def load_base_policy(directory: str | Path, config: RLConfig,
+                     overrides: Mapping[str, Any] | None = None) -> Policy:
+    """The policy saved in ``directory`` with fine-tuning's solver steps (``rl.inference_steps``)
+    where its head has solver steps (``mlp_bc`` has none), then ``overrides``."""
+    has_steps = "inference_steps" in saved_policy_config(directory).setting_names()
+    steps = {"inference_steps": config.inference_steps} if has_steps else {}
+    return Policy.load(directory, overrides={**steps, **dict(overrides or {})})
+
+
 def saved_config(algorithm: Algorithm, description: Mapping[str, Any]) -> RLConfig:
     """The algorithm's config from a ``finetuned.yaml``. An older one holds the flat config of
     every method (``rl:``): the settings this method has are kept, the other methods' dropped,
@@ -76,8 +85,7 @@ def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None
         checksum = description["sha256"][AGENT_WEIGHTS]
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, ConfigError) as err:
         raise CheckpointError(f"{directory / DESCRIPTION}: invalid fine-tuning description ({err})") from err
-    settings = saved_policy_config(directory / "policy").setting_names()
-    policy = Policy.load(directory / "policy", overrides={**config.policy_overrides(settings), **dict(overrides or {})})
+    policy = load_base_policy(directory / "policy", config, overrides)
     agent = build_agent(algo, policy, config)
     path = directory / AGENT_WEIGHTS
     if not path.is_file():
