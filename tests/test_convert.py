@@ -326,6 +326,19 @@ def test_npz_errors_name_file_and_key(tmp_path: Path) -> None:
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npz"] * 3
 
 
+def test_npz_with_non_finite_values_is_refused_by_the_shared_validation(tmp_path: Path, robo) -> None:
+    """Converters run the check that ``robo train`` and ``robo dataset validate`` run, on the
+    output before it lands: nothing is written, the error names the destination and step."""
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(10, 5)).astype(np.float32)
+    actions[4, 2] = np.nan
+    src = make_npz(tmp_path / "nan.npz", actions=actions)
+    dst = tmp_path / "nan.zarr"
+    result = robo("dataset", "convert", src, dst)
+    assert result.code == 2
+    assert result.err.strip() == f"error: {dst}: 'data/action' has nan at step 4 (episode 1)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.npz"]
+
+
 def test_npz_trailing_steps_without_terminal(tmp_path: Path) -> None:
     src = make_npz(tmp_path / "trailing.npz", terminal_rows=(2, 5))
     with pytest.raises(DatasetError, match=r"last 4 steps \(rows 6\.\.9\)"):

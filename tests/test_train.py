@@ -117,6 +117,53 @@ def test_non_finite_training_data_is_refused_naming_key_and_step(tmp_path, datas
     assert not (out / "checkpoint").exists() and not (out / "checkpoints").exists()
 
 
+def _delete_chunk(path):
+    (path / "data" / "action" / "0.0").unlink()
+
+
+def _truncate_chunk(path):
+    chunk = path / "data" / "action" / "0.0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+
+
+def _delete_goal(path):
+    import shutil
+
+    shutil.rmtree(path / "data" / "goal")
+
+
+def _drop_episodes(path):
+    from robo_policies.data import ReplayBuffer
+
+    ReplayBuffer.create(path, overwrite=True, attrs={"task": "diffdrive_nav"})
+
+
+@pytest.mark.parametrize("damage,message,validates", [
+    (_delete_chunk, "'data/action' is missing its chunk file '0.0' (rows 0:", False),
+    (_truncate_chunk, "'data/action' is corrupt or truncated in chunk 0 (rows 0:", False),
+    (_delete_goal, "missing key 'data/goal' that task 'diffdrive_nav' observes", True),
+    (_drop_episodes, "no episodes (meta/episode_ends is empty)", False),
+], ids=["deleted_chunk", "corrupt_chunk", "missing_observation", "no_episodes"])
+def test_a_damaged_dataset_is_refused_in_one_line_before_training(tmp_path, dataset, robo, damage, message,
+                                                                   validates):
+    """A missing chunk is not zeros, a key the task observes is not optional, no episodes is
+    not OK: ``robo train`` stops before any work and ``robo dataset validate`` agrees (a
+    dataset lacking an observation is valid data, just not enough for this task's policy)."""
+    import shutil
+
+    copy = tmp_path / "damaged.zarr"
+    shutil.copytree(dataset, copy)
+    damage(copy)
+    out = tmp_path / "run"
+    result = robo(*train_args(copy, out, 5))
+    assert result.code == 2 and f"{copy}: " in result.err and message in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert not (out / "checkpoint").exists() and not (out / "checkpoints").exists()
+    checked = robo("dataset", "validate", copy)
+    assert checked.code == (0 if validates else 1)
+    assert validates or message in checked.err
+
+
 def test_an_hdf5_dataset_is_named_with_the_command_that_converts_it(tmp_path, robo):
     import h5py
 

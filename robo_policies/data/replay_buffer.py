@@ -295,13 +295,14 @@ def _member(root: zarr.Group, name: str, path: Path) -> Any:
         raise DatasetError(f"{path}: '{name}' is corrupt ({err})") from err
 
 
-def decoded(location: str, name: str, read: Callable[[], Any]) -> np.ndarray:
-    """Run ``read``; a chunk that fails to decode becomes a DatasetError naming the array
-    (the codecs' own errors, e.g. "error during blosc decompression", name nothing)."""
+def decoded(location: str, name: str, read: Callable[[], Any], where: str = "") -> np.ndarray:
+    """Run ``read``; a chunk that fails to decode becomes a DatasetError naming the array and,
+    when given, ``where`` in it (the codecs' own errors, e.g. "error during blosc
+    decompression", name nothing)."""
     try:
         return np.asarray(read())
     except Exception as err:  # codecs raise many types on a damaged chunk
-        raise DatasetError(f"{location}: '{name}' is corrupt or truncated ({err})") from err
+        raise DatasetError(f"{location}: '{name}' is corrupt or truncated{where} ({err})") from err
 
 
 def _read(array: zarr.Array, name: str) -> np.ndarray:

@@ -2,18 +2,24 @@
 
 ``ReplayBuffer.open`` checks structure (groups, ``episode_ends``, array lengths). This module
 goes further: it reads every chunk of every array (a corrupt or truncated chunk fails to
-decode), rejects NaN and inf values, and requires the ``action`` key that every trainer reads.
+decode, a deleted one is missing), rejects NaN and inf values, and requires at least one
+episode and the keys a trainer reads. ``validate_dataset`` is the one check that ``robo train``,
+``robo dataset convert`` and ``robo dataset validate`` run before doing anything else.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr.storage
 
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer, decoded
+from robo_policies.utils.errors import DatasetKeyError
 
 ACTION_KEY = "action"
 
@@ -67,18 +73,24 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
+def summarize_dataset(path: str | Path, strict: bool = False,
+                      keys: Sequence[str] | None = None) -> DatasetSummary:
     """Read a whole dataset and describe it.
 
-    With ``strict`` (``robo dataset validate``) also reject a missing ``data/action`` and
-    NaN/inf values; either way a structural problem or an undecodable chunk raises
-    :class:`DatasetError` naming the first problem.
+    Every chunk of every array is read (a corrupt or truncated chunk is a DatasetError
+    naming the array and its rows). With ``strict`` (``validate_dataset``) the dataset must
+    also be usable for training: at least one episode, ``data/action`` and every one of
+    ``keys`` present, every chunk of the episodes' rows stored (zarr reads a missing chunk
+    back as its fill value, so a deleted chunk file would otherwise pass as zeros) and no
+    NaN or inf. ``keys`` limits the scan to those arrays (plus ``action``).
     """
     buffer = ReplayBuffer.open(path, mode="r")
     if strict and buffer.n_episodes == 0:
         raise DatasetError(f"{path}: no episodes (meta/episode_ends is empty); nothing to train on")
-    if strict and ACTION_KEY not in buffer:
-        raise DatasetError(f"{path}: missing key 'data/{ACTION_KEY}' (keys: {buffer.keys})")
+    wanted = list(buffer.keys) if keys is None else list(dict.fromkeys([*keys, ACTION_KEY]))
+    missing = [key for key in dict.fromkeys([*wanted, ACTION_KEY]) if key not in buffer]
+    if strict and missing:
+        raise DatasetKeyError(f"{path}: missing key 'data/{missing[0]}' (keys: {buffer.keys})")
     summary = DatasetSummary(
         path=str(path),
         n_episodes=buffer.n_episodes,
@@ -87,31 +99,45 @@ def summarize_dataset(path: str | Path, strict: bool = False) -> DatasetSummary:
         meta_keys=buffer.meta_keys,
         attrs=buffer.attrs,
     )
-    for key in buffer.keys:
-        summary.keys[key] = _scan_array(buffer, key, check_finite=strict)
+    for key in wanted:
+        if key in buffer:
+            summary.keys[key] = _scan_array(buffer, key, strict=strict)
     for name in buffer.meta_keys:
         decoded(buffer.location, f"meta/{name}", lambda name=name: buffer.meta(name))
     return summary
 
 
-def validate_dataset(path: str | Path) -> DatasetSummary:
-    """Check a whole dataset; raise :class:`DatasetError` naming the first problem."""
-    return summarize_dataset(path, strict=True)
+def validate_dataset(path: str | Path, keys: Sequence[str] | None = None,
+                     name: str | Path | None = None) -> DatasetSummary:
+    """The one check before a dataset is trained on, converted or declared valid: raise
+    :class:`DatasetError` naming the first problem (see ``summarize_dataset``). ``name``: what
+    errors call the dataset, when ``path`` is where it is being written (a converter's
+    temporary output)."""
+    try:
+        return summarize_dataset(path, strict=True, keys=keys)
+    except DatasetError as problem:
+        if name is None:
+            raise
+        raise type(problem)(str(problem).replace(str(path), str(name))) from None
 
 
-def _scan_array(buffer: ReplayBuffer, key: str, check_finite: bool) -> KeySummary:
-    """Decode every chunk of ``data/<key>`` in the episodes' range; find NaN/inf and the range."""
+def _scan_array(buffer: ReplayBuffer, key: str, strict: bool) -> KeySummary:
+    """Decode every chunk of ``data/<key>`` in the episodes' range; find missing chunks,
+    NaN/inf and the value range."""
     array = buffer[key]
     summary = KeySummary(shape=tuple(array.shape[1:]), dtype=str(array.dtype))
+    if strict:
+        _require_stored_chunks(buffer, key)
     numeric = np.issubdtype(array.dtype, np.number)
     step = array.chunks[0]
     for begin in range(0, buffer.n_steps, step):
         end = min(begin + step, buffer.n_steps)
-        block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end])
+        block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end],
+                        where=f" in chunk {begin // step} (rows {begin}:{end})")
         if not numeric or block.size == 0:
             continue
         flat = block.reshape(len(block), -1)
-        if check_finite:
+        if strict:
             _require_finite_block(flat, begin, key, buffer.location, buffer.episode_ends)
         lo, hi = flat.min(0), flat.max(0)
         summary.min = lo if summary.min is None else np.minimum(summary.min, lo)
@@ -119,24 +145,37 @@ def _scan_array(buffer: ReplayBuffer, key: str, check_finite: bool) -> KeySummar
     return summary
 
 
-def require_finite(arrays: dict[str, np.ndarray], location: str, episode_ends: np.ndarray) -> None:
-    """Raise :class:`DatasetError` naming key, step and episode of the first NaN/inf in the
-    floating-point ``arrays`` (in-memory rows of ``data/<key>``, episodes concatenated)."""
-    for key, array in arrays.items():
-        array = np.asarray(array)
-        if len(array):
-            _require_finite_block(array.reshape(len(array), -1), 0, key, location, episode_ends)
+def _require_stored_chunks(buffer: ReplayBuffer, key: str) -> None:
+    """Every chunk file of ``data/<key>`` that holds episode rows exists (local stores)."""
+    array = buffer[key]
+    store = array.store
+    if not isinstance(store, zarr.storage.LocalStore):
+        return
+    rows_chunks = -(-buffer.n_steps // array.chunks[0])
+    for coords in itertools.product(range(rows_chunks), *map(range, array.cdata_shape[1:])):
+        chunk_key = array.metadata.encode_chunk_key(coords)
+        if not (Path(store.root) / array.path / chunk_key).is_file():
+            begin = coords[0] * array.chunks[0]
+            end = min(begin + array.chunks[0], buffer.n_steps)
+            raise DatasetError(f"{buffer.location}: 'data/{key}' is missing its chunk file {chunk_key!r} "
+                               f"(rows {begin}:{end}); it would read back as fill values")
+
+
+def first_non_finite(array: np.ndarray) -> tuple[int, float] | None:
+    """(row, value) of the first NaN or inf in ``array`` (rows along axis 0), or None."""
+    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+        return None
+    flat = array.reshape(len(array), -1)
+    row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
+    return row, float(flat[row][~np.isfinite(flat[row])][0])
 
 
 def _require_finite_block(flat: np.ndarray, begin: int, key: str, location: str,
                           episode_ends: np.ndarray) -> None:
-    """The NaN/inf check of rows ``begin:begin+len(flat)`` of ``data/<key>``, flattened per row."""
-    if not np.issubdtype(flat.dtype, np.floating) or np.isfinite(flat).all():
+    """The NaN/inf check of rows ``begin:begin+len(flat)`` of ``data/<key>``."""
+    found = first_non_finite(flat)
+    if found is None:
         return
-    bad_rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
-    row = begin + int(bad_rows[0])
+    row = begin + found[0]
     episode = int(np.searchsorted(episode_ends, row, side="right"))
-    value = flat[bad_rows[0]][~np.isfinite(flat[bad_rows[0]])][0]
-    raise DatasetError(f"{location}: 'data/{key}' has {value} at step {row} (episode {episode})")
-
-
+    raise DatasetError(f"{location}: 'data/{key}' has {found[1]} at step {row} (episode {episode})")

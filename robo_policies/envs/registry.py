@@ -27,3 +27,19 @@ def task_names() -> list[str]:
 def get_task(name: str) -> Task:
     """The task called ``name``; an unknown name raises with the list of known ones."""
     return _TASKS.get(name)
+
+
+def task_observation_keys(name: str | None, env_kwargs: dict | None = None) -> list[str] | None:
+    """The observation keys task ``name``'s env gives when built with ``env_kwargs``; None
+    when no such task is registered or its optional extra is missing (datasets written by
+    other tools name tasks of their own)."""
+    if name not in task_names():
+        return None
+    try:
+        env = get_task(name).env(**(env_kwargs or {}))
+    except ImportError:
+        return None
+    try:
+        return list(env.observation_space.spaces)
+    finally:
+        env.close()

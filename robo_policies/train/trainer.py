@@ -25,13 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
-from robo_policies.data.validate import require_finite
+from robo_policies.data.validate import validate_dataset
+from robo_policies.envs.registry import task_observation_keys
 from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
 from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig
-from robo_policies.utils.errors import ConfigError, DatasetError, DatasetKeyError
+from robo_policies.utils.errors import ConfigError, DatasetKeyError
 
 
 @dataclass
@@ -76,13 +77,11 @@ def train(
 
     # Data: every window of the training episodes, kept in memory as numpy arrays.
     buffer = ReplayBuffer.open(dataset)
-    obs_keys = policy_config.obs_keys or [k for k in buffer.keys if k not in NOT_OBSERVATIONS]
-    if buffer.n_episodes == 0:
-        raise DatasetError(f"{dataset}: no episodes (meta/episode_ends is empty); nothing to train on")
-    if "action" not in buffer:
-        raise DatasetKeyError(f"{dataset}: missing key 'data/action' (keys: {buffer.keys})")
+    obs_keys = policy_config.obs_keys or [key for key in buffer.keys if key not in NOT_OBSERVATIONS]
+    validate_dataset(dataset, keys=[*obs_keys, "action"])  # bad data never becomes a model
+    if not policy_config.obs_keys:
+        _require_task_observations(buffer)
     arrays = buffer.as_numpy([*obs_keys, "action"])
-    require_finite(arrays, str(dataset), buffer.episode_ends)  # a NaN never becomes a model
     shapes = {k: tuple(buffer[k].shape[1:]) for k in obs_keys}
     low_dim, images = split_observation_keys(obs_keys, shapes, {k: buffer[k].dtype for k in obs_keys})
     train_episodes, val_episodes = episode_split(buffer.n_episodes, config.val_ratio, seed)
@@ -191,6 +190,19 @@ def train(
     distributed.teardown(dist)
     return TrainResult(run_dir, policy_dir, step, losses[-1] if losses else float("nan"),
                        time.perf_counter() - start_time, digests, dist.is_main)
+
+
+def _require_task_observations(buffer: ReplayBuffer) -> None:
+    """A policy that takes every observation of its dataset needs every one its recorded task
+    gives, or it would never see what is missing."""
+    task = buffer.attrs.get("task")
+    lacking = [key for key in task_observation_keys(task, buffer.attrs.get("env_kwargs")) or []
+               if key not in buffer]
+    if lacking:
+        raise DatasetKeyError(
+            f"{buffer.location}: missing key 'data/{lacking[0]}' that task {task!r} observes (dataset keys: "
+            f"{buffer.keys}); a policy trained on it would never see it. Re-collect the data, or pass "
+            f"policy.obs_keys=[...] to train on fewer observations on purpose")
 
 
 def _ema_copy(policy: Policy, ema: EMAModel) -> Policy:

@@ -35,6 +35,7 @@ import numpy as np
 
 from robo_policies.utils.atomic import atomic_output
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
+from robo_policies.data.validate import validate_dataset
 
 SOURCE_FORMAT = "ogbench_npz"
 NPZ_KEYS = {
@@ -138,6 +139,7 @@ def npz_to_zarr(
             finally:
                 for rows in readers.values():
                     rows.close()
+            validate_dataset(tmp, name=dst)  # what training would refuse never lands at dst
     return dst
 
 

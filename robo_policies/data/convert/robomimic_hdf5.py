@@ -58,6 +58,7 @@ import numpy as np
 
 from robo_policies.utils.atomic import atomic_output
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
+from robo_policies.data.validate import first_non_finite, validate_dataset
 
 SOURCE_FORMAT = "robomimic_hdf5"
 RENAMED = {"actions": "action", "rewards": "reward", "dones": "done"}
@@ -149,17 +150,15 @@ def robomimic_to_zarr(
                 for key, path in layout.items():  # what `robo dataset validate` would refuse
                     _require_finite(episode[key], src, f"data/{name}/{path}")
                 buffer.add_episode(episode, {"demo_index": np.int64(number)})
+            validate_dataset(tmp, name=dst)  # what training would refuse never lands at dst
     return dst
 
 
 def _require_finite(array: np.ndarray, src: Path, where: str) -> None:
     """A DatasetError naming the demo's dataset and step where ``array`` holds NaN or inf."""
-    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
-        return
-    flat = array.reshape(len(array), -1)
-    row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
-    value = flat[row][~np.isfinite(flat[row])][0]
-    raise DatasetError(f"{src}: {where} has {value} at step {row}; refusing to convert non-finite data")
+    found = first_non_finite(array)
+    if found is not None:
+        raise DatasetError(f"{src}: {where} has {found[1]} at step {found[0]}; refusing to convert non-finite data")
 
 
 def _open_hdf5(path: Path) -> h5py.File:
