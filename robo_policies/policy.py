@@ -15,7 +15,6 @@ needs nothing else and unpickles nothing; a missing or modified file is an error
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robo_policies.utils.atomic import atomic_output
+from robo_policies.utils.checksums import sha256_of
 from robo_policies.utils.errors import CheckpointError, ConfigError, missing_observation_keys
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.heads import HeadConfig, build_head, head_config
@@ -380,7 +380,7 @@ class Policy(ActsInEpisodes, nn.Module):
             for name, module in weights.items():
                 state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
                 save_file(state, str(tmp / name))
-                checksums[name] = _sha256(tmp / name)
+                checksums[name] = sha256_of(tmp / name)
             description = {
                 "policy": dataclasses.asdict(self.config),
                 "obs_shapes": {k: list(v) for k, v in self.obs_shapes.items()},
@@ -424,7 +424,7 @@ class Policy(ActsInEpisodes, nn.Module):
             listed_path = directory / listed
             if not listed_path.is_file():
                 raise FileNotFoundError(f"{listed_path}: weights file is missing")
-            if _sha256(listed_path) != checksum:
+            if sha256_of(listed_path) != checksum:
                 raise CheckpointError(f"{listed_path}: checksum mismatch with config.yaml (file modified or damaged)")
         try:
             policy.load_state_dict(load_file(str(path)))
@@ -477,14 +477,6 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(H, W, C) as stored in datasets -> (C, H, W) for the image encoder."""
     height, width, channels = shape
     return channels, height, width
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_observation_keys(

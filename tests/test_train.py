@@ -319,6 +319,32 @@ def test_eval_changes_sampling_without_retraining(tmp_path, dataset):
     assert json.loads((out / "eval.json").read_text())["nfe"] == 7
 
 
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_weights_or_resume_file_is_refused_in_one_line(tmp_path, dataset, robo):
+    """One flipped byte in the final weights stops ``robo eval``; one in a checkpoint's resume
+    state stops ``resume=true`` before it trains or writes anything."""
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, 4, "train.checkpoint_every=2", "train.eval_every=0")) == 0
+    weights = out / "checkpoint" / "model.safetensors"
+    _flip_a_byte(weights)
+    result = robo("eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "progress=false")
+    assert result.code == 2 and result.err.strip() == (
+        f"error: {weights}: checksum mismatch with config.yaml (file modified or damaged)")
+    assert not (out / "eval.json").exists()
+    state = out / "checkpoints" / "step_0000004" / "training_state.pt"
+    _flip_a_byte(state)
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    result = robo(*train_args(dataset, out, 8, "train.checkpoint_every=2", "train.eval_every=0"), "resume=true")
+    assert result.code == 2 and result.err.strip() == (
+        f"error: {state}: checksum mismatch with training_state.pt.sha256 (file modified or damaged)")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+
+
 def test_eval_by_gymnasium_id(tmp_path, dataset):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 10)) == 0

@@ -18,8 +18,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robo_policies.policy import ActsInEpisodes, Policy, _sha256, saved_policy_config
+from robo_policies.policy import ActsInEpisodes, Policy, saved_policy_config
 from robo_policies.rl.agent import FinetuneAgent
+from robo_policies.utils.checksums import sha256_of
 from robo_policies.rl.config import RLConfig
 from robo_policies.rl.registry import Algorithm, build_agent, get_algorithm
 from robo_policies.utils.errors import CheckpointError, ConfigError
@@ -45,7 +46,7 @@ def save_finetuned(directory: Path, algo: str, agent: FinetuneAgent, metadata: M
              if not key.startswith(POLICY_PREFIXES)}
     save_file(state, str(directory / AGENT_WEIGHTS))
     description = {"algo": algo, "config": dataclasses.asdict(agent.config), "metadata": dict(metadata),
-                   "sha256": {AGENT_WEIGHTS: _sha256(directory / AGENT_WEIGHTS)}}
+                   "sha256": {AGENT_WEIGHTS: sha256_of(directory / AGENT_WEIGHTS)}}
     (directory / DESCRIPTION).write_text(yaml.safe_dump(description, sort_keys=False))
 
 
@@ -90,7 +91,7 @@ def load_agent(directory: str | Path, overrides: Mapping[str, Any] | None = None
     path = directory / AGENT_WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file is missing")
-    if _sha256(path) != checksum:
+    if sha256_of(path) != checksum:
         raise CheckpointError(f"{path}: checksum mismatch with {DESCRIPTION} (file modified or damaged)")
     missing, unexpected = agent.load_state_dict(load_file(str(path)), strict=False)
     missing = [key for key in missing if not key.startswith(POLICY_PREFIXES)]

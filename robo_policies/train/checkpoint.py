@@ -1,7 +1,7 @@
 """Training checkpoints: a saved policy plus the state needed to resume training exactly.
 
 ``<run>/checkpoints/step_000500/`` holds the policy files (``model.safetensors``,
-``ema.safetensors``, ``config.yaml``) and ``training_state.pt`` (optimiser, learning-rate
+``ema.safetensors``, ``config.yaml``) and ``training_state.pt`` (with its checksum; optimiser, learning-rate
 schedule, EMA, step and random-number-generator states). Each directory is written at a
 temporary path and renamed into place; ``<run>/checkpoints/last`` names the newest complete
 one and is itself replaced atomically, so a kill at any moment leaves a usable checkpoint.
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from robo_policies.utils.atomic import atomic_output, atomic_write_text
+from robo_policies.utils.checksums import verify_checksum, write_checksum
 from robo_policies.policy import Policy
 
 STATE_FILE = "training_state.pt"
@@ -37,6 +38,7 @@ def save_checkpoint(
     with atomic_output(directory, overwrite=True) as tmp:
         policy.save(tmp, ema=ema, metadata=metadata)
         torch.save(state, tmp / STATE_FILE)
+        write_checksum(tmp / STATE_FILE)
     atomic_write_text(checkpoints / LAST_POINTER, directory.name + "\n")
     for old in sorted(checkpoints.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -55,5 +57,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_training_state(directory: Path) -> dict[str, Any]:
-    """The resume state of a checkpoint, loaded without executing pickled code."""
+    """The resume state of a checkpoint, checked against its checksum and loaded without
+    executing pickled code."""
+    verify_checksum(directory / STATE_FILE)
     return torch.load(directory / STATE_FILE, weights_only=True)
