@@ -247,6 +247,18 @@ def test_observation_shapes_must_match_too(tmp_path, robo):
     assert run.code == 2 and "{'base_pose': ((3,), (4,))}" in run.err
 
 
+def test_actions_of_another_size_are_refused_before_anything_is_sent(tmp_path, robo):
+    policy = make_policy(shapes={"base_pose": (4,)}, action_dim=3)
+    policy.save(tmp_path / "policy", metadata={"task": None})
+    with FakeDynamixelBus({1: XL430, 2: XL430}) as fake:
+        run = robo("deploy", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}", f"port={fake.port}",
+                   f"checkpoint={tmp_path / 'policy'}", "policy_hz=10", "duration_s=1",
+                   f"out={tmp_path / 'out'}", "progress=false")
+        assert run.code == 2 and run.err.strip() == (
+            "error: the policy's actions have 3 dimensions, but diffdrive_base takes 2")
+        assert fake.instructions == []
+
+
 def test_warm_started_policy_shifts_by_the_steps_between_its_observations():
     """The loop asks for the next chunk 2 steps before the present one runs out, so an RTI
     warm start shifts the previous chunk by Ta - 2 = 6 steps, not Ta."""

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.envs.registry import get_task
+from robo_policies.envs.runner import ChunkPolicy
 from robo_policies.checkpoints import load_saved, resolve_saved, saved_metadata
 from robo_policies.commands.evaluate import make_warm_start, sampling_overrides
 from robo_policies.robots.config import load_robot_config
@@ -54,7 +55,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     sys.setswitchinterval(0.001)  # the loop thread gets the interpreter back within 1 ms
 
     robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None)
-    _require_policy_inputs(policy.obs_shapes, robot.observation_features, robot_config.name)
+    _require_policy_fits(policy, robot.observation_features, robot.action_dim, robot_config.name)
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []
@@ -99,16 +100,21 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-def _require_policy_inputs(needed: dict[str, tuple[int, ...]], provided: dict[str, tuple[int, ...]],
-                           robot_name: str) -> None:
+def _require_policy_fits(policy: ChunkPolicy, provided: dict[str, tuple[int, ...]], action_dim: int,
+                         robot_name: str) -> None:
     """Refuse, before the robot is connected (so before torque is on), a policy that reads an
-    observation the robot does not provide or provides in another shape."""
+    observation the robot does not provide or provides in another shape, or whose actions
+    are not the robot's size."""
+    needed = policy.obs_shapes
     require_observation_keys(provided, needed, f"{robot_name}'s observation")
     wrong = {key: (tuple(needed[key]), tuple(provided[key])) for key in needed
              if tuple(needed[key]) != tuple(provided[key])}
     if wrong:
         raise ConfigError(f"{robot_name} provides observations of other shapes than the policy reads "
                           f"(key: policy, robot): {wrong}")
+    if policy.action_dim != action_dim:
+        raise ConfigError(f"the policy's actions have {policy.action_dim} dimensions, but {robot_name} takes "
+                          f"{action_dim}")
 
 
 def _policy_step(cfg: DictConfig, policy_task: str | None, sim_task: str | None) -> float:

@@ -70,10 +70,12 @@ class ChunkPolicy(PolicyLike, Protocol):
     Attributes:
         config: ``n_obs_steps`` (To) and ``n_action_steps`` (Ta).
         obs_shapes: per-step shape of each observation key the policy reads.
+        action_dim: size of one action.
     """
 
     config: Any
     obs_shapes: dict[str, tuple[int, ...]]
+    action_dim: int
 
     def predict_chunk(self, obs: Any, **kwargs: Any) -> Any:
         """Chunks (B, Tp, A) for histories {key: (B, To, ...)}; ``shift=`` the policy steps

@@ -110,6 +110,7 @@ class FinetunedPolicy(ActsInEpisodes, nn.Module):
         self.agent = agent
         self.config = agent.acting_policy.config
         self.obs_shapes = agent.acting_policy.obs_shapes
+        self.action_dim = agent.acting_policy.action_dim
         self.start_acting()
 
     @classmethod
