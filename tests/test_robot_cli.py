@@ -16,7 +16,7 @@ import termios
 import numpy as np
 import pytest
 from fake_servos import SYNC_READ, FakeDynamixelBus, FakeFeetechBus
-from robot_configs import robot_yaml
+from robot_configs import calibrated_arm, robot_yaml
 
 from robo_policies.commands.config import RecordConfig, RobotSetupMotorsConfig, RobotTeleopConfig, RobotToolConfig
 from robo_policies.data.replay_buffer import ReplayBuffer
@@ -55,16 +55,6 @@ def feetech_arm(clock):
 def dynamixel_base(clock):
     with FakeDynamixelBus({1: XL430, 2: XL430}, clock=clock.now) as fake:
         yield fake
-
-
-def calibrated_arm(tmp_path):
-    """so101_arm's config with a calibration: every joint's zero at tick 2048, the gripper
-    open at 2048 and closed at 3000."""
-    path = robot_yaml(tmp_path, "so101_arm")
-    calibration = {name: MotorCalibration(2048, 1024, 3072) for name in load_robot_config(path).motors}
-    calibration["gripper"] = MotorCalibration(2048, 2048, 3000)
-    save_calibration(path.parent / "calibration.json", calibration)
-    return path
 
 
 @pytest.mark.parametrize("argv,schema", [
@@ -311,3 +301,25 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     assert "2 episodes already recorded" in capsys.readouterr().out
     buffer = ReplayBuffer.open(out)
     assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
+
+
+@pytest.mark.parametrize("command", ["deploy", "check"])
+def test_a_calibration_that_does_not_match_the_joints_never_powers_them(tmp_path, robo, feetech_arm, command):
+    # Every joint stands at tick 2048; a calibration from another arm puts the range far away.
+    # Holding there would drive each joint ~0.8 rad: refused with torque off, nothing written.
+    from tiny_policies import make_policy
+
+    path = robot_yaml(tmp_path, "so101_arm")
+    save_calibration(path.parent / "calibration.json",
+                     {name: MotorCalibration(3000, 2600, 3400) for name in load_robot_config(path).motors})
+    make_policy(shapes={"joint_pos": (6,), "joint_vel": (6,)}, action_dim=6).save(tmp_path / "policy")
+    goals = [feetech_arm.value(i, "goal_position") for i in ARM_IDS]
+    argv = {"check": ["robot", "check"],
+            "deploy": ["deploy", f"checkpoint={tmp_path / 'policy'}", "policy_hz=10", "duration_s=0.1",
+                       f"out={tmp_path / 'out'}", "progress=false"]}[command]
+    code, _, err = robo(*argv, f"robot={path}", f"port={feetech_arm.port}")
+    assert code == (2 if command == "deploy" else 1)
+    assert "joints outside their calibrated range (shoulder_pan at tick 2048, range 2600..3400;" in err
+    assert "Torque stays off" in err
+    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
+    assert [feetech_arm.value(i, "goal_position") for i in ARM_IDS] == goals

@@ -19,8 +19,10 @@ import numpy as np
 
 from robo_policies.robots.bus_setup import Prompt
 from robo_policies.robots.check import CheckResult
+from robo_policies.robots.clock import WALL_CLOCK, Clock
 from robo_policies.robots.config import RobotConfig, text_table
-from robo_policies.robots.motors import Motor, MotorBus, MotorCalibration, load_calibration, motor_bus_class
+from robo_policies.robots.motors import (CalibrationError, Motor, MotorBus, MotorCalibration, load_calibration,
+                                         motor_bus_class)
 from robo_policies.robots.motors.bus import MotorMode
 from robo_policies.robots.registry import RobotKind
 from robo_policies.robots.robot import Robot
@@ -30,6 +32,13 @@ SAMPLE_PERIOD_S = 0.02
 """How often ticks are read while the user moves the robot during calibration."""
 GOAL_TOLERANCE_TICKS = 2
 """How far a holding goal register may be from the present position (encoder noise)."""
+MIN_COMM_WATCHDOG_MS = 100.0
+COMM_WATCHDOG_PERIODS = 3
+"""The servos' communication watchdog waits this many command periods (at least
+``MIN_COMM_WATCHDOG_MS``) unless the config's ``bus.comm_watchdog_ms`` says otherwise."""
+RANGE_MARGIN_RAD = 0.05
+"""How far outside its calibrated range a joint may stand when torque goes on (its hold is
+clamped into the range, so this is the most a connect can move it)."""
 
 
 class BusRobot(Robot):
@@ -48,11 +57,30 @@ class BusRobot(Robot):
 
     def _connect(self) -> None:
         self.bus.connect()
+        require_joints_in_range(self.bus)  # before torque: a wrong calibration must not move the arm
         self.bus.apply_operating_modes()  # position: each goal set to where it stands; velocity: 0
         self.bus.enable_torque()
 
     def _disconnect(self) -> None:
         self.bus.disconnect(disable_torque=True)
+
+
+def require_joints_in_range(bus: MotorBus) -> None:
+    """CalibrationError, with torque still off, when a joint stands outside its calibrated
+    range by more than ``RANGE_MARGIN_RAD``: the calibration does not match these motors (or
+    the joint was moved past it), and holding it would drive it into range."""
+    ticks = bus.read("present_position")
+    outside = []
+    for (name, motor), tick in zip(bus.motors.items(), ticks):
+        calibration = bus.calibration[name]
+        beyond = max(calibration.range_min - tick, tick - calibration.range_max, 0)
+        margin = RANGE_MARGIN_RAD / (2 * np.pi) * ticks_per_revolution(bus, name)
+        if motor.mode == "position" and beyond > margin:
+            outside.append(f"{name} at tick {tick}, range {calibration.range_min}..{calibration.range_max}")
+    if outside:
+        raise CalibrationError(f"{bus.port}: joints outside their calibrated range ({'; '.join(outside)}): the "
+                               "calibration does not match these motors; recalibrate, or move the joints into "
+                               "range by hand. Torque stays off")
 
 
 class BusRobotKind(RobotKind):
@@ -63,10 +91,12 @@ class BusRobotKind(RobotKind):
     """Whether ``robo robot check`` fails without a calibration file (a joint's zero matters,
     a wheel's does not)."""
 
-    def make_bus(self, config: RobotConfig, port: str | None = None, calibrated: bool = True) -> MotorBus:
+    def make_bus(self, config: RobotConfig, port: str | None = None, calibrated: bool = True, *,
+                 period_s: float | None = None, clock: Clock = WALL_CLOCK) -> MotorBus:
         """The robot's bus (not connected), with its calibration when the file exists and
         ``calibrated`` is set (calibrating reads raw ticks and must not depend on an old
-        file); ``port`` replaces the configured one."""
+        file); ``port`` replaces the configured one. ``period_s`` and ``clock``: the command
+        loop's, which the servos' communication watchdog follows (``bus.comm_watchdog_ms``)."""
         motors = [Motor(name, motor.id, motor.model, self.motor_mode) for name, motor in config.motors.items()]
         calibration_path = config.directory / config.calibration
         if calibrated and self.calibration_required and not calibration_path.is_file():
@@ -74,8 +104,12 @@ class BusRobotKind(RobotKind):
             raise ConfigError(f"{calibration_path} is missing: run `robo robot calibrate robot={config.name}` "
                               "before anything is powered or moved")
         calibration = load_calibration(calibration_path) if calibrated and calibration_path.is_file() else None
+        watchdog_ms = config.bus.comm_watchdog_ms
+        if watchdog_ms is None:
+            watchdog_ms = max(MIN_COMM_WATCHDOG_MS, COMM_WATCHDOG_PERIODS * 1000.0 * (period_s or 0.0))
         bus_class = motor_bus_class(config.bus.vendor)
-        return bus_class(port or config.bus.port, motors, calibration, baudrate=config.bus.baudrate)
+        return bus_class(port or config.bus.port, motors, calibration, baudrate=config.bus.baudrate,
+                         comm_watchdog_ms=watchdog_ms or None, clock=clock.now)
 
     # -- robo robot calibrate ------------------------------------------------------------------
 
