@@ -28,9 +28,9 @@ import numpy as np
 from gymnasium import spaces
 
 from robo_policies.envs.kinematics import DLSInverseKinematics
-from robo_policies.envs.mujoco_env import MujocoTaskEnv
+from robo_policies.envs.mujoco_env import IMAGE_SIZE, MujocoTaskEnv
 from robo_policies.envs.registry import register_task
-from robo_policies.envs.task import Task
+from robo_policies.envs.task import Task, image_variant
 
 SCENE_XML = Path(__file__).resolve().parent / "assets" / "arm_pick_place.xml"
 
@@ -58,18 +58,26 @@ ENV_ID = "robo_policies/ArmPickPlace-v0"
 class ArmPickPlaceEnv(MujocoTaskEnv):
     """Pick the cube and place it on the green target disc.
 
-    Observations (all float32):
+    State observations (all float32):
         joint_pos (6): five arm joint angles (rad) and gripper closure (0 open .. 1 closed).
         joint_vel (6): their velocities (rad/s, closure/s).
         eef_pos (3): tool centre point between the fingertips (m, world frame).
         cube_pos (3), cube_quat (4): cube centre and orientation (w, x, y, z; w >= 0).
         target_pos (3): centre of the target zone on the table.
+
+    With ``obs_mode="image"`` (the ``arm_pick_place_image`` task) the arm sees what the real
+    one does: ``joint_pos`` and ``joint_vel`` (its servos' encoders) and two cameras,
+    ``front_image`` (fixed, in front of the arm, over the workspace) and ``wrist_image``
+    (on the gripper, looking along the fingers).
     """
 
-    def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240) -> None:
-        super().__init__(
-            SCENE_XML, FRAME_SKIP, HORIZON, render_mode=render_mode, width=width, height=height
-        )
+    PROPRIO_KEYS = ("joint_pos", "joint_vel")
+    CAMERAS = ("front", "wrist")
+
+    def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240,
+                 obs_mode: str = "state", image_size: int = IMAGE_SIZE) -> None:
+        super().__init__(SCENE_XML, FRAME_SKIP, HORIZON, render_mode=render_mode, width=width, height=height,
+                         obs_mode=obs_mode, image_size=image_size)
         m = self.model
         joint_ids = [m.joint(name).id for name in ARM_JOINTS]
         self._arm_qadr = m.jnt_qposadr[joint_ids]
@@ -100,7 +108,7 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
         # Joint angles stay inside (-pi, pi) and the gripper closure near [0, 1]; the
         # remaining entries have no hard physical bound.
         joint_pos_bound = np.array([np.pi] * 5 + [1.5], dtype=np.float32)
-        self.observation_space = spaces.Dict(
+        self._set_observation_space(spaces.Dict(
             {
                 "joint_pos": spaces.Box(-joint_pos_bound, joint_pos_bound, dtype=np.float32),
                 "joint_vel": box(6),
@@ -109,7 +117,7 @@ class ArmPickPlaceEnv(MujocoTaskEnv):
                 "cube_quat": box(4, 1.0),
                 "target_pos": box(3),
             }
-        )
+        ))
 
     # -- MujocoTaskEnv hooks -----------------------------------------------------------
 
@@ -361,7 +369,7 @@ class PickPlaceExpert:
 
 
 def make_env(render_mode: str | None = None, **kwargs: Any) -> ArmPickPlaceEnv:
-    """Build the env (``kwargs`` go to ``ArmPickPlaceEnv``: width, height)."""
+    """Build the env (``kwargs`` go to ``ArmPickPlaceEnv``: width, height, obs_mode, image_size)."""
     return ArmPickPlaceEnv(render_mode=render_mode, **kwargs)
 
 
@@ -370,7 +378,7 @@ def make_expert(env: gym.Env, rng: np.random.Generator) -> PickPlaceExpert:
     return PickPlaceExpert(env, rng)
 
 
-register_task(
+ARM_PICK_PLACE = register_task(
     Task(
         name="arm_pick_place",
         horizon=HORIZON,
@@ -380,6 +388,7 @@ register_task(
         discrete_action_dims=(5,),  # the gripper: 0 open, 1 closed
     )
 )
+register_task(image_variant(ARM_PICK_PLACE))
 
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point=f"{__name__}:ArmPickPlaceEnv")

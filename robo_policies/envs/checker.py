@@ -27,7 +27,7 @@ DELIBERATE_CHECKER_WARNINGS = (
 def check_task(task: Task, seeds: tuple[int, int] = (0, 1), render: bool = True) -> None:
     """Check ``task``'s env against the Gymnasium checker and our own contract.
 
-    Our contract: a ``Dict`` of float32 ``Box`` observations; ``info["is_success"]`` (a bool)
+    Our contract: a ``Dict`` of float32 ``Box`` observations and (H, W, 3) uint8 camera images; ``info["is_success"]`` (a bool)
     on reset and every step; equal seeds give equal resets and different seeds different
     ones; truncation at exactly ``task.horizon`` steps; ``rgb_array`` frames of uint8.
     """
@@ -50,8 +50,9 @@ def _check_observation_space(env: gym.Env) -> None:
     space = env.observation_space
     assert isinstance(space, spaces.Dict), f"observation space must be a Dict, got {space}"
     for key, sub in space.spaces.items():
-        assert isinstance(sub, spaces.Box) and sub.dtype == np.float32, (
-            f"observation '{key}' must be a float32 Box, got {sub}"
+        image = isinstance(sub, spaces.Box) and sub.dtype == np.uint8 and len(sub.shape) == 3 and sub.shape[2] == 3
+        assert image or (isinstance(sub, spaces.Box) and sub.dtype == np.float32), (
+            f"observation '{key}' must be a float32 Box or an (H, W, 3) uint8 image, got {sub}"
         )
 
 

@@ -8,12 +8,17 @@ demonstrations are deliberately bimodal at one state, which is what multimodal p
 (diffusion, flow, energy) are tested on and where regression averages.
 
 Actions are the two wheel angular velocities in rad/s, the unit the real base's motors take.
-Observations are state only:
+The state observation (``obs_mode=state``, the default) is:
 
 - ``base_pose``: (x, y, cos yaw, sin yaw) of the axle centre, world frame [m].
 - ``base_vel``: (forward speed [m/s], yaw rate [rad/s]) in the base frame.
 - ``goal``: (x, y) of the goal centre [m].
 - ``obstacle``: (x, y) of the wall centre [m] (its size and orientation are fixed).
+
+With ``obs_mode=image`` (the ``diffdrive_nav_image`` task) the base sees what the real one
+does: ``base_pose`` from its odometry (counted from where the episode started, so the start
+is (0, 0, 1, 0)), ``base_vel`` and the onboard camera's ``front_image``; the goal carries a
+beacon that shows over the wall.
 
 ``pass_side`` tells from a recorded trajectory alone which side of the wall it took, so a
 dataset can be checked for both modes without the expert that produced it.
@@ -28,9 +33,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robo_policies.envs.mujoco_env import MujocoTaskEnv
+from robo_policies.envs.mujoco_env import IMAGE_SIZE, MujocoTaskEnv
 from robo_policies.envs.registry import register_task
-from robo_policies.envs.task import Task
+from robo_policies.envs.task import Task, image_variant
 
 SCENE_XML = Path(__file__).resolve().parent / "assets" / "diffdrive_nav.xml"
 
@@ -85,9 +90,12 @@ def pass_side(base_xy: np.ndarray, obstacle_xy: np.ndarray, goal_xy: np.ndarray)
 class DiffDriveNavEnv(MujocoTaskEnv):
     """Drive the diffdrive base around a wall into the goal disc (see the module docstring)."""
 
+    PROPRIO_KEYS = ("base_pose", "base_vel")
+    CAMERAS = ("front",)
+
     def __init__(
         self, render_mode: str | None = None, width: int = 320, height: int = 240,
-        start_distance: float = 1.0,
+        start_distance: float = 1.0, obs_mode: str = "state", image_size: int = IMAGE_SIZE,
     ) -> None:
         """``start_distance``: nominal distance [m] from the start to the wall's centre along
         the route (the goal stays 1 m behind the wall); shorter leaves less room to decide."""
@@ -101,6 +109,8 @@ class DiffDriveNavEnv(MujocoTaskEnv):
             render_mode=render_mode,
             width=width,
             height=height,
+            obs_mode=obs_mode,
+            image_size=image_size,
         )
         model = self.model
         self._obstacle_mocap = model.body("obstacle").mocapid[0]
@@ -115,7 +125,7 @@ class DiffDriveNavEnv(MujocoTaskEnv):
         limit = np.float32(MAX_WHEEL_SPEED)
         self.action_space = spaces.Box(-limit, limit, shape=(2,), dtype=np.float32)
         inf = np.inf
-        self.observation_space = spaces.Dict(
+        self._set_observation_space(spaces.Dict(
             {
                 "base_pose": spaces.Box(
                     np.array([-inf, -inf, -1, -1], dtype=np.float32),
@@ -126,10 +136,11 @@ class DiffDriveNavEnv(MujocoTaskEnv):
                 "goal": spaces.Box(-inf, inf, shape=(2,), dtype=np.float32),
                 "obstacle": spaces.Box(-inf, inf, shape=(2,), dtype=np.float32),
             }
-        )
+        ))
         # The episode's layout, set on reset; experts may read it (privileged, but it is
-        # also in the observation).
+        # also in the state observation).
         self.start_xy = np.zeros(2)
+        self.start_yaw = 0.0
         self.goal_xy = np.zeros(2)
         self.obstacle_xy = np.zeros(2)
 
@@ -140,7 +151,7 @@ class DiffDriveNavEnv(MujocoTaskEnv):
         goal at x=2."""
         nominal_start = np.array([1.0 - self.start_distance, 0.0])
         self.start_xy = nominal_start + rng.uniform([-0.1, -0.1], [0.1, 0.1])
-        yaw = rng.uniform(-0.3, 0.3)
+        yaw = self.start_yaw = rng.uniform(-0.3, 0.3)
         self.obstacle_xy = np.array([1.0, 0.0]) + rng.uniform([-0.1, -0.1], [0.1, 0.1])
         self.goal_xy = np.array([2.0, 0.0]) + rng.uniform([-0.1, -0.15], [0.1, 0.15])
 
@@ -183,6 +194,14 @@ class DiffDriveNavEnv(MujocoTaskEnv):
             "goal": self.goal_xy.astype(np.float32),
             "obstacle": self.obstacle_xy.astype(np.float32),
         }
+
+    def _proprioception(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``base_pose`` as odometry reports it: in the frame of the episode's start pose."""
+        x, y, cos_yaw, sin_yaw = state["base_pose"].astype(np.float64)
+        c, s = np.cos(self.start_yaw), np.sin(self.start_yaw)
+        dx, dy = x - self.start_xy[0], y - self.start_xy[1]
+        odometry = [c * dx + s * dy, -s * dx + c * dy, c * cos_yaw + s * sin_yaw, c * sin_yaw - s * cos_yaw]
+        return {"base_pose": np.array(odometry, dtype=np.float32), "base_vel": state["base_vel"]}
 
     def _goal_distance(self) -> float:
         xy, _, _ = self._base_xy_yaw()
@@ -294,7 +313,7 @@ def episode_stats(observations: dict[str, np.ndarray], info: dict[str, Any]) -> 
     return {"side": side, "wall_contact_steps": int(info.get("wall_contact_steps", 0))}
 
 
-register_task(
+DIFFDRIVE_NAV = register_task(
     Task(
         name="diffdrive_nav",
         horizon=HORIZON,
@@ -304,6 +323,7 @@ register_task(
         episode_stats=episode_stats,
     )
 )
+register_task(image_variant(DIFFDRIVE_NAV))
 
 _GYM_ID = "robo_policies/DiffDriveNav-v0"
 if _GYM_ID not in gym.registry:

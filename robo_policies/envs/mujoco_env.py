@@ -1,35 +1,65 @@
 """Shared machinery for the MuJoCo task environments.
 
 Subclasses describe a scene (an MJCF file), how to randomise it on reset, how an action
-drives the actuators, what the observation is and when the task is solved. This base
-class owns everything else once: seeding, frame skipping, horizon truncation, the
-``info["is_success"]`` contract and fast headless rendering.
+drives the actuators, what the full state observation is and when the task is solved. This
+base class owns everything else once: seeding, frame skipping, horizon truncation, the
+``info["is_success"]`` contract, fast headless rendering and the observation modes:
+
+- ``state``: the full simulator state the subclass gives (object and goal poses included);
+- ``image``: what the real robot has, its proprioception (``PROPRIO_KEYS``: encoders,
+  odometry) and its cameras (``CAMERAS``, each as ``<camera>_image``, (H, W, 3) uint8);
+- ``both``: the full state and the cameras.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
 import numpy as np
+from gymnasium import spaces
+
+OBS_MODES = ("state", "image", "both")
+IMAGE_SIZE = 84
+"""Default camera image side (pixels): small enough to train from on a CPU."""
+
+
+def fast_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """A headless renderer without multisampling, shadows or reflections (fast frames)."""
+    model.vis.quality.offsamples = 0
+    renderer = mujoco.Renderer(model, height, width)
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+    return renderer
+
+
+def image_key(camera: str) -> str:
+    """The observation key of a camera's image."""
+    return f"{camera}_image"
 
 
 class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
-    """A MuJoCo scene with a fixed horizon, a success test and a dict of state observations.
+    """A MuJoCo scene with a fixed horizon, a success test and a dict of observations.
 
     Args:
         xml_path: MJCF scene file.
         frame_skip: physics steps per ``env.step`` (control period = frame_skip * timestep).
         horizon: number of steps after which the episode is truncated.
         render_mode: ``None`` or ``"rgb_array"``.
-        width, height: rendered image size in pixels.
+        width, height: rendered image size in pixels (``render()``, videos).
         camera: name of the MJCF camera used for rendering.
+        obs_mode: ``state``, ``image`` or ``both`` (see the module docstring).
+        image_size: side in pixels of the square camera images in the observation.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    PROPRIO_KEYS: ClassVar[tuple[str, ...]] = ()
+    """State keys the real robot measures too (joint encoders, odometry), kept in ``image`` mode."""
+    CAMERAS: ClassVar[tuple[str, ...]] = ()
+    """MJCF cameras the real robot has, rendered into the ``image`` and ``both`` observations."""
 
     def __init__(
         self,
@@ -40,9 +70,18 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         width: int = 320,
         height: int = 240,
         camera: str = "scene",
+        obs_mode: str = "state",
+        image_size: int = IMAGE_SIZE,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if not 16 <= image_size <= 480:
+            raise ValueError(f"image_size must be in [16, 480] pixels, got {image_size}")
+        self.obs_mode = obs_mode
+        self.image_size = image_size
+        self._camera_renderer: mujoco.Renderer | None = None
         self.model = mujoco.MjModel.from_xml_path(str(xml_path))
         self.data = mujoco.MjData(self.model)
         self.frame_skip = frame_skip
@@ -70,7 +109,47 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     @abstractmethod
     def _get_obs(self) -> dict[str, np.ndarray]:
-        """The current observation, matching ``self.observation_space``."""
+        """The full state observation, matching the space given to ``_set_observation_space``."""
+
+    def _proprioception(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the real robot measures of ``state`` (``PROPRIO_KEYS``); a subclass may
+        re-express a key as the robot would (a base's pose from its odometry's origin)."""
+        return {key: state[key] for key in self.PROPRIO_KEYS}
+
+    # -- observations in every mode -------------------------------------------------------
+
+    def _set_observation_space(self, state: spaces.Dict) -> None:
+        """Set ``observation_space`` for ``obs_mode`` from the full state space."""
+        if self.obs_mode == "state":
+            self.observation_space = state
+            return
+        keys = dict(state.spaces) if self.obs_mode == "both" else {k: state[k] for k in self.PROPRIO_KEYS}
+        side = self.image_size
+        for camera in self.CAMERAS:
+            keys[image_key(camera)] = spaces.Box(0, 255, shape=(side, side, 3), dtype=np.uint8)
+        self.observation_space = spaces.Dict(keys)
+
+    def state_observation(self) -> dict[str, np.ndarray]:
+        """The full simulator state, whatever the observation mode (experts read it)."""
+        return self._get_obs()
+
+    def camera_images(self) -> dict[str, np.ndarray]:
+        """Every camera's present image, keyed as in the observation."""
+        if self._camera_renderer is None:
+            self._camera_renderer = fast_renderer(self.model, self.image_size, self.image_size)
+        images = {}
+        for camera in self.CAMERAS:
+            self._camera_renderer.update_scene(self.data, camera=camera)
+            images[image_key(camera)] = self._camera_renderer.render()
+        return images
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        """The observation of ``obs_mode``."""
+        state = self._get_obs()
+        if self.obs_mode == "state":
+            return state
+        observation = state if self.obs_mode == "both" else self._proprioception(state)
+        return {**observation, **self.camera_images()}
 
     @abstractmethod
     def _is_success(self) -> bool:
@@ -94,7 +173,7 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._reset_scene(self.np_random)
         mujoco.mj_forward(self.model, self.data)
         self._steps = 0
-        return self._get_obs(), self._info(self._is_success())
+        return self._observation(), self._info(self._is_success())
 
     def step(
         self, action: np.ndarray
@@ -111,7 +190,7 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._steps += 1
         success = self._is_success()
         truncated = self._steps >= self.horizon
-        return self._get_obs(), self._reward(success), success, truncated, self._info(success)
+        return self._observation(), self._reward(success), success, truncated, self._info(success)
 
     # -- what a sim twin drives (``robots.sim_twin``) ---------------------------------------
 
@@ -126,7 +205,7 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def observe(self) -> dict[str, np.ndarray]:
         """The current observation, without stepping."""
-        return self._get_obs()
+        return self._observation()
 
     def solved(self) -> bool:
         """Whether the task is solved in the current state."""
@@ -140,15 +219,12 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
-            # Fast frames: no multisampling, shadows or reflections.
-            self.model.vis.quality.offsamples = 0
-            self._renderer = mujoco.Renderer(self.model, self._height, self._width)
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            self._renderer = fast_renderer(self.model, self._height, self._width)
         self._renderer.update_scene(self.data, camera=self._camera)
         return self._renderer.render()
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in (self._renderer, self._camera_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._camera_renderer = None

@@ -7,6 +7,8 @@ Every environment reports success through ``info["is_success"]`` and truncates i
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -63,3 +65,29 @@ class Task:
                 f"task '{self.name}' needs the '{self.requires}' extra: "
                 f"pip install 'robo-policies[{self.requires}]' ({err})"
             ) from err
+
+
+class StateExpert:
+    """An expert for a task seen through cameras: it keeps acting on the full simulator state
+    (``env.unwrapped.state_observation()``), whatever the recorded observation holds."""
+
+    def __init__(self, env: gym.Env, expert: Expert) -> None:
+        self.env = env.unwrapped
+        self.expert = expert
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.expert(self.env.state_observation())
+
+
+def image_variant(task: Task) -> Task:
+    """``<task>_image``: the task as its real robot sees it, proprioception and cameras and no
+    object, goal or obstacle state (``obs_mode=image``); its scripted expert still acts on
+    the full state, so it collects the same demonstrations."""
+
+    def make_expert(env: gym.Env, rng: np.random.Generator) -> Expert:
+        return StateExpert(env, task.make_expert(env, rng))
+
+    return dataclasses.replace(
+        task, name=f"{task.name}_image", make_env=functools.partial(task.make_env, obs_mode="image"),
+        make_expert=make_expert, episode_stats=None,
+        description=f"{task.description.rstrip('.')}; seen through encoders and cameras only.")
