@@ -295,77 +295,85 @@ def test_finetuned_policies_need_low_dimensional_observations():
         build_agent("parl", make_policy(), ExpoConfig())
 
 
-KILL_AFTER_SAVE = """
+KILL_AFTER_LOGGING = """
 import os, signal, sys
-import robo_policies.rl.finetune as finetune
 from robo_policies.cli.main import main
+from robo_policies.utils.scalars import ScalarLog
 
-save = finetune._save
+log = ScalarLog.log
 
-def save_then_die(directory, algo, agent, metadata, online, rng, generator, progress, curve):
-    save(directory, algo, agent, metadata, online, rng, generator, progress, curve)
-    if progress.env_steps >= int(os.environ["KILL_AT_ENV_STEPS"]):
+def log_then_die(self, step, **values):
+    log(self, step, **values)
+    if step >= int(os.environ["KILL_AT_STEP"]):
         os.kill(os.getpid(), signal.SIGKILL)
 
-finetune._save = save_then_die
+ScalarLog.log = log_then_die
 sys.exit(main(sys.argv[1:]))
 """
-"""``robo finetune`` that SIGKILLs itself right after the first checkpoint at or past
-``KILL_AT_ENV_STEPS`` env steps."""
+"""``robo`` that SIGKILLs itself right after logging a row at or past ``KILL_AT_STEP``."""
 
 
-class Crash(Exception):
-    """Stands for the process dying (raised in-process where a test needs it)."""
+@pytest.fixture
+def one_thread():
+    """This process computes with one thread, as a subprocess with OMP_NUM_THREADS=1 does, so
+    that their runs can be compared bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def test_a_run_resumed_after_a_crash_continues_exactly_as_if_uninterrupted(tmp_path, trained, monkeypatch):
-    """The checkpoint holds replay, optimisers and RNG states: a run that dies after its
-    checkpoint at 40 env steps and resumes ends with the same curve and weights."""
-    import robo_policies.rl.finetune as finetune_module
+def logged(run):
+    """``metrics.jsonl`` and the steps of every TensorBoard scalar of a run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    runs = {name: finetune_args(trained("diffusion"), tmp_path / name, "expo", 80, "eval_every=40",
-                                "max_steps=20", "rl.start_steps=20", "rl.utd=2", "episodes=1")
-            for name in ("whole", "crashed")}
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    steps = {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return (run / "metrics.jsonl").read_text(), steps
+
+
+@pytest.mark.parametrize("algo", ["expo", "parl"])
+def test_a_run_sigkilled_between_checkpoints_resumes_exactly_as_if_uninterrupted(tmp_path, trained, one_thread,
+                                                                                 algo):
+    """Episodes of 20 steps; the policy samples cached with every transition are redrawn at
+    40 and 80 env steps, checkpoints are taken at 0, 60 and 120. Killed after logging step
+    80, the run resumes from 60 with the samples of 40 (the demonstrations' too) and ends
+    bitwise identical to an uninterrupted run, having logged each step once."""
+    runs = {name: finetune_args(trained("diffusion"), tmp_path / name, algo, 120, "eval_every=60",
+                                "rl.sample_refresh_every=40", "max_steps=20", "rl.start_steps=20", "rl.utd=2",
+                                "episodes=1")
+            for name in ("whole", "killed")}
     assert main(runs["whole"]) == 0
-    save = finetune_module._save
-
-    def save_then_crash(*args):
-        save(*args)
-        if args[-2].env_steps >= 40:  # (..., progress, curve)
-            raise Crash
-
-    monkeypatch.setattr(finetune_module, "_save", save_then_crash)
-    with pytest.raises(Crash):
-        main(runs["crashed"])
-    monkeypatch.setattr(finetune_module, "_save", save)
-    with pytest.raises(FileExistsError, match="pass resume=true"):
-        finetune(compose_config("finetune", runs["crashed"][1:]))
-    assert main([*runs["crashed"], "resume=true"]) == 0
-    whole, resumed = tmp_path / "whole" / "checkpoint", tmp_path / "crashed" / "checkpoint"
-    assert json.loads((tmp_path / "crashed" / "curve.json").read_text()) == json.loads(
-        (tmp_path / "whole" / "curve.json").read_text())
-    for weights in ("agent.safetensors", "policy/model.safetensors"):
-        assert (resumed / weights).read_bytes() == (whole / weights).read_bytes(), weights
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_continues_the_run(tmp_path, trained):
-    out = tmp_path / "killed"
-    args = finetune_args(trained("diffusion"), out, "expo", 1200, "eval_every=300")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_ENV_STEPS": "300",
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_STEP": "80",
            "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SAVE, *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
-    saved = torch.load(out / "checkpoint" / "training_state.pt", weights_only=True)
-    assert 300 <= saved["progress"]["env_steps"] < 1200
-    assert main([*args, "resume=true"]) == 0
-    curve = json.loads((out / "curve.json").read_text())
-    steps = [point["env_steps"] for point in curve]
-    assert steps[: len(saved["curve"])] == [point["env_steps"] for point in saved["curve"]]
-    assert steps[-1] >= 1200 and steps == sorted(steps)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["env_steps"] >= 1200
+    run = subprocess.run([sys.executable, "-c", KILL_AFTER_LOGGING, *runs["killed"]], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()
+    saved = torch.load(killed / "checkpoint" / "training_state.pt", weights_only=True)["progress"]
+    last_logged = json.loads((killed / "metrics.jsonl").read_text().splitlines()[-1])["env_steps"]
+    assert (saved["env_steps"], saved["next_refresh"], last_logged) == (60, 80, 80)  # refreshed at 40
+    with pytest.raises(FileExistsError, match="pass resume=true"):
+        finetune(compose_config("finetune", runs["killed"][1:]))
+
+    assert main([*runs["killed"], "resume=true"]) == 0
+    weights = sorted(path.relative_to(whole) for path in whole.rglob("*.safetensors"))  # agent, policy
+    assert weights and weights == sorted(path.relative_to(killed) for path in killed.rglob("*.safetensors"))
+    for name in [*weights, "curve.json"]:
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+    assert logged(killed) == logged(whole)
+
+
+def test_a_checkpoint_from_before_exact_resume_is_not_resumed(tmp_path, trained):
+    out = tmp_path / "run"
+    args = finetune_args(trained("diffusion"), out, "expo", 20, "max_steps=20")
+    assert main(args) == 0
+    path = out / "checkpoint" / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    del state["format"]  # older checkpoints did not save the demonstrations' replay
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="saved by an older robo finetune, which did not keep all"):
+        finetune(compose_config("finetune", [*args[1:], "resume=true"]))
 
 
 def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):

@@ -10,10 +10,12 @@ baseline, imitation only and any plugin's), each with its own config (``rl.*``).
 
 Every ``eval_every`` env steps the current policy is evaluated on fixed seeds (the same for
 every method and seed), giving a point of ``curve.json``, TensorBoard scalars and a
-checkpoint that ``robo eval`` loads and that ``resume=true`` continues from after a kill.
-Per-episode losses go to ``metrics.jsonl`` and TensorBoard. The run ends with ``curve.png``,
-``summary.json`` (env steps/s, gradient updates/s, env steps
-to 80% success) and a rollout video beside the checkpoint.
+checkpoint that ``robo eval`` loads and that ``resume=true`` continues from after a kill,
+exactly as if the run had never stopped (it holds every state the loop changes).
+Per-episode losses go to ``metrics.jsonl`` and TensorBoard; a resumed run drops the rows
+that the killed one logged after its checkpoint, so each step is logged once. The run ends
+with ``curve.png``, ``summary.json`` (env steps/s, gradient updates/s, env steps to 80%
+success) and a rollout video beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ from robo_policies.rl.chunks import ChunkView
 from robo_policies.rl.registry import build_agent, get_algorithm, load_builtin_algorithms
 from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.saved import FinetunedPolicy, load_base_policy, save_finetuned
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import CheckpointError, ConfigError
 from robo_policies.utils.scalars import ScalarLog
 
 load_builtin_algorithms()  # ``algo=<name>`` options of the config ``robo finetune`` composes
 
 STATE_FILE = "training_state.pt"
 REPLAY_FILE = "replay.npz"
+STATE_FORMAT = 2
+"""Version of the resume state: 2 saves the demonstrations' replay too (its cached policy
+samples), which older checkpoints lack, so they cannot resume exactly."""
 SUCCESS_LEVEL = 0.8
 """The summary reports the env steps each run needed to reach this success rate."""
 
@@ -116,24 +121,17 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     env = make_env()
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    progress = Progress(next_refresh=rl.sample_refresh_every)  # _store draws the first samples
-    curve: list[dict[str, Any]] = []
-    _store(offline, demos, agent, generator)
+    replays = {"offline": offline, "online": online}
     if resuming:
-        state = torch.load(state_dir / STATE_FILE, weights_only=True)
-        agent.load_state_dict(state["agent"])
-        for name, optimizer in agent.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        online.load_state_dict(dict(np.load(state_dir / REPLAY_FILE)))
-        rng.bit_generator.state = state["numpy_rng"]
-        generator.set_state(state["torch_rng"])
-        if "global_torch_rng" in state:  # the heads' training noise (absent from older checkpoints)
-            torch.set_rng_state(state["global_torch_rng"])
-        progress, curve = Progress(**state["progress"]), state["curve"]
+        progress, curve = _load(state_dir, agent, replays, rng, generator)
         print(f"resuming {out} at {progress.env_steps} env steps")
+    else:
+        progress, curve = Progress(next_refresh=rl.sample_refresh_every), []
+        _store(offline, demos, agent, generator)  # with the first policy samples
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
-    logger = ScalarLog(out, step_key="env_steps")
+    # drops the rows a killed run logged past its checkpoint (a new run logs from step 0)
+    logger = ScalarLog(out, step_key="env_steps", first_step=progress.env_steps + 1 if resuming else 0)
     if agent.offline_critic_steps and not resuming:
         _pretrain_critic(agent, offline, rng, generator, cfg.progress, logger)
 
@@ -156,7 +154,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
             success = evaluate_now()
             bar.set_postfix(success=f"{success:.0%}")
             progress.next_eval += cfg.eval_every
-            _save(state_dir, cfg.algo, agent, metadata, online, rng, generator, progress, curve)
+            _save(state_dir, cfg.algo, agent, metadata, replays, rng, generator, progress, curve)
         if progress.env_steps >= cfg.env_steps:
             break
         if (agent.cached_samples or agent.cached_windows) and progress.env_steps >= progress.next_refresh:
@@ -270,18 +268,44 @@ def _update(agent: FinetuneAgent, offline: TransitionBuffer, online: TransitionB
 
 
 def _save(directory: Path, algo: str, agent: FinetuneAgent, metadata: dict[str, Any],
-          online: TransitionBuffer, rng: np.random.Generator, generator: torch.Generator,
+          replays: dict[str, TransitionBuffer], rng: np.random.Generator, generator: torch.Generator,
           progress: Progress, curve: list[dict[str, Any]]) -> None:
-    """The fine-tuned policy plus everything a resumed run needs, written atomically."""
+    """The fine-tuned policy plus every state the loop changes, written atomically, so that
+    ``_load`` continues the run exactly as if it had never stopped: the agent's tensors and
+    optimisers, both replays (the demonstrations' too: it holds the policy samples of the
+    last refresh), the loop's random generators and the global torch one (the heads'
+    training noise), the counters and the curve."""
     with atomic_output(directory, overwrite=True) as tmp:
         tmp.mkdir(parents=True)
         save_finetuned(tmp, algo, agent, metadata)
-        np.savez(tmp / REPLAY_FILE, **online.state_dict())
-        torch.save({"agent": agent.state_dict(),
+        np.savez(tmp / REPLAY_FILE, **{f"{name}/{key}": value for name, replay in replays.items()
+                                       for key, value in replay.state_dict().items()})
+        torch.save({"format": STATE_FORMAT, "agent": agent.state_dict(),
                     "optimizers": {name: opt.state_dict() for name, opt in agent.optimizers.items()},
                     "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
                     "global_torch_rng": torch.get_rng_state(),
                     "progress": vars(progress), "curve": curve}, tmp / STATE_FILE)
+
+
+def _load(directory: Path, agent: FinetuneAgent, replays: dict[str, TransitionBuffer],
+          rng: np.random.Generator, generator: torch.Generator) -> tuple[Progress, list[dict[str, Any]]]:
+    """Restore in place what ``_save`` wrote; returns the counters and the curve so far."""
+    state = torch.load(directory / STATE_FILE, weights_only=True)
+    if state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{directory}: saved by an older robo finetune, which did not keep all that "
+                              f"an exact resume needs; start the run again in another out=")
+    agent.load_state_dict(state["agent"])
+    agent.train()  # as after the evaluation that preceded the checkpoint
+    for name, optimizer in agent.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    with np.load(directory / REPLAY_FILE) as saved:
+        for name, replay in replays.items():
+            replay.load_state_dict({key.removeprefix(f"{name}/"): saved[key] for key in saved.files
+                                    if key.startswith(f"{name}/")})
+    rng.bit_generator.state = state["numpy_rng"]
+    generator.set_state(state["torch_rng"])
+    torch.set_rng_state(state["global_torch_rng"])
+    return Progress(**state["progress"]), state["curve"]
 
 
 def steps_to_success(curve: list[dict[str, Any]], level: float = SUCCESS_LEVEL) -> int | None:

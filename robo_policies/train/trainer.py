@@ -120,7 +120,7 @@ def train(
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(_yaml(run_config or {}))
-        logger = ScalarLog(run_dir)
+        logger = ScalarLog(run_dir, first_step=step + 1)  # drops what a killed run logged past `step`
     per_process_batch = max(1, config.batch_size // dist.world_size)
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step",
                disable=not (progress and dist.is_main))

@@ -6,21 +6,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from robo_policies.utils.atomic import atomic_write_text
+
 
 class ScalarLog:
     """Append-only scalar log of a run directory (``tensorboard/`` and ``metrics.jsonl``).
 
+    A run killed after its last checkpoint has logged steps that its resumed run logs again:
+    whatever an earlier process logged at or after ``first_step`` is dropped (rewritten out
+    of ``metrics.jsonl``, purged from TensorBoard), so every step appears once.
+
     Args:
         run_dir: the run directory.
         step_key: the name of the step counter in ``metrics.jsonl`` (``step``, ``env_steps``).
+        first_step: the first step this process logs (0: a new run, which keeps nothing).
     """
 
-    def __init__(self, run_dir: Path, step_key: str = "step") -> None:
+    def __init__(self, run_dir: Path, step_key: str = "step", first_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.step_key = step_key
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        self.metrics = open(run_dir / "metrics.jsonl", "a")
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first_step)
+        path = run_dir / "metrics.jsonl"
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines(keepends=True)
+                    if line.endswith("\n") and json.loads(line)[step_key] < first_step]  # not a torn last line
+            atomic_write_text(path, "".join(kept))
+        self.metrics = open(path, "a")
 
     def log(self, step: int, **values: float | None) -> None:
         """Record the given values (None: skipped) at ``step``."""
