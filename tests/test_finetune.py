@@ -28,6 +28,7 @@ from robo_policies.rl.parl import ParlConfig
 from robo_policies.rl.registry import build_agent, get_algorithm
 from robo_policies.rl.rlpd import RlpdConfig
 from robo_policies.rl.saved import DESCRIPTION, FinetunedPolicy, load_agent
+from robo_policies.utils.checksums import write_checksum
 from robo_policies.utils.errors import CheckpointError, ConfigError, UnknownNameError
 from tiny_policies import A, make_policy, observations
 
@@ -372,8 +373,34 @@ def test_a_checkpoint_from_before_exact_resume_is_not_resumed(tmp_path, trained)
     state = torch.load(path, weights_only=True)
     del state["format"]  # older checkpoints did not save the demonstrations' replay
     torch.save(state, path)
+    write_checksum(path)
     with pytest.raises(CheckpointError, match="saved by an older robo finetune, which did not keep all"):
         finetune(compose_config("finetune", [*args[1:], "resume=true"]))
+
+
+def test_resume_refuses_a_damaged_or_missing_run_and_recovers_an_interrupted_replacement(tmp_path, trained,
+                                                                                         robo):
+    out = tmp_path / "run"
+    args = finetune_args(trained("diffusion"), out, "expo", 20, "max_steps=20")
+    result = robo(*args, "resume=true")
+    assert result.code == 2 and result.err.strip() == (
+        f"error: resume=true, but {out} holds no run to resume (no config.yaml, no checkpoint/); "
+        "drop resume=true to start one there")
+    assert main(args) == 0
+    replay = out / "checkpoint" / "replay.npz"
+    data = bytearray(replay.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    replay.write_bytes(bytes(data))
+    result = robo(*args, "resume=true")
+    assert result.code == 2 and result.err.strip() == (
+        f"error: {replay}: checksum mismatch with replay.npz.sha256 (file modified or damaged)")
+    # A kill between moving the old checkpoint aside and the new one in: the old one is put back.
+    (out / "checkpoint").rename(out / "checkpoint.old-0a1b2c3d")
+    replay_aside = out / "checkpoint.old-0a1b2c3d" / "replay.npz"
+    replay_aside.write_bytes(bytes(data[: len(data) // 2]) + bytes([data[len(data) // 2] ^ 0xFF])
+                             + bytes(data[len(data) // 2 + 1:]))
+    assert main([*args, "resume=true"]) == 0
+    assert (out / "checkpoint" / "training_state.pt").is_file() and not list(out.glob("checkpoint.old-*"))
 
 
 def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):

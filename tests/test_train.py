@@ -211,6 +211,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, dataset, mo
     assert main(train_args(dataset, crashed, *steps, "resume=true")) == 0
     assert json.loads((crashed / "train_summary.json").read_text())["steps"] == 40
     assert_same_weights(tmp_path / "full", crashed)
+    logged = [[json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (tmp_path / "full", crashed)]
+    assert logged[0] == logged[1] == [10, 20, 30, 40]  # the row logged at 30 before the crash is not kept twice
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, dataset, monkeypatch, robo):

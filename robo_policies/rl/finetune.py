@@ -21,6 +21,7 @@ success) and a rollout video beside the checkpoint.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm, trange
 
-from robo_policies.utils.atomic import atomic_output, atomic_write_text
+from robo_policies.utils.atomic import atomic_output, atomic_write_text, restore_interrupted
+from robo_policies.utils.checksums import verify_checksum, write_checksum
 from robo_policies.data import ReplayBuffer
 from robo_policies.envs.runner import evaluate
 from robo_policies.envs.targets import env_for
@@ -99,9 +101,15 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     rl = get_algorithm(cfg.algo).make_config(OmegaConf.to_container(cfg.rl))
     state_dir = out / "checkpoint"
+    restore_interrupted(state_dir)  # killed while replacing it: the previous one is complete
     resuming = cfg.resume and (state_dir / STATE_FILE).is_file()
     if out.exists() and any(out.iterdir()) and not cfg.resume:
         raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+    if cfg.resume and not resuming:
+        if not (out / "config.yaml").is_file():
+            raise ConfigError(f"resume=true, but {out} holds no run to resume (no config.yaml, no "
+                              f"checkpoint/); drop resume=true to start one there")
+        print(f"resume=true: {out} has no checkpoint yet; fine-tuning from the start", file=sys.stderr)
     source = resolve_policy_dir(cfg.checkpoint)
     metadata = {**policy_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
     policy = load_base_policy(source, rl)
@@ -285,11 +293,15 @@ def _save(directory: Path, algo: str, agent: FinetuneAgent, metadata: dict[str, 
                     "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
                     "global_torch_rng": torch.get_rng_state(),
                     "progress": vars(progress), "curve": curve}, tmp / STATE_FILE)
+        for name in (STATE_FILE, REPLAY_FILE):
+            write_checksum(tmp / name)
 
 
 def _load(directory: Path, agent: FinetuneAgent, replays: dict[str, TransitionBuffer],
           rng: np.random.Generator, generator: torch.Generator) -> tuple[Progress, list[dict[str, Any]]]:
     """Restore in place what ``_save`` wrote; returns the counters and the curve so far."""
+    for name in (STATE_FILE, REPLAY_FILE):
+        verify_checksum(directory / name)
     state = torch.load(directory / STATE_FILE, weights_only=True)
     if state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{directory}: saved by an older robo finetune, which did not keep all that "

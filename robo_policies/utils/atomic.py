@@ -27,6 +27,7 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     Raises ``FileExistsError`` up front if ``dst`` exists and ``overwrite`` is False.
     """
     dst = Path(dst)
+    restore_interrupted(dst)
     if _exists(dst) and not overwrite:
         raise FileExistsError(f"{dst} already exists; pass overwrite=True to replace it")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +61,18 @@ def _move_into_place(tmp: Path, dst: Path, overwrite: bool) -> None:
         os.replace(aside, dst)
         raise
     _remove(aside)
+
+
+def restore_interrupted(dst: str | Path) -> None:
+    """Put back the directory a replacement moved aside, when a kill struck between its two
+    moves (``dst`` is then missing and ``DST.old-XXXXXXXX`` holds the last complete one).
+    Readers that must find ``dst`` after a crash call this first."""
+    dst = Path(dst)
+    if _exists(dst):
+        return
+    aside = sorted(dst.parent.glob(f"{dst.name}.old-*")) if dst.parent.is_dir() else []
+    if len(aside) == 1:
+        os.replace(aside[0], dst)
 
 
 def _exists(path: Path) -> bool:
