@@ -254,7 +254,7 @@ def _append_rows(group: zarr.Group, key: str, value: np.ndarray, start: int) -> 
     if key not in group:
         bytes_per_row = max(1, value[0].nbytes)
         # A camera frame per chunk: a loader reading random windows decodes only their frames.
-        chunk_rows = 1 if is_image(value[0]) else int(np.clip(CHUNK_BYTES // bytes_per_row, 1, 65536))
+        chunk_rows = 1 if is_image(value.shape[1:], value.dtype) else int(np.clip(CHUNK_BYTES // bytes_per_row, 1, 65536))
         group.create_array(
             key,
             shape=(0, *value.shape[1:]),
@@ -267,9 +267,10 @@ def _append_rows(group: zarr.Group, key: str, value: np.ndarray, start: int) -> 
     array[start:] = value
 
 
-def is_image(frame: np.ndarray) -> bool:
-    """Whether one step of an array is a camera image: (H, W, C) uint8."""
-    return frame.ndim == 3 and frame.dtype == np.uint8
+def is_image(step_shape: tuple[int, ...], dtype: Any) -> bool:
+    """Whether an array whose steps have ``step_shape`` and ``dtype`` holds camera images:
+    (H, W, C) uint8."""
+    return len(step_shape) == 3 and np.dtype(dtype) == np.uint8
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -44,6 +44,9 @@ class TrainConfig:
     """Resumable checkpoints kept on disk."""
     threads: int = 0
     """torch CPU threads per process (0: torch's default)."""
+    loader_workers: int = -1
+    """Processes reading batches ahead of the step (0: none; -1: one for a dataset with camera
+    images, none for low-dim data, which is held in memory)."""
     device: str = "auto"
     """auto, cpu or cuda."""
 
@@ -66,5 +69,7 @@ class TrainConfig:
             raise ConfigError(f"train.val_ratio={self.val_ratio} must be in [0, 1)")
         if not 0 <= self.ema_max_decay <= 1:
             raise ConfigError(f"train.ema_max_decay={self.ema_max_decay} must be in [0, 1]")
+        if self.loader_workers < -1:
+            raise ConfigError(f"train.loader_workers={self.loader_workers} must be >= -1")
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"train.betas={list(self.betas)} must be two values in [0, 1)")

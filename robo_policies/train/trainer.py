@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
+from robo_policies.data.loader import training_arrays, training_batches
 from robo_policies.data.validate import validate_dataset
 from robo_policies.envs.registry import task_observation_keys
 from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
@@ -75,13 +76,13 @@ def train(
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=true or choose another out")
     start_time = time.perf_counter()
 
-    # Data: every window of the training episodes, kept in memory as numpy arrays.
+    # Data: every window of the training episodes; low-dim arrays in memory, images on disk.
     buffer = ReplayBuffer.open(dataset)
     obs_keys = policy_config.obs_keys or [key for key in buffer.keys if key not in NOT_OBSERVATIONS]
     validate_dataset(dataset, keys=[*obs_keys, "action"])  # bad data never becomes a model
     if not policy_config.obs_keys:
         _require_task_observations(buffer)
-    arrays = buffer.as_numpy([*obs_keys, "action"])
+    arrays = training_arrays(buffer, [*obs_keys, "action"])
     shapes = {k: tuple(buffer[k].shape[1:]) for k in obs_keys}
     low_dim, images = split_observation_keys(obs_keys, shapes, {k: buffer[k].dtype for k in obs_keys})
     train_episodes, val_episodes = episode_split(buffer.n_episodes, config.val_ratio, seed)
@@ -104,7 +105,6 @@ def train(
                                   weight_decay=config.weight_decay)
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
                              num_training_steps=config.steps)
-    sampling_rng = np.random.default_rng([seed, dist.rank])
     torch.manual_seed(seed * 1000 + dist.rank)  # diffusion noise differs per process
     step = 0
     if resume_from is not None:
@@ -113,7 +113,6 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         ema.load_state_dict(state["ema"])
-        sampling_rng.bit_generator.state = state["sampling_rng"][dist.rank]
         torch.set_rng_state(state["torch_rng"][dist.rank])
         step = int(state["step"])
 
@@ -125,11 +124,11 @@ def train(
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step",
                disable=not (progress and dist.is_main))
     losses: list[float] = []
-    while step < config.steps:
+    batches = training_batches(train_windows, per_process_batch, seed, dist.rank, step, config.steps,
+                               _loader_workers(config, images))
+    for batch in batches:
         policy.train()
-        index = sampling_rng.integers(0, len(train_windows), per_process_batch)
-        batch = _to_torch(train_windows.sample(index), dist.device)
-        loss = model(batch)
+        loss = model({key: value.to(dist.device) for key, value in batch.items()})
         if not torch.isfinite(loss):  # stop before a NaN reaches the weights or a checkpoint
             raise ConfigError(f"{run_dir}: the training loss is {loss.item()} at step {step + 1}; the "
                               f"checkpoints so far are kept (lower train.lr or check the dataset)")
@@ -154,17 +153,14 @@ def train(
             success = _evaluate_in_task(_ema_copy(policy, ema), metadata["task"], config.eval_episodes)
             logger.log(step, eval_success_rate=success)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            rng_states = distributed.gather(
-                dist, (sampling_rng.bit_generator.state, torch.get_rng_state())
-            )
+            rng_states = distributed.gather(dist, torch.get_rng_state())
             if dist.is_main:
                 state = {
                     "step": step,
                     "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(),
                     "ema": ema.state_dict(),
-                    "sampling_rng": [s for s, _ in rng_states],
-                    "torch_rng": [t for _, t in rng_states],
+                    "torch_rng": rng_states,
                 }
                 save_checkpoint(run_dir, step, policy, _ema_copy(policy, ema), state,
                                 config.keep_checkpoints, metadata)
@@ -203,6 +199,14 @@ def _require_task_observations(buffer: ReplayBuffer) -> None:
             f"{buffer.location}: missing key 'data/{lacking[0]}' that task {task!r} observes (dataset keys: "
             f"{buffer.keys}); a policy trained on it would never see it. Re-collect the data, or pass "
             f"policy.obs_keys=[...] to train on fewer observations on purpose")
+
+
+def _loader_workers(config: TrainConfig, image_keys: list[str]) -> int:
+    """Loader processes: ``train.loader_workers``, or by default one for a dataset with
+    cameras (decoding frames overlaps the step) and none for low-dim data (in memory)."""
+    if config.loader_workers >= 0:
+        return config.loader_workers
+    return 1 if image_keys else 0
 
 
 def _ema_copy(policy: Policy, ema: EMAModel) -> Policy:
