@@ -7,7 +7,9 @@ stuffing, CRC-16; Feetech: header FF FF, checksum), keeps a control table per se
 answers with byte-exact status packets. It supports ping, read, write, sync read and sync
 write, and rejects packets whose CRC or checksum is wrong, as a servo does.
 
-Knobs for tests: ``drop_next_status(n)``, ``corrupt_next_status(n)`` (bad CRC/checksum),
+Knobs for tests: ``drop_next_status(n)``, ``drop_every(n)`` (a lossy link: every nth status
+packet), ``corrupt_next_status(n)`` (bad CRC/checksum), ``truncate_reads(register, n)``
+(replies without their data, checksum valid),
 ``set_hardware_error(id, bits)``, and motion: with torque on, the present position moves
 toward the goal (position mode) or at the goal velocity (velocity mode) by the time passed
 on ``clock`` (give it a test's ``FakeClock.now`` and the servos move only when it does).
@@ -116,7 +118,16 @@ class FakeServoBus(ABC):
         self.rejected_packets = 0
         """Instruction packets with a bad CRC or checksum (ignored, as a servo does)."""
         self._drop = 0
+        self._drop_period = 0
+        self._statuses = 0
+        """Status packets due since ``drop_every`` was called (sent or not)."""
+        self.dropped = 0
+        """Status packets not sent because a knob dropped them."""
         self._corrupt = 0
+        self._truncate: tuple[int, int, int] = (-1, 0, 0)
+        """(address, reads still answered whole, reads to answer without data)."""
+        self.truncated = 0
+        """Read replies sent without their data by ``truncate_reads``."""
         self._fraction: dict[int, float] = {}
         """Sub-tick part of each moving servo's position."""
         self._last_motion = clock()
@@ -136,10 +147,22 @@ class FakeServoBus(ABC):
         with self._lock:
             self._drop = count
 
+    def drop_every(self, period: int) -> None:
+        """From now on send nothing instead of every ``period``-th status packet (0 stops)."""
+        with self._lock:
+            self._drop_period, self._statuses = period, 0
+
     def corrupt_next_status(self, count: int = 1) -> None:
         """Send the next ``count`` status packets with a wrong CRC / checksum (0 cancels)."""
         with self._lock:
             self._corrupt = count
+
+    def truncate_reads(self, register: str, count: int = 1, after: int = 0) -> None:
+        """Answer ``count`` reads of ``register``, after ``after`` more answered whole, with a
+        status packet carrying no data: a partial reply whose checksum is valid, which an SDK
+        may index past."""
+        with self._lock:
+            self._truncate = (self.registers[register][0], after, count)
 
     @abstractmethod
     def set_hardware_error(self, motor_id: int, bits: int) -> None:
@@ -178,6 +201,10 @@ class FakeServoBus(ABC):
         return sum(1 for instruction in self.instructions if instruction.code == code)
 
     def close(self) -> None:
+        """Stop serving and close the pty: to the driver, the adapter was unplugged. Closing
+        again does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=2)
         os.close(self._master)
@@ -263,7 +290,8 @@ class FakeServoBus(ABC):
             return [self._reply(motor_id, self._ping_params(motor_id))]
         if instruction.code == READ:
             address, size = int.from_bytes(params[:n], "little"), int.from_bytes(params[n:2 * n], "little")
-            return [self._reply(motor_id, bytes(self.tables[motor_id][address:address + size]))]
+            data = b"" if self._truncating(address) else bytes(self.tables[motor_id][address:address + size])
+            return [self._reply(motor_id, data)]
         if instruction.code == WRITE:
             address = int.from_bytes(params[:n], "little")
             error = self._write_error(motor_id, address)
@@ -272,6 +300,18 @@ class FakeServoBus(ABC):
                 self._store(motor_id, address, params[n:])
             return [reply]
         return [self._reply(motor_id, b"", 2)]  # instruction error
+
+    def _truncating(self, address: int) -> bool:
+        """Whether ``truncate_reads`` takes the data out of this reply to a read at ``address``."""
+        truncated_address, after, count = self._truncate
+        if address != truncated_address or not count:
+            return False
+        if after:
+            self._truncate = (address, after - 1, count)
+            return False
+        self._truncate = (address, 0, count - 1)
+        self.truncated += 1
+        return True
 
     def _reply(self, motor_id: int, params: bytes, error: int = 0) -> bytes:
         return self.status_packet(motor_id, error | self._status_error(motor_id), params)
@@ -287,8 +327,8 @@ class FakeServoBus(ABC):
         with self._lock:
             out = bytearray()
             for packet in packets:
-                if self._drop:
-                    self._drop -= 1
+                if self._dropping():
+                    self.dropped += 1
                     continue
                 if self._corrupt:
                     self._corrupt -= 1
@@ -298,11 +338,19 @@ class FakeServoBus(ABC):
         while view:
             view = view[os.write(self._master, view):]
 
+    def _dropping(self) -> bool:
+        """Whether the knobs drop the status packet about to be sent (asked once per packet)."""
+        self._statuses += 1
+        if self._drop:
+            self._drop -= 1
+            return True
+        return bool(self._drop_period) and self._statuses % self._drop_period == 0
+
     def _move(self, now: float) -> None:
-        """Advance every servo with torque on by the time since the last instruction."""
+        """Advance every servo that drives to its goal by the time since the last instruction."""
         dt, self._last_motion = now - self._last_motion, now
         for motor_id in self.tables:
-            if not self._get(motor_id, "torque_enable"):
+            if not self._drives(motor_id):
                 continue
             position = self._get(motor_id, "present_position") + self._fraction.get(motor_id, 0.0)
             if self._get(motor_id, "operating_mode") == self.velocity_mode:
@@ -318,6 +366,10 @@ class FakeServoBus(ABC):
             self._put(motor_id, "present_position", self._wrap(whole))
             self._put(motor_id, "present_velocity", velocity_units)
 
+    def _drives(self, motor_id: int) -> bool:
+        """Whether the servo drives to its goal (torque on)."""
+        return bool(self._get(motor_id, "torque_enable"))
+
     def _wrap(self, ticks: int) -> int:
         return ticks
 
@@ -331,7 +383,13 @@ class FakeServoBus(ABC):
 
 
 class FakeDynamixelBus(FakeServoBus):
-    """X-series servos speaking Protocol 2.0 (https://emanual.robotis.com/docs/en/dxl/protocol2/)."""
+    """X-series servos speaking Protocol 2.0 (https://emanual.robotis.com/docs/en/dxl/protocol2/).
+
+    Their Bus Watchdog (98) is emulated: armed (1..127, in 20 ms) with torque on, a servo that
+    receives no instruction for longer than its window stops at that moment (a wheel at speed
+    0, a joint where it is), the register reads -1 and goal writes are refused with a data
+    range error until a write to the register clears it.
+    """
 
     registers = {
         "model_number": (0, 2, "unsigned"),
@@ -340,6 +398,7 @@ class FakeDynamixelBus(FakeServoBus):
         "operating_mode": (11, 1, "unsigned"),
         "torque_enable": (64, 1, "unsigned"),
         "hardware_error_status": (70, 1, "unsigned"),
+        "comm_watchdog": (98, 1, "twos_complement"),
         "goal_velocity": (104, 4, "twos_complement"),
         "goal_position": (116, 4, "twos_complement"),
         "present_velocity": (128, 4, "twos_complement"),
@@ -351,9 +410,45 @@ class FakeDynamixelBus(FakeServoBus):
     HEADER = b"\xff\xff\xfd\x00"
     EEPROM_END = 64
     """Addresses below this are EEPROM: writable only with torque off."""
+    WATCHDOG_UNIT_S = 0.020
+    WATCHDOG_TRIPPED = -1
+    ACCESS_ERROR, DATA_RANGE_ERROR = 7, 4
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._heard_at: dict[int, float] = {}
+        """Servo id -> ``clock()`` when it last received an instruction (its watchdog counts from there)."""
+        super().__init__(*args, **kwargs)
 
     def set_hardware_error(self, motor_id: int, bits: int) -> None:
         self.set_value(motor_id, "hardware_error_status", bits)
+
+    def _execute(self, instruction: Instruction) -> list[bytes]:
+        now = self.clock()
+        self._trip_watchdogs(now)
+        replies = super()._execute(instruction)
+        for motor_id in self.tables:
+            if instruction.motor_id in (motor_id, BROADCAST_ID):
+                self._heard_at[motor_id] = now
+        return replies
+
+    def _trip_watchdogs(self, now: float) -> None:
+        """Stop each servo whose watchdog ran out before ``now``, at the moment it ran out."""
+        due = sorted((deadline, motor_id) for motor_id in self.tables
+                     if (deadline := self._watchdog_deadline(motor_id)) is not None and deadline < now)
+        for deadline, motor_id in due:
+            self._move(deadline)  # the motion until then still happened
+            self._put(motor_id, "comm_watchdog", self.WATCHDOG_TRIPPED)
+            self._put(motor_id, "present_velocity", 0)
+
+    def _watchdog_deadline(self, motor_id: int) -> float | None:
+        """When an armed watchdog of a servo with torque on runs out; None: it is not watching."""
+        window = self._get(motor_id, "comm_watchdog")
+        if window <= 0 or not self._get(motor_id, "torque_enable") or motor_id not in self._heard_at:
+            return None
+        return self._heard_at[motor_id] + window * self.WATCHDOG_UNIT_S
+
+    def _drives(self, motor_id: int) -> bool:
+        return super()._drives(motor_id) and self._get(motor_id, "comm_watchdog") != self.WATCHDOG_TRIPPED
 
     def _initial_table(self, motor_id: int, model_number: int) -> bytearray:
         table = bytearray(TABLE_SIZE)
@@ -396,8 +491,12 @@ class FakeDynamixelBus(FakeServoBus):
         return 0x80 if self.tables[motor_id][70] else 0  # the alert bit
 
     def _write_error(self, motor_id: int, address: int) -> int:
-        torque_on = self.tables[motor_id][64]
-        return 7 if address < self.EEPROM_END and torque_on else 0  # access error
+        if address < self.EEPROM_END and self._get(motor_id, "torque_enable"):
+            return self.ACCESS_ERROR
+        goals = (self.registers["goal_velocity"][0], self.registers["goal_position"][0])
+        if address in goals and self._get(motor_id, "comm_watchdog") == self.WATCHDOG_TRIPPED:
+            return self.DATA_RANGE_ERROR  # read-only until the watchdog is cleared
+        return 0
 
 
 class FakeFeetechBus(FakeServoBus):

@@ -299,6 +299,51 @@ def test_an_unplugged_adapter_is_a_bus_error_naming_the_port(bus, fake, monkeypa
     assert raised.value.port == fake.port and "Input/output error" in str(raised.value)
 
 
+ARM_IDS = list(range(1, 7))
+
+
+@pytest.fixture
+def six_motors(vendor):
+    """A 6-motor arm's bus (uncalibrated) on fake servos whose present positions are 100 * id."""
+    _, fake_class, model, model_number = VENDORS[vendor]
+    with fake_class(dict.fromkeys(ARM_IDS, model_number)) as fake:
+        for motor_id in ARM_IDS:
+            fake.set_value(motor_id, "present_position", 100 * motor_id)
+        bus = motor_bus_class(vendor)(fake.port, [Motor(f"m{i}", i, model) for i in ARM_IDS])
+        with bus:
+            yield bus, fake
+
+
+def sync_read_ids(fake) -> list[list[int]]:
+    """The motors each sync read asked, in order."""
+    return [list(instruction.params[2 * fake.address_size:]) for instruction in fake.instructions
+            if instruction.code == SYNC_READ]
+
+
+def test_a_sync_read_asks_again_only_the_motors_whose_reply_was_lost(six_motors):
+    bus, fake = six_motors
+    asked_before = len(sync_read_ids(fake))
+    fake.drop_every(4)  # status packets 4, 8, 12, ... from here on
+    for _ in range(2):
+        assert bus.read("present_position").tolist() == [100 * i for i in ARM_IDS]
+    # read 1: packet 4 (m4) lost, m4 asked again (packet 7); read 2: packets 8 (m1) and 12 (m5)
+    # lost, m1 and m5 asked again together (14, 15)
+    assert sync_read_ids(fake)[asked_before:] == [ARM_IDS, [4], ARM_IDS, [1, 5]]
+    assert bus.retry_count == 2 and fake.dropped == 3
+
+
+def test_a_motor_that_never_answers_is_named_alone(six_motors):
+    bus, fake = six_motors
+    asked_before = len(sync_read_ids(fake))
+    table = fake.tables.pop(4)  # m4 loses power
+    with pytest.raises(MotorCommunicationError, match=r"from motor 'm4' \(id 4\) .* 4 attempts: .*no status packet"
+                       ) as raised:
+        bus.read("present_position")
+    fake.tables[4] = table  # and gets it back, so the bus can turn its torque off
+    assert raised.value.motor_ids == [4]
+    assert sync_read_ids(fake)[asked_before:] == [ARM_IDS, [4], [4], [4]] and bus.retry_count == 3
+
+
 def test_hardware_errors_are_decoded(vendor, fake):
     faults = 0x20 | 0x04 | 0x01  # overload, overheating, input voltage: the same bits on both vendors
     strict = make_bus(vendor, fake, hardware_errors="raise")
@@ -448,3 +493,39 @@ def test_importing_the_package_needs_no_sdk():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "MotorBus"
+
+
+# -- what the SDKs raise, and the servos' communication watchdog ---------------------------------
+
+
+def test_a_reply_the_feetech_sdk_cannot_parse_is_retried_then_named():
+    # A status packet with a valid checksum but no data: scservo_sdk's ping indexes the two
+    # bytes of the model number it does not hold (IndexError inside the SDK).
+    pytest.importorskip("scservo_sdk")
+    with FakeFeetechBus({1: 777}) as fake:
+        bus = motor_bus_class("feetech")(fake.port, [Motor("shoulder", 1, "sts3215")], retries=2)
+        fake.truncate_reads("model_number", count=1)
+        bus.connect()  # the model check's first ping is garbled: retried
+        assert (fake.truncated, bus.retry_count) == (1, 1)
+        bus.disconnect()
+        fake.truncate_reads("model_number", count=3)
+        with pytest.raises(MotorBusError) as raised:
+            bus.connect()
+    assert str(raised.value).startswith(f"motor 'shoulder' (id 1) does not answer on {fake.port} at 1000000 bit/s "
+                                        "(garbled status packet (IndexError in scservo_sdk: list index out of range))")
+    assert isinstance(raised.value.__cause__, MotorCommunicationError) and not bus.is_connected
+
+
+@pytest.mark.parametrize("vendor_name,watchdog_ms,units", [
+    ("dynamixel", 150.0, 8), ("dynamixel", 2540.0, 127), ("feetech", 150.0, None)])
+def test_the_comm_watchdog_setting_in_register_units(vendor_name, watchdog_ms, units):
+    pytest.importorskip(VENDORS[vendor_name][0])
+    bus = motor_bus_class(vendor_name)("/dev/null", motors(VENDORS[vendor_name][2]), comm_watchdog_ms=watchdog_ms)
+    assert bus.comm_watchdog_units == units  # rounded up to 20 ms; Feetech servos have none
+    assert bus.comm_watchdog_s == (None if units is None else pytest.approx(units * 0.02))
+
+
+def test_a_comm_watchdog_beyond_the_register_is_refused():
+    pytest.importorskip("dynamixel_sdk")
+    with pytest.raises(ConfigError, match=r"comm_watchdog_ms must be in \(0, 2540\] on DynamixelMotorBus, got 2541"):
+        motor_bus_class("dynamixel")("/dev/null", motors("xl430-w250"), comm_watchdog_ms=2541)

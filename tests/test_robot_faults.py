@@ -57,9 +57,9 @@ def base(tmp_path, fake, clock, **changes):
 def test_communication_loss_stops_the_wheels_at_the_watchdog_timeout(tmp_path, fake_base, clock):
     robot = base(tmp_path, fake_base, clock, watchdog_s=0.25)
     with robot:
-        with fake_base.handled(SYNC_WRITE, count=10):
-            for _ in range(10):
-                clock.advance(0.0625)
+        for _ in range(10):  # each command handled by the servos before time moves on, as on the wire
+            clock.advance(0.0625)
+            with fake_base.handled(SYNC_WRITE):
                 robot.send_action(robot.twist_command(0.1, 0.0))
         last_command = robot.last_record.timestamp
         # the commands stop: the link or the loop is gone

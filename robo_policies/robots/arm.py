@@ -155,7 +155,8 @@ class ArmKind(BusRobotKind):
     calibration_required = True
 
     def build(self, config: RobotConfig, port: str | None, **robot_kwargs: Any) -> Robot:
-        return ManipulatorArm(config.name, self.make_bus(config, port), **robot_kwargs)
+        bus = self.make_bus(config, port, period_s=robot_kwargs["period_s"], clock=robot_kwargs["clock"])
+        return ManipulatorArm(config.name, bus, **robot_kwargs)
 
     def build_twin(self, config: RobotConfig, **robot_kwargs: Any) -> Robot:
         from robo_policies.robots.sim_twin import SimArm

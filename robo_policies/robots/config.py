@@ -43,6 +43,11 @@ class BusConfig:
     port: str = ""
     """Serial port, e.g. /dev/ttyACM0 (find it with `robo robot find-port`)."""
     baudrate: int = 1_000_000
+    comm_watchdog_ms: Optional[float] = None
+    """Servos that have a communication watchdog (Dynamixel X-series; Feetech STS have none)
+    stop by themselves when no instruction reaches them for this long with torque on: the
+    host crashed, froze or lost its adapter. Rounded up to the servos' unit (20 ms). null:
+    three command periods, at least 100 ms; 0: not armed."""
 
 
 @dataclass

@@ -182,8 +182,8 @@ class WheeledBaseKind(BusRobotKind):
 
     def build(self, config: RobotConfig, port: str | None, **robot_kwargs: Any) -> Robot:
         assert isinstance(config, WheeledBaseConfig)
-        return WheeledBase(config.name, self.make_bus(config, port), self.kinematics(config.geometry),
-                           **robot_kwargs)
+        bus = self.make_bus(config, port, period_s=robot_kwargs["period_s"], clock=robot_kwargs["clock"])
+        return WheeledBase(config.name, bus, self.kinematics(config.geometry), **robot_kwargs)
 
     def build_twin(self, config: RobotConfig, **robot_kwargs: Any) -> Robot:
         from robo_policies.robots.sim_twin import SimBase

@@ -25,6 +25,8 @@ Typical use (an arm in position mode)::
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 import warnings
@@ -54,6 +56,11 @@ MAX_MOTOR_ID = 252
 """Ids 253 and up are reserved (254 is broadcast) on both vendors' buses."""
 SETTING_WRITE_SETTLE_S = 0.05
 """Time a servo gets to store an id or baud rate change (EEPROM) before we talk to it again."""
+COMM_WATCHDOG = "comm_watchdog"
+"""The register of a servo's communication watchdog, in the control tables of vendors whose
+servos have one (see ``MotorBus``)."""
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -85,20 +92,26 @@ class Register:
     sign_bit: int = 15
     """The sign bit of a ``sign_magnitude`` register."""
 
+    def limits(self) -> tuple[int, int]:
+        """The lowest and the highest value the register holds."""
+        bits = 8 * self.size
+        if self.encoding == "unsigned":
+            return 0, 2**bits - 1
+        if self.encoding == "twos_complement":
+            return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return -(2**self.sign_bit - 1), 2**self.sign_bit - 1
+
     def encode(self, value: int) -> bytes:
         """``value`` as the register's bytes; ValueError when it does not fit (it never wraps)."""
         value = int(value)
-        bits = 8 * self.size
-        if self.encoding == "unsigned":
-            low, high, raw = 0, 2**bits - 1, value
-        elif self.encoding == "twos_complement":
-            low, high, raw = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, value % 2**bits
-        else:
-            high = 2**self.sign_bit - 1
-            low, raw = -high, abs(value) | ((1 << self.sign_bit) if value < 0 else 0)
+        low, high = self.limits()
         if not low <= value <= high:
             raise ValueError(f"{value} does not fit a {self.size}-byte {self.encoding} register "
                              f"({low}..{high})")
+        if self.encoding == "sign_magnitude":
+            raw = abs(value) | ((1 << self.sign_bit) if value < 0 else 0)
+        else:
+            raw = value % 2 ** (8 * self.size)
         return raw.to_bytes(self.size, "little")
 
     def decode(self, data: bytes) -> int:
@@ -159,18 +172,28 @@ class FailedAttempt(Exception):
     Raised by the vendor methods, caught by ``MotorBus``, never seen by its callers.
     """
 
-    def __init__(self, reason: str, motor_id: int | None = None) -> None:
+    def __init__(self, reason: str, motor_ids: Sequence[int] = (),
+                 received: Mapping[int, tuple[bytes, int]] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.motor_id = motor_id
-        """The motor whose status packet failed, when known."""
+        self.motor_ids = list(motor_ids)
+        """The motors whose status packets failed, when known."""
+        self.received = dict(received or {})
+        """A sync read's valid replies, from the other motors: id -> (register bytes, error byte)."""
 
 
 def reply_bytes(data: Sequence[int], register: Register, motor_id: int) -> bytes:
     """A reply's data bytes, checked: a reply of the wrong length is as good as corrupt."""
     if len(data) != register.size:
-        raise FailedAttempt(f"status packet carried {len(data)} data bytes, expected {register.size}", motor_id)
+        raise FailedAttempt(f"status packet carried {len(data)} data bytes, expected {register.size}", [motor_id])
     return bytes(data)
+
+
+def port_error_text(err: BaseException) -> str:
+    """What a port error says; a ``termios.error`` holds only (errno, text): shown as an OSError is."""
+    if not isinstance(err, OSError) and len(err.args) == 2:
+        return f"[Errno {err.args[0]}] {err.args[1]}"
+    return str(err)
 
 
 class MotorBus(ABC):
@@ -189,6 +212,18 @@ class MotorBus(ABC):
         latency_timer_ms: the USB adapter's latency timer; the bus waits twice this plus the
             packet's transfer time and 2 ms for a status packet (as the vendor SDKs do; 16 ms
             is the Linux FTDI default, 1 ms makes failures cheaper once the adapter is set so).
+        comm_watchdog_ms: arm the servos' own communication watchdog, where they have one
+            (``comm_watchdog`` in the control table): with torque on, a servo that receives
+            no instruction for this long stops by itself, so a crashed, frozen or unplugged
+            host cannot leave a wheel driving. Rounded up to the register's unit; None: not armed.
+        clock: seconds on which the bus measures its silences (``time.monotonic``; a test's
+            ``FakeClock.now``, the time its fake servos keep).
+
+    The watchdog is armed (0 first, which clears a tripped one, then the window) whenever
+    torque is enabled and disarmed by a disconnect that turns torque off. A tripped servo
+    refuses goals until cleared, and sync writes get no reply to say so: goals sent half a
+    window or more after the last goals (the loop stalled, a policy took long to answer) are
+    preceded by a read of the watchdogs, and the tripped ones are cleared and re-armed.
     """
 
     control_table: ClassVar[dict[str, Register]]
@@ -200,12 +235,15 @@ class MotorBus(ABC):
     """``position`` / ``velocity`` -> the value of the ``operating_mode`` register."""
     baudrate_values: ClassVar[dict[int, int]]
     """Baud rate in bit/s -> the value of the ``baud_rate`` register."""
+    comm_watchdog_unit_ms: ClassVar[float] = 0.0
+    """Time unit of the ``comm_watchdog`` register, for vendors whose control table has one."""
 
     def __init__(self, port: str, motors: Sequence[Motor],
                  calibration: Mapping[str, MotorCalibration] | None = None, *,
                  baudrate: int = 1_000_000, retries: int = 3,
                  hardware_errors: Literal["warn", "raise"] = "warn",
-                 latency_timer_ms: float = 16.0) -> None:
+                 latency_timer_ms: float = 16.0, comm_watchdog_ms: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.port = port
         self.motors: dict[str, Motor] = {}
         for motor in motors:
@@ -231,11 +269,35 @@ class MotorBus(ABC):
         self.hardware_errors = hardware_errors
         self.latency_timer_ms = latency_timer_ms
         self.retry_count = 0
-        """Transactions repeated after a missing or corrupt status packet, since construction."""
+        """Transactions repeated after a missing or corrupt status packet, since construction
+        (a sync read's repeat asks only the motors that did not answer)."""
+        self.comm_watchdog_units = self._comm_watchdog_units(comm_watchdog_ms)
+        """The value armed in each servo's ``comm_watchdog`` register; None: not armed."""
+        self.clock = clock
+        self._untripped_at: dict[int, float] = {}
+        """Motor id -> ``clock()`` when its watchdog was last known not to have tripped (armed,
+        read, or goals sent to it less than half a window after that)."""
         self._modes: dict[str, str | None] = {}
         self._connected = False
         self._lock = threading.RLock()
         """One transaction at a time on the wire, even when threads share the bus."""
+
+    def _comm_watchdog_units(self, comm_watchdog_ms: float | None) -> int | None:
+        if comm_watchdog_ms is None or COMM_WATCHDOG not in self.control_table:
+            return None
+        longest_ms = self.control_table[COMM_WATCHDOG].limits()[1] * self.comm_watchdog_unit_ms
+        if not 0 < comm_watchdog_ms <= longest_ms:
+            raise ConfigError(f"comm_watchdog_ms must be in (0, {longest_ms:g}] on {type(self).__name__}, "
+                              f"got {comm_watchdog_ms}")
+        return math.ceil(comm_watchdog_ms / self.comm_watchdog_unit_ms)
+
+    @property
+    def comm_watchdog_s(self) -> float | None:
+        """How long an armed servo waits for an instruction before it stops; None: not armed
+        (the servos have no watchdog, or none was asked for)."""
+        if self.comm_watchdog_units is None:
+            return None
+        return self.comm_watchdog_units * self.comm_watchdog_unit_ms / 1000.0
 
     def _check_motor(self, motor: Motor) -> None:
         if motor.name in self.motors:
@@ -284,7 +346,8 @@ class MotorBus(ABC):
 
     @abstractmethod
     def _sync_read_once(self, register: Register, motor_ids: Sequence[int]) -> dict[int, tuple[bytes, int]]:
-        """One instruction, one reply per motor: id -> (register bytes, status error byte)."""
+        """One instruction, one reply per motor: id -> (register bytes, status error byte).
+        When some replies fail, the FailedAttempt names those motors and carries the others'."""
 
     @abstractmethod
     def _sync_write_once(self, register: Register, data_by_id: Mapping[int, bytes]) -> None:
@@ -321,13 +384,16 @@ class MotorBus(ABC):
                 raise
 
     def disconnect(self, disable_torque: bool = True) -> None:
-        """Turn torque off (unless told not to) and close the port, even if that fails."""
+        """Turn torque off and disarm the communication watchdogs (unless told not to), and
+        close the port, even if that fails."""
         with self._lock:
             if not self._connected:
                 return
             try:
                 if disable_torque:
                     self.disable_torque()
+                    if self.comm_watchdog_units is not None:  # another program may drive them next
+                        self._write_each(COMM_WATCHDOG, 0, list(self.motors))
             finally:
                 self._close_port()
                 self._connected = False
@@ -340,12 +406,13 @@ class MotorBus(ABC):
         self.disconnect()
 
     def _check_model(self, motor: Motor) -> None:
-        model_number = self.ping(motor.id, retries=self.retries)
-        if model_number is None:
+        try:
+            model_number = self._retrying("ping of", None, [motor.id], lambda: self._ping_once(motor.id))
+        except MotorCommunicationError as silent:  # the last reason says: silent, or garbled
             raise MotorBusError(
                 f"motor {motor.name!r} (id {motor.id}) does not answer on {self.port} at {self.baudrate} "
-                "bit/s: check power, wiring, its id and baud rate (scan() lists the ids that answer)",
-                port=self.port, motor_ids=[motor.id])
+                f"bit/s ({silent.cause}): check power, wiring, its id and baud rate (scan() lists the ids "
+                "that answer)", port=self.port, motor_ids=[motor.id], cause=silent.cause) from silent
         expected = self.models[motor.model].model_number
         if model_number != expected:
             found = [name for name, spec in self.models.items() if spec.model_number == model_number]
@@ -380,7 +447,7 @@ class MotorBus(ABC):
         self._require_mode(names, "position")
         ticks = [self.calibration[name].radians_to_ticks(goal, self._spec(name).ticks_per_revolution)
                  for name, goal in zip(names, goals)]
-        self._sync_write("goal_position", names, ticks)
+        self._send_goals("goal_position", names, ticks)
         return np.array([self.calibration[name].ticks_to_radians(tick, self._spec(name).ticks_per_revolution)
                          for name, tick in zip(names, ticks)], dtype=np.float64)
 
@@ -393,30 +460,25 @@ class MotorBus(ABC):
         self._require_mode(names, "velocity")
         raw = [self.calibration[name].rad_per_s_to_raw(speed, self._spec(name).velocity_unit)
                for name, speed in zip(names, speeds)]
-        self._sync_write("goal_velocity", names, raw)
+        self._send_goals("goal_velocity", names, raw)
         return np.array([self.calibration[name].raw_to_rad_per_s(value, self._spec(name).velocity_unit)
                          for name, value in zip(names, raw)], dtype=np.float64)
 
     # -- torque and operating modes -----------------------------------------------------------
 
     def enable_torque(self, names: Sequence[str] | None = None) -> None:
-        """Torque on (one confirmed write per motor)."""
+        """Torque on (one confirmed write per motor), each servo's communication watchdog
+        armed first (it only watches while torque is on)."""
+        names = self._names(names)
         with self._lock:
-            for name in self._names(names):
+            self._arm_comm_watchdogs(names)
+            for name in names:
                 self._write_by_id("torque_enable", self.motors[name].id, 1)
 
     def disable_torque(self, names: Sequence[str] | None = None) -> None:
         """Torque off. Every motor is tried even when one fails, so one bad motor never
         leaves the others powered; the first failure is raised afterwards."""
-        first_error: MotorBusError | None = None
-        with self._lock:
-            for name in self._names(names):
-                try:
-                    self._write_by_id("torque_enable", self.motors[name].id, 0)
-                except MotorBusError as err:
-                    first_error = first_error or err
-        if first_error is not None:
-            raise first_error
+        self._write_each("torque_enable", 0, self._names(names))
 
     @contextmanager
     def torque_disabled(self, names: Sequence[str] | None = None) -> Iterator[None]:
@@ -478,6 +540,45 @@ class MotorBus(ABC):
             raise MotorBusError(f"{self.port}: motors {wrong} are not in {mode} mode; call "
                                 "set_operating_mode() or apply_operating_modes() first", port=self.port,
                                 register="operating_mode", motor_ids=[self.motors[n].id for n in wrong])
+
+    # -- the servos' communication watchdog (see the class docstring) ---------------------------
+
+    def _arm_comm_watchdogs(self, names: Sequence[str]) -> None:
+        """Arm each motor's watchdog, clearing a tripped one first (only a 0 clears it)."""
+        if self.comm_watchdog_units is None:
+            return
+        with self._lock:
+            for name in names:
+                motor_id = self.motors[name].id
+                self._write_by_id(COMM_WATCHDOG, motor_id, 0)
+                self._write_by_id(COMM_WATCHDOG, motor_id, self.comm_watchdog_units)
+                self._untripped_at[motor_id] = self.clock()
+
+    def _send_goals(self, register_name: str, names: Sequence[str], values: Sequence[int]) -> None:
+        """Sync-write goals, after clearing and re-arming any watchdog that may have tripped."""
+        with self._lock:
+            now = self.clock()
+            self._rearm_tripped_comm_watchdogs(names, now)
+            self._sync_write(register_name, names, values)
+            if self.comm_watchdog_units is not None:
+                self._untripped_at.update((self.motors[name].id, now) for name in names)
+
+    def _rearm_tripped_comm_watchdogs(self, names: Sequence[str], now: float) -> None:
+        """Read the watchdogs of the motors not known untripped for half a window or more and
+        clear and re-arm those that tripped: they would refuse the goals without a word.
+        Reads do not count: they reach a tripped servo without clearing it."""
+        if self.comm_watchdog_s is None:
+            return
+        stale = [name for name in names
+                 if now - self._untripped_at.get(self.motors[name].id, now) >= self.comm_watchdog_s / 2]
+        if not stale:
+            return
+        tripped = [name for name, value in zip(stale, self._sync_read(COMM_WATCHDOG, stale)) if value < 0]
+        if tripped:
+            logger.warning("%s: motors %s had stopped on their own (no instruction for over %.0f ms); "
+                           "their communication watchdogs are re-armed", self.port, tripped,
+                           1000 * self.comm_watchdog_s)
+            self._arm_comm_watchdogs(tripped)
 
     # -- setup: finding servos, ids and baud rates ----------------------------------------------
 
@@ -573,9 +674,10 @@ class MotorBus(ABC):
                     last_failure = failure
                 except PORT_ERRORS as err:  # the adapter went away: retrying will not help
                     raise MotorBusError(f"{action} {self._describe(motor_ids)} on {self.port} failed: the port "
-                                        f"failed ({err}); is the adapter still plugged in?", port=self.port,
-                                        register=register, motor_ids=motor_ids, cause=str(err)) from err
-            failed_ids = [last_failure.motor_id] if last_failure.motor_id is not None else motor_ids
+                                        f"failed ({port_error_text(err)}); is the adapter still plugged in?",
+                                        port=self.port, register=register, motor_ids=motor_ids,
+                                        cause=port_error_text(err)) from err
+            failed_ids = last_failure.motor_ids or list(motor_ids)
             raise MotorCommunicationError(
                 f"{action} {self._describe(failed_ids)} on {self.port} failed after {retries + 1} attempts: "
                 f"{last_failure.reason}", port=self.port, register=register, motor_ids=failed_ids,
@@ -606,13 +708,24 @@ class MotorBus(ABC):
         warnings.warn(message, MotorHardwareWarning, stacklevel=4)
 
     def _sync_read(self, register_name: str, names: Sequence[str]) -> list[int]:
+        """One sync read; a retry asks only the motors whose reply was missing or corrupt, so
+        a lost packet costs one short transaction, not the whole read again."""
         register = self._register(register_name)
         if not names:
             return []
         ids = [self.motors[name].id for name in names]
+        replies: dict[int, tuple[bytes, int]] = {}
+
+        def attempt() -> dict[int, tuple[bytes, int]]:
+            try:
+                replies.update(self._sync_read_once(register, [i for i in ids if i not in replies]))
+            except FailedAttempt as failure:
+                replies.update(failure.received)
+                raise
+            return replies
+
         with self._lock:  # checking a status may take another transaction (Dynamixel alerts)
-            replies = self._retrying(f"sync read of {register_name!r} from", register_name, ids,
-                                     lambda: self._sync_read_once(register, ids))
+            self._retrying(f"sync read of {register_name!r} from", register_name, ids, attempt)
             self._check_status("sync read", register_name, {i: error for i, (_, error) in replies.items()})
         return [register.decode(replies[motor_id][0]) for motor_id in ids]
 
@@ -640,6 +753,19 @@ class MotorBus(ABC):
             error = self._retrying(f"write of {register_name!r} to", register_name, [motor_id],
                                    lambda: self._write_once(register, motor_id, data))
             self._check_status("write", register_name, {motor_id: error})
+
+    def _write_each(self, register_name: str, value: int, names: Sequence[str]) -> None:
+        """One confirmed write of ``value`` per motor, each tried even when one fails; the
+        first failure is raised afterwards."""
+        first_error: MotorBusError | None = None
+        with self._lock:
+            for name in names:
+                try:
+                    self._write_by_id(register_name, self.motors[name].id, value)
+                except MotorBusError as err:
+                    first_error = first_error or err
+        if first_error is not None:
+            raise first_error
 
     def _write_setting(self, motor_id: int, register_name: str, value: int) -> None:
         """Write a setting that changes how the servo answers (its id or baud rate): the reply

@@ -8,6 +8,14 @@ The error byte holds either an instruction error in its low 7 bits (the servo di
 out the instruction, e.g. an EEPROM write with torque on) or, in bit 7, an alert: a hardware
 fault, whose kind the servo keeps in its Hardware Error Status register (70).
 
+Bus Watchdog (98, ``comm_watchdog``): with torque on, a servo that receives no instruction
+packet for longer than its value x 20 ms (1..127) stops by itself, the register reads -1 and
+goal writes are refused (data range error) until 0 is written. ``MotorBus`` arms it with
+torque and clears a tripped one. It needs firmware 38 or later. On 330-size servos (XL330,
+XC330) ROBOTIS reproduced a firmware bug in which the watchdog trips (the register reads -1)
+but the motor keeps turning (forum.robotis.com, "Watchdog of XC330-T288-T does not stop
+motor"): check yours; the host's own watchdog and safe exits do not depend on it.
+
 The transactions themselves are ``sdk_bus.SdkMotorBus``'s, shared with Feetech's fork of the SDK.
 
 Control table: https://emanual.robotis.com/docs/en/dxl/x/xl430-w250/#control-table
@@ -24,7 +32,7 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
                               "pip install 'robo-policies[hardware]'", name="dynamixel_sdk") from err
 
 from robo_policies.robots.motors.bus import FailedAttempt, ModelSpec, Register
-from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus
+from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus, StatusLayout
 
 RAD_PER_S_PER_RPM = 2 * math.pi / 60
 X_SERIES_VELOCITY_UNIT = 0.229 * RAD_PER_S_PER_RPM
@@ -41,6 +49,7 @@ X_SERIES_CONTROL_TABLE: dict[str, Register] = {
     "min_position_limit": Register(52, 4),
     "torque_enable": Register(64, 1),
     "hardware_error_status": Register(70, 1),
+    "comm_watchdog": Register(98, 1, "twos_complement"),
     "goal_velocity": Register(104, 4, "twos_complement"),
     "profile_velocity": Register(112, 4),
     "goal_position": Register(116, 4, "twos_complement"),
@@ -84,9 +93,15 @@ class DynamixelMotorBus(SdkMotorBus):
     operating_mode_values = {"velocity": 1, "position": 3}
     baudrate_values = {9_600: 0, 57_600: 1, 115_200: 2, 1_000_000: 3, 2_000_000: 4, 3_000_000: 5,
                        4_000_000: 6}
+    comm_watchdog_unit_ms = 20.0
     sdk = dxl
     packet_protocol = 2.0
     port_class = _Port
+    status_layout = StatusLayout(id=4, error=8, data=9)
+    """FF FF FD 00, id, length (2 bytes), instruction 0x55, error, data, CRC (2 bytes)."""
+
+    def _receive_status(self) -> tuple[list[int], int]:
+        return self._packets.rxPacket(self._port, False)  # False: not a Fast Sync Read reply
 
     def _describe_status_error(self, motor_id: int, error: int) -> tuple[str, list[str]]:
         instruction_error = error & ~ALERT_BIT
@@ -96,7 +111,8 @@ class DynamixelMotorBus(SdkMotorBus):
             return "", []
         register = self.control_table["hardware_error_status"]
         try:
-            data, _ = self._read_once(register, motor_id)
+            with self._sdk_parsing():
+                data, _ = self._read_once(register, motor_id)
         except FailedAttempt as failure:
             return "", [f"alert (Hardware Error Status unreadable: {failure.reason})"]
         bits = register.decode(data)

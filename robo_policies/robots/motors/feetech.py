@@ -15,6 +15,13 @@ Packets: FF FF, id, length, instruction or error byte, parameters, checksum ~(su
 A status packet's error byte is a set of hardware fault bits (there are no instruction
 errors). Negative speeds are sign-magnitude: the magnitude in bits 0-14, the sign in bit 15.
 
+No communication watchdog: the STS/SMS memory table (Feetech's manual, as LeRobot's
+``feetech/tables.py`` reproduces it) and the SCS one have no register that stops a servo when
+the host goes silent (their "protection time" registers time overload and overcurrent
+protection). A servo keeps its last goal until told otherwise, so the control table has no
+``comm_watchdog`` and ``MotorBus`` arms none; only the host stops these servos (its watchdog,
+the safe exits), and a host that dies or loses its adapter leaves a wheel turning.
+
 Velocity unit: Goal/Present Speed count encoder steps per second (4096 steps per turn), so
 one unit is 2 pi / 4096 rad/s and "50 steps/s = 0.732 rpm" (Feetech's STS3215 memory table,
 addresses 0x2E and 0x3A, as reproduced in github.com/Mickael-Roger/python-st3215 README).
@@ -31,7 +38,7 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the environm
                               "pip install 'robo-policies[hardware]'", name="scservo_sdk") from err
 
 from robo_policies.robots.motors.bus import ModelSpec, Register
-from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus
+from robo_policies.robots.motors.sdk_bus import LatencyTimeout, SdkMotorBus, StatusLayout
 
 STS_TICKS_PER_REVOLUTION = 4096
 STS_VELOCITY_UNIT = 2 * math.pi / STS_TICKS_PER_REVOLUTION
@@ -83,6 +90,8 @@ class FeetechMotorBus(SdkMotorBus):
     sdk = scs
     packet_protocol = 0
     port_class = _Port
+    status_layout = StatusLayout(id=2, error=4, data=5)
+    """FF FF, id, length, error, data, checksum."""
 
     def _describe_status_error(self, motor_id: int, error: int) -> tuple[str, list[str]]:
         return "", [name for bit, name in HARDWARE_ERROR_BITS.items() if error & (1 << bit)] or [
