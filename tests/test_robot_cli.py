@@ -7,10 +7,12 @@ interactive steps are driven by scripted prompts and key sequences.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
 import select
+import sys
 import termios
 
 import numpy as np
@@ -113,14 +115,6 @@ def test_check_never_powers_an_uncalibrated_arm(tmp_path, robo, feetech_arm):
     assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
 
 
-def test_an_uncalibrated_arm_is_never_built_to_move(tmp_path, robo, feetech_arm):
-    # Teleop, record and deploy build the robot through its kind, which refuses first.
-    code, _, err = robo("robot", "teleop", f"robot={robot_yaml(tmp_path, 'so101_arm')}",
-                        f"port={feetech_arm.port}", "duration_s=0.1")
-    assert code == 2 and "calibration.json is missing: run `robo robot calibrate robot=so101_arm`" in err
-    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
-
-
 def test_check_fails_on_a_latched_estop(tmp_path, robo, dynamixel_base):
     (tmp_path / "estop").touch()
     code, _, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
@@ -205,6 +199,30 @@ def test_setup_motors_gives_a_factory_servo_its_id_and_baud_rate(tmp_path):
         assert fake.value(5, "id") == 5 and fake.value(5, "baud_rate") == 3  # 1 Mbit/s
     assert prompts == ["Connect ONLY motor 'left_wheel' (to get id 5, xl430-w250) to the bus adapter, with "
                        "power on, then press Enter. "]
+
+
+def test_setup_motors_retries_a_reply_the_feetech_sdk_cannot_parse(tmp_path):
+    path = robot_yaml(tmp_path, "omni_base", motors={"back_wheel": {"id": 8, "model": "sts3215"}})
+    with FakeFeetechBus({1: STS3215}) as fake:  # as from the factory: id 1, 1 Mbit/s
+        # the scan's ping reads the model number whole; the model check's first reply has no data
+        fake.truncate_reads("model_number", count=1, after=1)
+        found = setup_motors(load_robot_config(path), fake.port, prompt=lambda message: None, latency_timer_ms=2.0)
+        assert found == [("back_wheel", 1, 1_000_000)] and fake.truncated == 1
+        assert list(fake.tables) == [8]
+
+
+@pytest.mark.parametrize("argv,asks", [
+    (["robot", "find-port"], "it asks you to unplug the bus adapter and press Enter"),
+    (["robot", "setup-motors", "robot=diffdrive_base"], "it asks you to connect one servo at a time and press Enter"),
+    (["robot", "calibrate", "robot=diffdrive_base"], "it asks you to move the robot by hand and press Enter")])
+def test_interactive_commands_refuse_a_stdin_that_is_not_a_terminal(robo, monkeypatch, dynamixel_base, argv, asks):
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # a pipe at its end, as in a CI job
+    port = [f"port={dynamixel_base.port}"] if len(argv) > 2 else []  # find-port takes no settings
+    code, _, err = robo(*argv, *port)
+    assert code == 2
+    assert err == (f"error: robo {' '.join(argv[:2])} is interactive ({asks}), but standard input is not a "
+                   "terminal: run it in one\n")
+    assert dynamixel_base.instructions == []  # refused before anything was touched
 
 
 def test_find_port_names_the_port_that_disappears(capsys):

@@ -1,18 +1,24 @@
-"""Faults on the hardware path, against fake servos on a pty: the link goes quiet, the process
-is terminated, the recorder dies mid-episode. In-process on a fake clock (exact), plus two
-wall-clock smoke tests of the real `robo` processes (slow)."""
+"""Faults on the hardware path, against fake servos on a pty: the link goes quiet, the host
+goes silent, the adapter is unplugged, the process is terminated, the recorder dies
+mid-episode, the calibration is missing or wrong. In-process on a fake clock (exact), plus
+wall-clock runs of `robo deploy` (in-process) and smoke tests of the real `robo` processes (slow)."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from typing import Callable
 
 import numpy as np
 import pytest
-from fake_servos import SYNC_WRITE, FakeDynamixelBus
+from fake_servos import SYNC_WRITE, WRITE, FakeDynamixelBus, FakeFeetechBus, FakeServoBus, from_bytes
 from robot_configs import robot_yaml
 from tiny_policies import make_policy
 
@@ -22,15 +28,18 @@ from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.keyboard import DriveSettings
-from robo_policies.robots.motors import MotorCommunicationError
+from robo_policies.robots.motors import MotorBusError, MotorCalibration, MotorCommunicationError, save_calibration
 from robo_policies.robots.record import record
 from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.teleop import ScriptedKeys
+from robo_policies.robots.wheeled_base import WheeledBase
 
 pytest.importorskip("dynamixel_sdk")
+pytest.importorskip("scservo_sdk")
 
-XL430 = 1060
+XL430, STS3215 = 1060, 777
 WHEELS = (1, 2)
+ARM_IDS = range(1, 7)
 
 
 @pytest.fixture
@@ -46,6 +55,15 @@ def fake_base(clock):
 
 def goal_velocities(fake) -> list[int]:
     return [fake.value(motor_id, "goal_velocity") for motor_id in WHEELS]
+
+
+def writes(fake: FakeServoBus, register: str) -> list[tuple[int, int, int]]:
+    """(index in ``fake.instructions``, motor id, value) of every single write to ``register``."""
+    address, size, encoding = fake.registers[register]
+    n = fake.address_size
+    return [(index, instruction.motor_id, from_bytes(instruction.params[n:n + size], encoding))
+            for index, instruction in enumerate(fake.instructions)
+            if instruction.code == WRITE and int.from_bytes(instruction.params[:n], "little") == address]
 
 
 def base(tmp_path, fake, clock, **changes):
@@ -108,12 +126,22 @@ class Killed(BaseException):
     """The recording process dies (as from SIGKILL: nothing of it runs afterwards)."""
 
 
-class KeysThenDeath(ScriptedKeys):
-    """Scripted keys; the read after the last one kills the recorder."""
+def die() -> None:
+    raise Killed
+
+
+class KeysThen(ScriptedKeys):
+    """Scripted keys; the read after the last one calls ``then`` (kills the recorder, pulls
+    the adapter out) and returns no key."""
+
+    def __init__(self, ticks: list[list[str]], then: Callable[[], None]) -> None:
+        super().__init__(ticks)
+        self.then = then
 
     def read(self) -> list[str]:
         if not self._ticks:
-            raise Killed
+            self.then()
+            return []
         return super().read()
 
 
@@ -121,13 +149,127 @@ def test_a_recorder_that_dies_loses_only_the_episode_in_progress(tmp_path, fake_
     out = tmp_path / "teleop.zarr"
     robot = base(tmp_path, fake_base, clock)
     # Enter, a 10-step episode (0.625 s at 16 Hz); Enter, 5 steps of episode 2 driving forward
-    keys = KeysThenDeath([["enter"]] + [[]] * 10 + [["enter"]] + [["w"]] * 5)
+    keys = KeysThen([["enter"]] + [[]] * 10 + [["enter"]] + [["w"]] * 5, then=die)
     with robot, pytest.raises(Killed):
         record(robot, keys, out, episodes=3, fps=16.0, episode_s=0.625, settings=DriveSettings(), echo=lambda line: None)
     buffer = ReplayBuffer.open(out)
     assert buffer.n_episodes == 1 and buffer.n_steps == 10
     assert {key: buffer[key].shape[0] for key in buffer.keys} == dict.fromkeys(buffer.keys, 10)  # no partial rows
     validate_dataset(out)
+
+
+def test_a_port_lost_while_recording_keeps_the_finished_episodes(tmp_path, fake_base, clock):
+    out = tmp_path / "teleop.zarr"
+    robot = base(tmp_path, fake_base, clock)
+    # Enter, a 10-step episode driving forward; Enter, 5 steps of episode 2; the adapter is pulled out
+    keys = KeysThen([["enter"]] + [["w"]] * 10 + [["enter"]] + [["w"]] * 5, then=fake_base.close)
+    with pytest.raises(MotorBusError) as lost:
+        with robot:
+            record(robot, keys, out, episodes=3, fps=16.0, episode_s=0.625, settings=DriveSettings(),
+                   echo=lambda line: None)
+    # one error naming the port and the motors; the stops that failed after it are notes on it
+    assert re.fullmatch(rf"sync read of '\w+' from motors 'left_wheel' \(id 1\), 'right_wheel' \(id 2\) on "
+                        rf"{fake_base.port} failed: the port failed \(.+\); is the adapter still plugged in\?",
+                        str(lost.value)), str(lost.value)
+    assert [note.split(":")[0] for note in lost.value.__notes__] == [
+        "then, holding diffdrive_base still failed too", "then, stopping diffdrive_base failed too"]
+    buffer = ReplayBuffer.open(out)
+    assert buffer.n_episodes == 1 and buffer.n_steps == 10
+    assert {key: buffer[key].shape[0] for key in buffer.keys} == dict.fromkeys(buffer.keys, 10)  # no partial rows
+    validate_dataset(out)
+
+
+# -- the servos' own communication watchdog ---------------------------------------------------------
+
+
+def test_the_servos_watchdog_is_armed_with_torque_where_they_have_one(tmp_path, fake_base, clock):
+    robot = base(tmp_path, fake_base, clock)
+    with robot:
+        armed = writes(fake_base, "comm_watchdog")
+        torque_on = [index for index, _, value in writes(fake_base, "torque_enable") if value == 1]
+        # cleared (0), then armed: 3 periods of 62.5 ms, rounded up to 10 x 20 ms; before torque goes on
+        assert [(motor_id, value) for _, motor_id, value in armed] == [(1, 0), (1, 10), (2, 0), (2, 10)]
+        assert armed[-1][0] < torque_on[0] and len(torque_on) == 2
+        assert robot.bus.comm_watchdog_s == pytest.approx(0.2)
+    assert [fake_base.value(motor_id, "comm_watchdog") for motor_id in WHEELS] == [0, 0]  # disarmed
+    assert writes(fake_base, "comm_watchdog")[-1][0] > writes(fake_base, "torque_enable")[-1][0]  # after torque off
+
+    # Feetech STS servos have no such register: nothing but modes, torque and goals is written
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in (7, 8, 9)}, clock=clock.now) as fake:
+        omni = make_robot(load_robot_config(robot_yaml(tmp_path, "omni_base")), period_s=0.0625, port=fake.port,
+                          clock=clock)
+        with omni:
+            assert omni.bus.comm_watchdog_s is None
+        names = {address: name for name, (address, _, _) in fake.registers.items()}
+        written = {names.get(instruction.params[0], instruction.params[0]) for instruction in fake.instructions
+                   if instruction.code in (WRITE, SYNC_WRITE)}
+        assert written == {"operating_mode", "torque_enable", "goal_velocity"}
+
+
+def test_a_silent_host_leaves_the_dynamixel_wheels_stopped_by_their_own_watchdog(tmp_path, fake_base, clock):
+    robot = base(tmp_path, fake_base, clock, watchdog_s=None)  # no host-side watchdog: the host just goes quiet
+    with robot:
+        start = robot.bus.read("present_position")
+        with fake_base.handled(SYNC_WRITE):
+            robot.send_action(np.array([3.0, 3.0]))
+        speed = goal_velocities(fake_base)[0] * fake_base.ticks_per_s_per_velocity_unit  # ticks/s
+        assert speed > 1900
+        clock.advance(1.0)  # not one instruction reaches the servos for a second
+        travelled = robot.bus.read("present_position") - start
+        np.testing.assert_allclose(travelled, [speed * 0.2] * 2, atol=1)  # they drove for the 0.2 s window only
+        assert robot.bus.read("comm_watchdog").tolist() == [-1, -1]  # tripped
+        with pytest.raises(MotorBusError, match="rejected the write of 'goal_velocity': data range error"):
+            robot.bus.write("goal_velocity", [0], ["left_wheel"])  # goals refused until cleared
+
+        # the host is back: its next command clears and re-arms the watchdogs before the goals go out
+        with fake_base.handled(SYNC_WRITE):
+            robot.send_action(np.array([3.0, 3.0]))
+        assert robot.bus.read("comm_watchdog").tolist() == [10, 10]
+        moved_from = robot.bus.read("present_position")
+        clock.advance(0.1)
+        with fake_base.handled(SYNC_WRITE):
+            robot.send_action(np.array([3.0, 3.0]))
+        np.testing.assert_allclose(robot.bus.read("present_position") - moved_from, [speed * 0.1] * 2, atol=1)
+
+
+# -- no torque before a valid calibration ------------------------------------------------------------
+
+
+@pytest.fixture
+def feetech_arm(clock):
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}, clock=clock.now) as fake:
+        yield fake
+
+
+ARM_COMMANDS = {
+    "check": ["robot", "check"],
+    "teleop": ["robot", "teleop", "duration_s=0.1"],
+    "record": ["record", "out={out}/teleop.zarr", "episode_s=0.1"],
+    "deploy": ["deploy", "checkpoint={out}/policy", "policy_hz=10", "duration_s=0.1", "out={out}/deploy",
+               "progress=false"],
+}
+
+
+@pytest.mark.parametrize("calibration", ["missing", "mismatched"])
+@pytest.mark.parametrize("command", list(ARM_COMMANDS))
+def test_no_torque_goes_on_before_a_valid_calibration(tmp_path, robo, feetech_arm, monkeypatch, command, calibration):
+    path = robot_yaml(tmp_path, "so101_arm")
+    if calibration == "mismatched":  # another arm's: every joint (at tick 2048) far outside its range
+        save_calibration(path.parent / "calibration.json",
+                         {name: MotorCalibration(3000, 2600, 3400) for name in load_robot_config(path).motors})
+    make_policy(shapes={"joint_pos": (6,), "joint_vel": (6,)}, action_dim=6).save(tmp_path / "policy")
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # teleop and record read keys from it
+    argv = [arg.format(out=tmp_path) for arg in ARM_COMMANDS[command]]
+    code, _, err = robo(*argv, f"robot={path}", f"port={feetech_arm.port}")
+    sys.stdin.close()
+    assert code == (1 if command == "check" else 2), err
+    if calibration == "missing":
+        assert "calibration.json is missing: run `robo robot calibrate robot=so101_arm`" in err
+        assert feetech_arm.instructions == []  # not even a ping
+    else:
+        assert "joints outside their calibrated range" in err and "Torque stays off" in err
+        assert feetech_arm.instructions  # connected and read the joints ...
+    assert [value for _, _, value in writes(feetech_arm, "torque_enable") if value] == []  # ... never powered them
 
 
 # -- the real processes, on the wall clock ---------------------------------------------------------
@@ -148,6 +290,43 @@ def wallclock_wait_for(condition, timeout_s: float, proc: subprocess.Popen) -> N
         time.sleep(0.01)
 
 
+def unplug_after(fake: FakeServoBus, code: int, count: int) -> threading.Thread:
+    """A thread that pulls the fake's adapter out once ``count`` instructions of kind ``code``
+    were handled (from now)."""
+    def unplug() -> None:
+        with fake.handled(code, count, timeout=60.0):
+            pass
+        fake.close()
+
+    thread = threading.Thread(target=unplug, name="unplug", daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_port_lost_during_deploy_is_one_line_after_the_safe_stop_and_deploy_json_says_so(
+        tmp_path, robo, wallclock_base, monkeypatch):
+    fake = wallclock_base
+    make_policy(shapes={"base_pose": (4,), "base_vel": (2,)}, action_dim=2, action_range=3.0).save(
+        tmp_path / "policy", metadata={"task": None})
+    safe_stops = []
+    make_safe = WheeledBase._make_safe
+    monkeypatch.setattr(WheeledBase, "_make_safe", lambda robot: safe_stops.append(robot.name) or make_safe(robot))
+    unplugged = unplug_after(fake, SYNC_WRITE, 5)  # 5 commands at 20 Hz, then the adapter is gone
+    run = robo("deploy", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}", f"port={fake.port}",
+               f"checkpoint={tmp_path / 'policy'}", "hz=20", "policy_hz=10", "duration_s=30",
+               f"out={tmp_path / 'out'}", "progress=false")
+    unplugged.join()
+    assert run.code == 2 and run.err.count("\n") == 1, run.err
+    cause, *notes = run.err.strip().removeprefix("error: ").split("; then, ")
+    assert re.search(rf"'left_wheel' \(id 1\).* on {fake.port} failed: the port failed \(.+\); is the adapter "
+                     r"still plugged in\?$", cause), cause
+    assert notes and all(note.startswith("stopping diffdrive_base failed too: ") for note in notes)
+    assert safe_stops == ["diffdrive_base"]  # the safe stop was tried (and failed: the port is gone)
+    report = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert report["fault"] == "MotorBusError: " + run.err.strip().removeprefix("error: ")
+    assert report["episodes"] == 0 and report["ticks"] >= 5
+
+
 @pytest.mark.slow
 def test_smoke_wallclock_sigterm_during_deploy_leaves_the_wheels_stopped_and_torque_off(tmp_path, wallclock_base):
     fake = wallclock_base
@@ -166,6 +345,8 @@ def test_smoke_wallclock_sigterm_during_deploy_leaves_the_wheels_stopped_and_tor
         proc.kill()
     assert goal_velocities(fake) == [0, 0]
     assert [fake.value(motor_id, "torque_enable") for motor_id in WHEELS] == [0, 0]
+    report = json.loads((tmp_path / "deploy" / "deploy.json").read_text())
+    assert report["fault"] == "terminated by SIGTERM" and report["ticks"] > 0
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ often each safety filter intervened.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,10 @@ from robo_policies.commands.evaluate import make_warm_start, sampling_overrides
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
-from robo_policies.robots.signals import stop_signals
+from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.sim_twin import SimTwin
 from robo_policies.policy import require_observation_keys
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import ConfigError, one_line
 
 
 def deploy(cfg: DictConfig) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     outcomes = []
     realtime = cfg.realtime or not cfg.sim
     real_time_priority = False
+    fault: str | None = None
     try:
         with stop_signals(robot, robot_config.estop.signal), robot:
             worker.start()  # before the loop's priority: the worker keeps normal scheduling
@@ -79,25 +81,37 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
                     outcomes.append(outcome)
                     robot.stop()
                     bar.set_postfix(success=f"{np.mean([o.success for o in outcomes]):.0%}")
+    except BaseException as err:  # a port lost, a signal, Ctrl-C: the report says so
+        fault = _fault(err)
+        raise
     finally:
         worker.stop()
-
-    report = {
-        "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
-        "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler,
-        "rt_priority": cfg.rt_priority if real_time_priority else 0,
-        "episodes": len(outcomes),
-        "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
-        **stats.summary(),
-        "inference_ms_p50": _percentile(worker.inference_ms, 50),
-        "inference_ms_p99": _percentile(worker.inference_ms, 99),
-        "safety_interventions": dict(robot.safety.interventions),
-        "episode_ticks": [o.ticks for o in outcomes],
-        "episode_success": [o.success for o in outcomes],
-    }
-    atomic_write_text(out / "deploy.json", json.dumps(report, indent=2) + "\n")
+        report = {
+            "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
+            "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler,
+            "rt_priority": cfg.rt_priority if real_time_priority else 0,
+            "fault": fault,
+            "episodes": len(outcomes),
+            "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
+            **stats.summary(),
+            "inference_ms_p50": _percentile(worker.inference_ms, 50),
+            "inference_ms_p99": _percentile(worker.inference_ms, 99),
+            "safety_interventions": dict(robot.safety.interventions),
+            "episode_ticks": [o.ticks for o in outcomes],
+            "episode_success": [o.success for o in outcomes],
+        }
+        atomic_write_text(out / "deploy.json", json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     return report
+
+
+def _fault(err: BaseException) -> str:
+    """What ended a run before its episodes did, in one line for deploy.json."""
+    if isinstance(err, Terminated):
+        return f"terminated by {signal.Signals(int(err.code) - 128).name}"
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    return f"{type(err).__name__}: {one_line(err)}"
 
 
 def _require_policy_fits(policy: ChunkPolicy, provided: dict[str, tuple[int, ...]], action_dim: int,

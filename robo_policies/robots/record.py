@@ -56,7 +56,7 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
     features = list(robot.observation_features)
     saved_steps = 0
-    try:
+    with robot.held_at_exit():
         for _ in range(episodes):
             echo(f"episode {buffer.n_episodes + 1}: set the scene (the keys drive), then press Enter to record")
             if drive(robot, keys, controller, fps, end_keys=("enter",), echo=echo) == "quit":
@@ -79,8 +79,6 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
             buffer.add_episode(data, {"start_time": started})
             saved_steps += len(data["action"])
             echo(f"episode {buffer.n_episodes} saved: {len(data['action'])} steps")
-    finally:
-        robot.stop()
     result = RecordResult(str(out), before, buffer.n_episodes - before, saved_steps)
     echo(f"{out}: {result.episodes_saved} episodes saved this session, {buffer.n_episodes} in all")
     return result

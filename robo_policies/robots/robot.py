@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,21 @@ from robo_policies.utils.errors import DeviceFault
 
 class RobotError(DeviceFault):
     """A robot used the wrong way (not connected, a command of the wrong shape, ...)."""
+
+
+@contextmanager
+def cleanup_after(failure: BaseException | None, what: str) -> Iterator[None]:
+    """Run a cleanup step (``what``) after a block that ended with ``failure`` (or None).
+
+    The failure that ended the block is what the user must see (the port went away, say);
+    the cleanup failing after it is a consequence, so its error becomes a note on the
+    failure instead of replacing it. With no failure, the cleanup's error is raised."""
+    try:
+        yield
+    except DeviceFault as cleanup:
+        if failure is None:
+            raise
+        failure.add_note(f"then, {what} failed too: {cleanup}")
 
 
 @dataclass
@@ -212,15 +229,20 @@ class Robot(ABC):
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
-        try:
+        with cleanup_after(exc, f"stopping {self.name}"):
             self.disconnect()
-        except DeviceFault as cleanup:
-            if exc is None:
-                raise
-            # The failure that ended the block is what the user must see (servos gone
-            # silent, say); the safe-state writes failing after it are a consequence of it.
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"then, stopping {self.name} failed too: {cleanup}")
+
+    @contextmanager
+    def held_at_exit(self) -> Iterator[None]:
+        """The block drives the robot; after it the robot holds still (``stop``), however the
+        block ends. A stop that fails after the block failed is a note on the block's error."""
+        try:
+            yield
+        except BaseException as failure:
+            with cleanup_after(failure, f"holding {self.name} still"):
+                self.stop()
+            raise
+        self.stop()
 
     # -- internals -------------------------------------------------------------------------
 

@@ -168,11 +168,9 @@ def teleop(robot: Robot, keys: KeySource, hz: float, settings: DriveSettings,
     controller = keyboard_for(robot, settings)
     echo(f"teleop {robot.name} at {hz:g} Hz: {controller.help}; space e-stop, r reset, Esc quit")
     sent: list[np.ndarray] = []
-    try:
+    with robot.held_at_exit():
         drive(robot, keys, controller, hz, duration_s=duration_s, on_step=lambda _, command: sent.append(command),
               echo=echo)
-    finally:
-        robot.stop()
     return sent
 
 

@@ -51,6 +51,11 @@ class ObservationKeyError(RoboError, KeyError):
         return str(self.args[0])
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message with its notes (a cleanup that failed after it, say), in one line."""
+    return "; ".join([str(err), *getattr(err, "__notes__", ())])
+
+
 def missing_observation_keys(missing: list[str], expected: list[str], provided: list[str],
                              source: str) -> ObservationKeyError:
     """The error for observation keys a policy needs and ``source`` does not provide."""
