@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-from fake_servos import FakeDynamixelBus
-from robot_configs import robot_yaml
+from fake_servos import FakeDynamixelBus, FakeFeetechBus
+from robot_configs import calibrated_arm, robot_yaml
 from tiny_policies import make_policy
 
 from robo_policies.envs.registry import get_task
@@ -18,7 +18,7 @@ from robo_policies.robots.control_loop import Chunk, LoopStats, PolicyWorker, ru
 from robo_policies.robots.factory import make_robot
 from robo_policies.utils.errors import ConfigError
 
-XL430 = 1060
+XL430, STS3215 = 1060, 777
 
 
 class ExpertPolicy:
@@ -237,6 +237,23 @@ def test_a_policy_the_robot_cannot_feed_is_refused_before_anything_is_sent(tmp_p
     run = robo("deploy", "robot=diffdrive_base", "sim=true", f"checkpoint={tmp_path / 'policy'}",
                "policy_hz=10", "episodes=1", "realtime=false", f"out={tmp_path / 'twin'}", "progress=false")
     assert run.code == 0, run.err  # the twin's task does show the goal
+
+
+def test_deploy_starts_and_completes_on_a_bus_that_loses_every_seventh_status_packet(tmp_path, robo):
+    # Issue 15: a 6-motor sync read failed as a whole under packet loss. At the default
+    # rt_priority, from the first ping on; scripts/bench_faulty_bus.py runs it 10 times per robot.
+    policy = make_policy(shapes={"joint_pos": (6,), "joint_vel": (6,)}, action_dim=6, action_range=0.3)
+    policy.save(tmp_path / "policy", metadata={"task": None})
+    with FakeFeetechBus(dict.fromkeys(range(1, 7), STS3215)) as fake:
+        fake.drop_every(7)
+        run = robo("deploy", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}",
+                   f"checkpoint={tmp_path / 'policy'}", "hz=20", "policy_hz=10", "duration_s=0.5",
+                   f"out={tmp_path / 'out'}", "progress=false")
+        assert run.code == 0, run.err
+        assert [fake.value(motor_id, "torque_enable") for motor_id in range(1, 7)] == [0] * 6
+    report = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert report["ticks"] == 10 and report["bus_retries"] > 0 and fake.dropped > 0
+    assert "bus retries" in run.out
 
 
 def test_observation_shapes_must_match_too(tmp_path, robo):

@@ -24,6 +24,7 @@ from robo_policies.envs.registry import get_task
 from robo_policies.envs.runner import ChunkPolicy
 from robo_policies.checkpoints import load_saved, resolve_saved, saved_metadata
 from robo_policies.commands.evaluate import make_warm_start, sampling_overrides
+from robo_policies.robots.bus_robot import BusRobot
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
@@ -90,6 +91,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
             "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
             "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler,
             "rt_priority": cfg.rt_priority if real_time_priority else 0,
+        "bus_retries": robot.bus.retry_count if isinstance(robot, BusRobot) else None,
             "fault": fault,
             "episodes": len(outcomes),
             "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
@@ -159,6 +161,7 @@ def format_report(report: dict[str, Any]) -> str:
              ("period p50 / p99", f"{report['period_ms_p50']} / {report['period_ms_p99']} ms"),
              ("missed deadlines", f"{report['missed_deadlines']} of {report['ticks']} ticks"),
              ("starved ticks", str(report["starved_ticks"])),
+             *([("bus retries", str(report["bus_retries"]))] if report["bus_retries"] is not None else []),
              ("inference p50 / p99", f"{report['inference_ms_p50']} / {report['inference_ms_p99']} ms"),
              ("safety interventions", json.dumps(report["safety_interventions"]))]
     width = max(len(name) for name, _ in rows)
