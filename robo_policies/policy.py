@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,9 +54,11 @@ class PolicyConfig:
     Given as a name or a mapping with ``name``, it becomes that head's config."""
     net: str = "unet"
     """Backbone of a generative head: ``unet`` (ConditionalUnet1D) or ``mlp`` (MLP-ResNet)."""
-    samples_per_obs: int = 1
+    samples_per_obs: Optional[int] = None
     """M: noisy copies of each action chunk trained per encoded observation (mini-batched
-    denoising, after Mini-Diffuser): the encoder runs once, the head sees B*M samples."""
+    denoising, after Mini-Diffuser): the encoder runs once, the head sees B*M samples.
+    Unset (null): 1 for low-dim policies, 8 for policies with cameras, whose image encoder
+    dominates a step; the saved policy's config.yaml holds the value used."""
     n_obs_steps: int = 2
     """To: observations the policy conditions on."""
     horizon: int = 16
@@ -76,7 +78,18 @@ class PolicyConfig:
     time_dim: int = 64
     """Size of the diffusion-step embedding."""
     image_feature_dim: int = 64
-    """Features per camera image from the CNN encoder."""
+    """Features per camera image from the image encoder."""
+    encoder: str = "cnn"
+    """Image encoder: cnn (small, CPU-sized) or resnet18 (diffusion_policy's ResNet-18 with
+    GroupNorm, ~11 M parameters each); nets/encoders.py: IMAGE_ENCODERS."""
+    shared_encoder: bool = False
+    """One image encoder for all cameras instead of one per camera (each camera's features
+    keep their own place in the conditioning, so the head still tells them apart)."""
+    crop_ratio: float = 0.9
+    """Image crop side as a fraction of the image's (84 -> 76): a random crop per sample in
+    training, the centre crop when acting; 1.0: no crop."""
+    color_jitter: float = 0.0
+    """Brightness and contrast jitter in training, factors drawn from [1 - j, 1 + j]; 0: off."""
     obs_norm: str = "minmax"
     """Normalisation of low-dimensional observations: minmax, meanstd or identity."""
     action_norm: str = "minmax"
@@ -91,14 +104,23 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> PolicyConfig:
-        """The config a saved ``config.yaml`` holds (the old flat layout is migrated)."""
+        """The config a saved ``config.yaml`` holds (the old flat layout is migrated, and
+        settings it predates take the values it behaved with: ``SETTINGS_ADDED``)."""
         saved = dict(saved)
         if isinstance(saved.get("head"), str):
             saved = migrate_flat_config(saved)
+        saved = {**SETTINGS_ADDED, **saved}
         unknown = sorted(set(saved) - {item.name for item in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown policy settings {unknown}")
         return cls(**saved)
+
+    def for_observations(self, has_images: bool) -> PolicyConfig:
+        """This config with an unset ``samples_per_obs`` given its default: 8 for a policy
+        with cameras, 1 otherwise."""
+        if self.samples_per_obs is not None:
+            return self
+        return dataclasses.replace(self, samples_per_obs=IMAGE_SAMPLES_PER_OBS if has_images else 1)
 
     def shared_settings(self) -> list[str]:
         """The settings every head shares (this class's fields but ``head``)."""
@@ -121,6 +143,16 @@ class PolicyConfig:
             )
         head = dataclasses.replace(self.head, **{k: v for k, v in overrides.items() if k in own})
         return dataclasses.replace(self, head=head, **{k: v for k, v in overrides.items() if k in shared})
+
+
+IMAGE_SAMPLES_PER_OBS = 8
+"""Default ``samples_per_obs`` of a policy with cameras: the image encoder costs far more than
+the head, so 8 noisy chunks per encoding multiply the denoising samples per step nearly for free
+(README, mini-batched denoising)."""
+
+SETTINGS_ADDED = {"crop_ratio": 1.0}
+"""Settings newer than some saved policies, with the value that keeps such a policy behaving as
+it was trained (its encoder did not crop); the other added settings' defaults already do."""
 
 
 FLAT_HEAD_KEYS = {
@@ -259,7 +291,8 @@ class Policy(ActsInEpisodes, nn.Module):
     """Normaliser + ObservationEncoder + ActionHead, with observation history and action queue.
 
     Args:
-        config: architecture and sampling settings.
+        config: architecture and sampling settings; an unset ``samples_per_obs`` is chosen
+            by whether the policy has cameras (``PolicyConfig.for_observations``).
         obs_shapes: per-step shape of each observation key the policy reads; 3-D uint8
             shapes (H, W, C) are camera images, everything else is low-dimensional.
         action_dim: size of one action.
@@ -277,6 +310,7 @@ class Policy(ActsInEpisodes, nn.Module):
         super().__init__()
         from robo_policies.nets import ObservationEncoder
 
+        config = config.for_observations(has_images=bool(image_keys))
         if config.samples_per_obs < 1:
             raise ConfigError(f"samples_per_obs must be >= 1, got {config.samples_per_obs}")
         if not 1 <= config.n_action_steps <= config.horizon - config.n_obs_steps + 1:
@@ -296,6 +330,10 @@ class Policy(ActsInEpisodes, nn.Module):
             images={k: _chw(self.obs_shapes[k]) for k in self.image_keys},
             n_obs_steps=config.n_obs_steps,
             image_feature_dim=config.image_feature_dim,
+            encoder=config.encoder,
+            shared_encoder=config.shared_encoder,
+            crop_ratio=config.crop_ratio,
+            color_jitter=config.color_jitter,
         )
         self.head = build_head(config, action_dim, self.encoder.out_dim)
         self.start_acting()
