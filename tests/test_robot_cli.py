@@ -14,6 +14,7 @@ import os
 import select
 import sys
 import termios
+import types
 
 import numpy as np
 import pytest
@@ -211,18 +212,25 @@ def test_setup_motors_retries_a_reply_the_feetech_sdk_cannot_parse(tmp_path):
         assert list(fake.tables) == [8]
 
 
-@pytest.mark.parametrize("argv,asks", [
-    (["robot", "find-port"], "it asks you to unplug the bus adapter and press Enter"),
-    (["robot", "setup-motors", "robot=diffdrive_base"], "it asks you to connect one servo at a time and press Enter"),
-    (["robot", "calibrate", "robot=diffdrive_base"], "it asks you to move the robot by hand and press Enter")])
-def test_interactive_commands_refuse_a_stdin_that_is_not_a_terminal(robo, monkeypatch, dynamixel_base, argv, asks):
+@pytest.mark.parametrize("command,asks", [
+    ("find-port", "Unplug the USB cable of the bus adapter, then press Enter."),
+    ("setup-motors", "Connect ONLY motor 'left_wheel' (to get id 1, xl430-w250) to the bus adapter"),
+    ("calibrate", "Roll the base straight forward by hand, about one wheel turn; then press Enter.")])
+def test_interactive_commands_stop_at_their_first_question_without_a_terminal(tmp_path, robo, monkeypatch,
+                                                                            dynamixel_base, command, asks):
     monkeypatch.setattr(sys, "stdin", io.StringIO())  # a pipe at its end, as in a CI job
-    port = [f"port={dynamixel_base.port}"] if len(argv) > 2 else []  # find-port takes no settings
-    code, _, err = robo(*argv, *port)
-    assert code == 2
-    assert err == (f"error: robo {' '.join(argv[:2])} is interactive ({asks}), but standard input is not a "
-                   "terminal: run it in one\n")
-    assert dynamixel_base.instructions == []  # refused before anything was touched
+    settings = [] if command == "find-port" else [f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+                                                  f"port={dynamixel_base.port}"]
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [types.SimpleNamespace(device="/dev/ttyUSB0")])
+    code, _, err = robo("robot", command, *settings)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f'error: standard input is not a terminal, so nobody can answer "{asks}')
+    assert err.endswith('": run this command in a terminal\n')
+    if command == "setup-motors":
+        assert dynamixel_base.instructions == []  # asked before the bus is touched
+    if command == "calibrate":
+        assert [dynamixel_base.value(i, "torque_enable") for i in (1, 2)] == [0, 0]
+        assert not (tmp_path / "diffdrive_base" / "calibration.json").exists()
 
 
 def test_find_port_names_the_port_that_disappears(capsys):

@@ -290,14 +290,12 @@ def _robot_list(args: argparse.Namespace) -> None:
 def _robot_find_port(args: argparse.Namespace) -> None:
     from robo_policies.robots.bus_setup import find_port
 
-    _require_terminal("robo robot find-port", "it asks you to unplug the bus adapter and press Enter")
     find_port()
 
 
 def _robot_setup_motors(args: argparse.Namespace) -> None:
     from robo_policies.robots.bus_setup import setup_motors
 
-    _require_terminal("robo robot setup-motors", "it asks you to connect one servo at a time and press Enter")
     cfg = compose_config("robot_setup_motors", args.overrides)
     setup_motors(_robot_config(cfg), cfg.port or None, latency_timer_ms=cfg.latency_ms)
 
@@ -305,7 +303,6 @@ def _robot_setup_motors(args: argparse.Namespace) -> None:
 def _robot_calibrate(args: argparse.Namespace) -> None:
     from robo_policies.robots.calibrate import calibrate_robot
 
-    _require_terminal("robo robot calibrate", "it asks you to move the robot by hand and press Enter")
     cfg = compose_config("robot_calibrate", args.overrides)
     calibrate_robot(_robot_config(cfg), cfg.port or None)
 
@@ -329,15 +326,6 @@ def _robot_teleop(args: argparse.Namespace) -> None:
     cfg = compose_config("robot_teleop", args.overrides)
     with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys):
         teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s)
-
-
-def _require_terminal(command: str, why: str) -> None:
-    """Refuse, before anything is touched, a command that waits for a person when standard
-    input is not a terminal (a pipe, /dev/null, a CI job), where ``input()`` would end in an
-    EOFError traceback."""
-    if sys.stdin is None or not sys.stdin.isatty():
-        raise ConfigError(f"{command} is interactive ({why}), but standard input is not a terminal: "
-                          "run it in one")
 
 
 def _robot_config(cfg: DictConfig) -> RobotConfig:

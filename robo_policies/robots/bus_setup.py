@@ -5,21 +5,22 @@ unplug it, and listing them again. ``robo robot setup-motors`` gives each servo 
 configured id and baud rate: servos leave the factory all with the same id (1), so they
 must be set one at a time, with only that servo on the bus.
 
-Both ask the user to act (unplug, connect a servo) through ``prompt``, ``input`` by default,
-so a test answers with a function that changes its fake bus instead.
+Both ask the user to act (unplug, connect a servo) through ``prompt``, ``terminal_prompt``
+by default, so a test answers with a function that changes its fake bus instead.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from robo_policies.robots.config import RobotConfig
 from robo_policies.robots.motors import Motor, MotorBus, motor_bus_class
 from robo_policies.robots.motors.bus import MAX_MOTOR_ID
-from robo_policies.utils.errors import DeviceFault
+from robo_policies.utils.errors import ConfigError, DeviceFault
 
 Prompt = Callable[[str], object]
-"""Shows a message and returns when the user has done what it asks (``input``)."""
+"""Shows a message and returns when the user has done what it asks (``terminal_prompt``)."""
 
 FACTORY_BAUDRATES = {"dynamixel": (57_600,), "feetech": (1_000_000,)}
 """Baud rates servos leave the factory with (Dynamixel X-series: 57600; Feetech STS: 1 Mbit/s)."""
@@ -34,7 +35,16 @@ def serial_ports() -> list[str]:
     return sorted(port.device for port in list_ports.comports())
 
 
-def find_port(list_ports: Callable[[], list[str]] = serial_ports, prompt: Prompt = input) -> str:
+def terminal_prompt(message: str) -> str:
+    """``input`` for a person at a terminal. With standard input not one (a pipe, /dev/null, a
+    CI job) nobody can answer: a ConfigError says so, instead of an EOFError traceback."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise ConfigError(f'standard input is not a terminal, so nobody can answer "{message.strip()}": '
+                          "run this command in a terminal")
+    return input(message)
+
+
+def find_port(list_ports: Callable[[], list[str]] = serial_ports, prompt: Prompt = terminal_prompt) -> str:
     """The port that disappears while the user unplugs the adapter (printed and returned)."""
     before = list_ports()
     print("serial ports now:", ", ".join(before) or "none")
@@ -51,7 +61,7 @@ def find_port(list_ports: Callable[[], list[str]] = serial_ports, prompt: Prompt
     return gone[0]
 
 
-def setup_motors(config: RobotConfig, port: str | None = None, prompt: Prompt = input,
+def setup_motors(config: RobotConfig, port: str | None = None, prompt: Prompt = terminal_prompt,
                  latency_timer_ms: float = 16.0) -> list[tuple[str, int, int]]:
     """Give every motor of ``config`` its id and baud rate, one motor on the bus at a time.
 

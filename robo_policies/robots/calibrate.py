@@ -5,7 +5,7 @@ joint sweep are described in ``arm.py``, a base's roll in ``wheeled_base.py``). 
 same for every kind lives here: the previous file is read (an arm keeps its drive
 directions), and the result is written atomically (``save_calibration``) to the config's
 calibration file next to ``robot.yaml`` and printed. Steps that wait for the user go
-through ``prompt`` (``input``); a bus robot samples its ticks while it waits, so a test can
+through ``prompt`` (``terminal_prompt``); a bus robot samples its ticks while it waits, so a test can
 move its fake servos from inside ``prompt``.
 """
 
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robo_policies.robots.bus_setup import Prompt
+from robo_policies.robots.bus_setup import Prompt, terminal_prompt
 from robo_policies.robots.config import RobotConfig, text_table
 from robo_policies.robots.motors import CalibrationError, MotorCalibration, load_calibration, save_calibration
 from robo_policies.robots.registry import robot_kind
 
 
-def calibrate_robot(config: RobotConfig, port: str | None = None, prompt: Prompt = input) -> dict[str, MotorCalibration]:
+def calibrate_robot(config: RobotConfig, port: str | None = None,
+                    prompt: Prompt = terminal_prompt) -> dict[str, MotorCalibration]:
     """Run the procedure of ``config``'s kind, save the calibration file and return it."""
     path = config.directory / config.calibration
     calibration = robot_kind(config.kind).calibrate(config, port, prompt, _previous_calibration(path))
