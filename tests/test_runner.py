@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +14,9 @@ from toy_task import TOY_TASK, solvable_seeds
 from robo_policies.envs import Task, get_task
 from robo_policies.envs.diffdrive_nav import pass_side
 from robo_policies.envs.gym_target import ObservationKeyError, make_gym_env_factory
-from robo_policies.envs.runner import EvalResult, PolicyLike, evaluate, format_results_table
+from robo_policies.envs.runner import (
+    EvalResult, PolicyLike, camera_views, evaluate, format_results_table, side_by_side,
+)
 
 # -- policies -----------------------------------------------------------------------------
 
@@ -302,6 +305,65 @@ def test_video_needs_a_rendering_env(tmp_path):
     with pytest.raises(ValueError, match="rgb_array"):
         evaluate(ExpertPolicy(TOY_TASK), env, episodes=1, seed=0, video_path=tmp_path / "v.mp4",
                  progress=False)
+
+
+def test_side_by_side_scales_each_view_to_the_scene_height():
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    square, wide = rng.integers(0, 256, (84, 84, 3), np.uint8), rng.integers(0, 256, (60, 90, 1), np.uint8)
+    frame = side_by_side(scene, [square, wide])
+    assert frame.shape == (240, 320 + 240 + 360, 3)  # 84 x 84 -> 240 x 240, 60 x 90 -> 240 x 360
+    np.testing.assert_array_equal(frame[:, :320], scene)
+    # Nearest pixel: output row r, column c shows view pixel (r * h // H, c * w // W).
+    assert (frame[0, 320] == square[0, 0]).all() and (frame[239, 559] == square[83, 83]).all()
+    assert (frame[120, 320 + 120] == square[120 * 84 // 240, 120 * 84 // 240]).all()
+    assert (frame[239, -1] == wide[59, 89, 0]).all()  # a grey view shows in all three channels
+    assert side_by_side(scene, []) is scene
+
+
+def test_camera_views_are_the_images_the_policy_reads_in_key_order():
+    images = {key: np.full((84, 84, 3), value, np.uint8) for key, value in (("wrist_image", 2), ("front_image", 1))}
+    obs = {"joint_pos": np.zeros(6, np.float32), "depth": np.zeros((84, 84, 1), np.float32), **images}
+    assert [view[0, 0, 0] for view in camera_views(obs)] == [1, 2]  # uint8 (H, W, C) only, sorted
+    assert [view[0, 0, 0] for view in camera_views(obs, {"joint_pos", "wrist_image"})] == [2]
+    assert camera_views(obs, {"joint_pos"}) == []
+
+
+class ReadsKeysPolicy:
+    """Holds still; reads ``obs_shapes`` when given (else, like ExpertPolicy, says nothing)."""
+
+    nfe = 0
+
+    def __init__(self, keys: list[str] | None) -> None:
+        if keys is not None:
+            self.obs_shapes = dict.fromkeys(keys, ())
+        self.model_call_ms: list[float] = []
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs):
+        return np.zeros(6, np.float32)
+
+
+@pytest.mark.parametrize("keys, width", [
+    (["joint_pos"], 320),  # a state policy: the scene alone, as before cameras
+    (["joint_pos", "wrist_image"], 320 + 240),  # the camera it reads, 84 px scaled to 240
+    (None, 320 + 2 * 240),  # a policy that does not say: every camera of the observation
+])
+def test_video_shows_the_policys_cameras_beside_the_scene(tmp_path, read_video, keys, width):
+    make_env = partial(get_task("arm_pick_place").env, obs_mode="both")
+    video = tmp_path / "v.mp4"
+    evaluate(ReadsKeysPolicy(keys), make_env, episodes=1, seed=3, video_path=video, max_steps=2,
+             progress=False)
+    frames, _ = read_video(video)
+    assert frames.shape == (3, 240, width, 3)
+    if keys and "wrist_image" in keys:  # the panel is the wrist camera after reset (H.264 is lossy)
+        env = make_env()
+        wrist = env.reset(seed=3)[0]["wrist_image"]
+        env.close()
+        expected = side_by_side(np.zeros((240, 0, 3), np.uint8), [wrist])
+        assert np.abs(frames[0, :, 320:].astype(int) - expected).mean() < 6
 
 
 # -- results files and tables -------------------------------------------------------------------

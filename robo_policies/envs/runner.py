@@ -13,6 +13,9 @@ attempts from seeds S, S+1, ..., so evaluate from a seed far above them (``DEFAU
 Episodes are stepped by ``step_episode`` (``episode.py``), which also says how success is
 read: the flag at the last step, with ``ever_success`` recording whether it was reached at all.
 An env that reports no success flag is an error here.
+
+The video shows what the policy saw: each frame is the env's render with the camera images
+of the policy's observation to its right, scaled to the render's height (``side_by_side``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +33,7 @@ import imageio
 import numpy as np
 from tqdm import tqdm
 
+from robo_policies.data.replay_buffer import is_image
 from robo_policies.envs.episode import step_episode
 
 DEFAULT_EVAL_SEED = 100000
@@ -50,6 +54,8 @@ class PolicyLike(Protocol):
         model_call_nfe: optional; the network evaluations each model call used, for
             policies whose calls differ (warm starts, early stopping); reported instead of
             ``nfe`` when present.
+        obs_shapes: optional; the observation keys the policy reads: the video shows the
+            camera images among them (without it, every camera image of the observation).
     """
 
     nfe: int
@@ -233,8 +239,9 @@ def evaluate(
         seed: the first episode's seed.
         video_path: write the first ``video_episodes`` episodes into this one mp4. Each
             episode contributes ``length + 1`` frames: the frame after reset and one after
-            every step. Frames with an odd width or height are padded by one edge pixel.
-            Only those episodes are rendered, with a render env built just for them.
+            every step, each the env's render with the policy's camera images beside it
+            (``side_by_side``). Frames with an odd width or height are padded by one edge
+            pixel. Only those episodes are rendered, with a render env built just for them.
         video_episodes: how many episodes the video shows (capped at ``episodes``).
         progress: show a tqdm bar with the running success rate.
         max_steps: stop an episode after this many steps even if the env has not ended it.
@@ -341,13 +348,19 @@ def _run_episode(
     calls_before = 0
     actions_taken = 0
     call_steps: list[int] = []  # the step at which each model call happened
+    policy_keys = getattr(policy, "obs_shapes", None)
 
     def start() -> None:
         nonlocal calls_before
         policy.reset()
         calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
+
+    def observe(raw: Any) -> dict[str, np.ndarray]:
+        """The policy's observation; with a video, also the frame of this moment."""
+        obs = _adapt(raw, obs_adapter)
         if video is not None:
-            video.append(env.render())
+            video.append(side_by_side(_rgb(env.render()), camera_views(obs, policy_keys)))
+        return obs
 
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         nonlocal actions_taken
@@ -358,11 +371,8 @@ def _run_episode(
         return action
 
     episode = step_episode(
-        env, seed, act, max_steps=max_steps,
-        obs_adapter=lambda raw: _adapt(raw, obs_adapter),
-        keep_observations=episode_callback is not None,
-        on_reset=start,
-        on_step=(lambda: video.append(env.render())) if video is not None else None,
+        env, seed, act, max_steps=max_steps, obs_adapter=observe,
+        keep_observations=episode_callback is not None, on_reset=start,
     )
     if not episode.success_reported:
         raise ValueError(
@@ -409,6 +419,39 @@ def _adapt(
     return obs
 
 
+def camera_views(obs: Mapping[str, Any], keys: Collection[str] | None = None) -> list[np.ndarray]:
+    """The camera images (H, W, C) uint8 of ``obs``, in key order: those among ``keys`` (the
+    policy's), or all of them when ``keys`` is None."""
+    views = {key: np.asarray(value) for key, value in obs.items() if keys is None or key in keys}
+    return [view for _, view in sorted(views.items()) if is_image(view.shape, view.dtype)]
+
+
+def side_by_side(scene: np.ndarray, views: Sequence[np.ndarray]) -> np.ndarray:
+    """``scene`` (H, W, 3) with each view to its right, scaled to height H by the nearest pixel
+    (a view (h, w) becomes (H, round(w * H / h))): a video frame that shows the scene and what
+    the policy saw at the same moment. Without views, ``scene`` itself."""
+    height = scene.shape[0]
+    panels = [scene]
+    for view in views:
+        view = _rgb(view)
+        h, w = view.shape[:2]
+        width = round(w * height / h)
+        rows, cols = np.arange(height) * h // height, np.arange(width) * w // width
+        panels.append(view[rows][:, cols])
+    return np.concatenate(panels, axis=1) if views else scene
+
+
+def _rgb(frame: Any) -> np.ndarray:
+    """``frame`` as (H, W, 3) uint8: an alpha channel dropped, a grey one repeated."""
+    if frame is None:
+        raise ValueError("env.render() gave None; make the env with render_mode='rgb_array'")
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4):
+        raise ValueError(f"a video frame has shape {frame.shape}, expected (H, W, 3)")
+    frame = np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame[..., :3]
+    return frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
+
+
 def _fmt_ms(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -433,15 +476,8 @@ class _VideoWriter:
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
 
-    def append(self, frame: Any) -> None:
-        if frame is None:
-            raise ValueError("env.render() gave None; make the env with render_mode='rgb_array'")
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] not in (3, 4):
-            raise ValueError(f"env.render() gave shape {frame.shape}, expected (H, W, 3)")
-        frame = frame[..., :3]
-        if frame.dtype != np.uint8:
-            frame = np.clip(frame, 0, 255).astype(np.uint8)
+    def append(self, frame: np.ndarray) -> None:
+        """Write one (H, W, 3) uint8 frame; every frame must have the first one's size."""
         # H.264 in yuv420p needs even sizes: pad by replicating the last row/column.
         pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
         if pad_h or pad_w:
