@@ -242,12 +242,13 @@ def test_weights_are_checked(weights, message):
 
 def test_save_load_round_trip(tmp_path):
     composed = ComposedPolicy([make_policy("diffusion"), make_policy("flow", seed=1)], [0.3, 0.7],
-                              ["runs/a", "runs/b"])
+                              ["runs/a", "runs/b"], tasks=["toy_reach", None])
     composed.save(tmp_path / "c", metadata={"task": "toy_reach"})
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["composition.yaml", "parent_0", "parent_1"]
     loaded = load_saved(tmp_path / "c")
     assert isinstance(loaded, ComposedPolicy)
     assert loaded.weights == (0.3, 0.7) and loaded.names == ["runs/a", "runs/b"]
+    assert loaded.tasks == ["toy_reach", None]  # what each parent's keys mean
     torch.testing.assert_close(chunk(loaded, OBS), chunk(composed, OBS), **EXACT)
     assert saved_metadata(tmp_path / "c") == {"task": "toy_reach"}
     assert isinstance(load_saved(tmp_path / "c" / "parent_0"), Policy)

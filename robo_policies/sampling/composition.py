@@ -35,10 +35,17 @@ How this implementation does it, and why:
 - **Parents must agree on the action**: its dimension and its normalisation, because the
   combined chunk is unnormalised once.
 
+- **Each parent reads its own observation keys** (a camera policy and a state policy on one
+  env): it is fed only those. It also keeps the task it was trained on, which says what its
+  keys mean; ``robo eval`` refuses an env where a parent's key means something else
+  (``envs.targets.check_readers``), so two parents that learned one key name with two
+  meanings (odometry and world pose) are never fed the same values.
+
 A composed policy runs like one ``Policy`` (``reset``, ``act``, ``predict_chunk``, ``nfe``,
 ``model_call_ms``), so ``robo eval`` scores it. Saved, it is a directory: ``composition.yaml``
 (weights, parent subdirectories, where the parents came from, metadata such as the task) and
-each parent saved in ``parent_<k>/``, so the directory is self-contained.
+each parent saved in ``parent_<k>/`` with its training task, so the directory is
+self-contained.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from robo_policies.utils.atomic import atomic_output
 from robo_policies.utils.errors import CheckpointError, ConfigError
 from robo_policies.heads.base import Field
 from robo_policies.heads.energy import Energy
-from robo_policies.policy import ActsInEpisodes, Policy, saved_policy_config
+from robo_policies.policy import ActsInEpisodes, Policy, policy_metadata, saved_policy_config
 from robo_policies.sampling.warmstart import sample_chunk
 
 COMPOSITION_FILE = "composition.yaml"
@@ -90,16 +97,21 @@ class ComposedPolicy(ActsInEpisodes):
         weights: one per parent, each >= 0, summing to 1.
         names: labels for the parents in errors and in the saved composition (e.g. their
             checkpoint directories); default ``parent_<k>``.
+        tasks: the task each parent was trained on (its saved metadata's ``task``), which
+            says what its observation keys mean; None where unknown.
     """
 
     def __init__(
-        self, parents: Sequence[Policy], weights: Sequence[float], names: Sequence[str] | None = None
+        self, parents: Sequence[Policy], weights: Sequence[float], names: Sequence[str] | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> None:
         self.parents = list(parents)
         default_names = [f"parent_{k}" for k in range(len(self.parents))]
         self.names = default_names if names is None else [str(name) for name in names]
-        if len(self.names) != len(self.parents):
-            raise ValueError(f"got {len(self.names)} names for {len(self.parents)} parents")
+        self.tasks = [None] * len(self.parents) if tasks is None else list(tasks)
+        for what, given in (("names", self.names), ("tasks", self.tasks)):
+            if len(given) != len(self.parents):
+                raise ValueError(f"got {len(given)} {what} for {len(self.parents)} parents")
         _check_parents(self.parents, self.names)
         self.weights = _check_weights(weights, len(self.parents))
         n_obs_steps = max(parent.config.n_obs_steps for parent in self.parents)
@@ -197,8 +209,8 @@ class ComposedPolicy(ActsInEpisodes):
         with atomic_output(directory, overwrite=overwrite) as tmp:
             tmp.mkdir(parents=True)
             subdirs = [f"parent_{k}" for k in range(len(self.parents))]
-            for parent, subdir, name in zip(self.parents, subdirs, self.names):
-                parent.save(tmp / subdir, metadata={"source": name})
+            for parent, subdir, name, task in zip(self.parents, subdirs, self.names, self.tasks):
+                parent.save(tmp / subdir, metadata={"source": name, "task": task})
             description = {
                 "weights": list(self.weights),
                 "parents": subdirs,
@@ -228,8 +240,9 @@ class ComposedPolicy(ActsInEpisodes):
                               f"{sorted(set().union(*settings))}")
         parents = [Policy.load(d, overrides={k: v for k, v in overrides.items() if k in own})
                    for d, own in zip(directories, settings)]
+        tasks = [policy_metadata(d).get("task") for d in directories]
         try:
-            return cls(parents, weights, names)
+            return cls(parents, weights, names, tasks)
         except ValueError as err:
             raise CheckpointError(f"{path}: {err}") from err
 
