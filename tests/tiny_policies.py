@@ -23,14 +23,18 @@ def make_policy(
     head="diffusion", seed=0, shapes=SHAPES, action_dim=A, action_range=2.0, **overrides
 ) -> Policy:
     """A tiny policy with random head weights (untrained output layers are zero: every
-    parent would predict 0 and any mix would look right)."""
+    parent would predict 0 and any mix would look right). 3-D ``shapes`` (H, W, 3) are camera
+    images, read as uint8 like the envs give them, each by a small CNN."""
     rng = np.random.default_rng(0)
+    image_keys = [key for key, shape in shapes.items() if len(shape) == 3]
     arrays = {"action": rng.uniform(-action_range, action_range, size=(50, action_dim))}
-    arrays.update({key: rng.normal(size=(50, *shape)) for key, shape in shapes.items()})
+    arrays.update({key: rng.normal(size=(50, *shape)) for key, shape in shapes.items()
+                   if key not in image_keys})
     normalizer = Normalizer.fit(arrays, dict.fromkeys(arrays, "minmax"))
-    config = tiny_config(head, **{"horizon": 8, "n_action_steps": 4, **overrides})
+    tiny_images = {"image_feature_dim": 8} if image_keys else {}
+    config = tiny_config(head, **{"horizon": 8, "n_action_steps": 4, **tiny_images, **overrides})
     torch.manual_seed(seed)
-    policy = Policy(config, shapes, [], action_dim=action_dim, normalizer=normalizer)
+    policy = Policy(config, shapes, image_keys, action_dim=action_dim, normalizer=normalizer)
     for parameter in policy.head.parameters():
         torch.nn.init.normal_(parameter, std=0.2)
     return policy.eval()

@@ -21,6 +21,12 @@ The best vector has the highest success rate; ties go to the shorter mean episod
 successes), then to the weights closest to uniform (favour no parent without evidence),
 then to the first scored. ``out`` gets ``search.json``, ``search.md`` and ``checkpoint/``
 (the best composition), so ``robo eval checkpoint=<out>`` tests it.
+
+Parents may read different observations (a camera policy and a state policy): they run on
+the task named by ``task=`` (with ``+task.env_kwargs.obs_mode=both`` for cameras and state),
+else on their common training task, which must serve each parent its keys with the meaning
+it learned (``envs.targets.check_readers``, before any episode). The env settings are saved
+with the composition, so ``robo eval`` tests it on the same env.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.envs.runner import EvalResult, format_results_table
 from robo_policies.checkpoints import kind_of, resolve_saved
-from robo_policies.commands.evaluate import evaluate_policy, sampling_overrides
+from robo_policies.commands.evaluate import evaluate_policy, observation_readers, sampling_overrides
+from robo_policies.envs.targets import check_readers
 from robo_policies.policy import Policy, policy_metadata
 from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.utils.errors import ConfigError
@@ -123,14 +130,18 @@ def run_compose(cfg: DictConfig) -> tuple[list[Candidate], Candidate, Path]:
                              "compose the policies it was made from instead")
     names = [str(directory) for directory in directories]
     parents = [Policy.load(directory, overrides=sampling_overrides(cfg)) for directory in directories]
-    # Incompatible parents fail here, before any episode is run.
-    ComposedPolicy(parents, [1.0 / len(parents)] * len(parents), names)
-    tasks = {policy_metadata(directory).get("task") for directory in directories}
-    task = cfg.task.name if cfg.task else (next(iter(tasks)) if len(tasks) == 1 else None)
-    source = f"parents {names} (recorded tasks {sorted(map(str, tasks))})"
+    tasks = [policy_metadata(directory).get("task") for directory in directories]
+    # Incompatible parents, or an env that does not serve them, fail here, before any episode.
+    uniform = ComposedPolicy(parents, [1.0 / len(parents)] * len(parents), names, tasks)
+    task = cfg.task.name if cfg.task else (tasks[0] if len(set(tasks)) == 1 else None)
+    source = f"parents {names} (recorded tasks {sorted(set(map(str, tasks)))})"
+    if task is None and not OmegaConf.select(cfg, "env.id"):
+        raise ConfigError(f"{source}: no common task to run them on; pass task=<name> (with "
+                          "+task.env_kwargs.obs_mode=both for state and cameras) or env.id=<gym id>")
+    check_readers(cfg, observation_readers(uniform, task, source), task, source)
 
     def score(weights: Weights) -> EvalResult:
-        policy = ComposedPolicy(parents, weights, names)
+        policy = ComposedPolicy(parents, weights, names, tasks)
         result = evaluate_policy(policy, cfg, task, source, seed=cfg.val_seed)
         print(f"{weights_label(weights)}: success {result.success_rate:.1%} ({result.successes}/"
               f"{result.episodes}), mean episode length {result.mean_episode_len:.1f}", flush=True)
@@ -139,10 +150,14 @@ def run_compose(cfg: DictConfig) -> tuple[list[Candidate], Candidate, Path]:
     candidates = search_weights(score, len(parents), cfg.search, cfg.step, cfg.coarse_step)
     best = best_candidate(candidates)
     out = Path(cfg.out)
-    metadata = {"task": task} if task else {}
-    ComposedPolicy(parents, best.weights, names).save(out / "checkpoint", metadata=metadata)
+    env_kwargs = OmegaConf.to_container(cfg.task.env_kwargs) if cfg.task else {}
+    metadata = {key: value for key, value in (("task", task), ("env_kwargs", env_kwargs)) if value}
+    ComposedPolicy(parents, best.weights, names, tasks).save(out / "checkpoint", metadata=metadata)
     settings = {
-        "checkpoints": names, "task": task, "search": cfg.search, "step": cfg.step,
+        "checkpoints": names, "task": task, "env_kwargs": env_kwargs,
+        "parents": [{"checkpoint": name, "task": parent_task, "obs_keys": sorted(parent.obs_shapes)}
+                    for name, parent_task, parent in zip(names, tasks, parents)],
+        "search": cfg.search, "step": cfg.step,
         "coarse_step": cfg.coarse_step if cfg.search == "coarse_to_fine" else None,
         "episodes": cfg.episodes, "val_seed": cfg.val_seed, "tie_break": TIE_BREAK,
     }

@@ -2,10 +2,12 @@
 
 The policy is any saved agent (``checkpoints``: a ``Policy``, a composition from ``robo
 compose``, a fine-tuned agent from ``robo finetune``). The env is the policy's training task
-(read from the saved metadata), another registered task (``task=...``) or any Gymnasium id
-(``env.id=...``; ``envs.targets``). The report is
-``eval.json`` (success rate, episode length, per-model-call latency and nfe, per-episode
-records) and ``rollout.mp4`` of the first episodes.
+(read from the saved metadata, with the env settings it was saved with), another registered
+task (``task=...``) or any Gymnasium id (``env.id=...``; ``envs.targets``). Before any
+episode, the task must serve the policy, or each parent of a composition, every key it reads
+with the meaning it learned (``check_readers``). The report is ``eval.json`` (success rate,
+episode length, per-model-call latency and nfe, per-episode records) and ``rollout.mp4`` of
+the first episodes, the policy's camera views beside the scene.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from robo_policies.data import ReplayBuffer
 from robo_policies.data.sampler import SequenceSampler
 from robo_policies.checkpoints import load_saved, resolve_saved, saved_metadata
+from robo_policies.commands.config import TaskConfig
 from robo_policies.envs import get_task
 from robo_policies.envs.runner import EvalResult, PolicyLike, evaluate
-from robo_policies.envs.targets import env_for
+from robo_policies.envs.targets import Reader, check_readers, env_for
 from robo_policies.policy import Policy
+from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, calibrate_start_noise
 from robo_policies.utils.errors import ConfigError
 
@@ -40,10 +44,17 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
         raise ConfigError("checkpoint=<dir> is required (a saved policy or a run directory)")
     policy_dir = resolve_saved(cfg.checkpoint)
     policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
+    metadata = saved_metadata(policy_dir)
+    if not cfg.task and metadata.get("env_kwargs"):
+        # Saved with env settings (a composition searched with obs_mode=both): evaluate there.
+        cfg = cfg.copy()
+        cfg.task = TaskConfig(name=metadata["task"], env_kwargs=metadata["env_kwargs"])
+    task, source = metadata.get("task"), str(policy_dir)
+    check_readers(cfg, observation_readers(policy, task, source), task, source)
     out = Path(cfg.out) if cfg.out else _default_out(policy_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_policy(
-        policy, cfg, saved_metadata(policy_dir).get("task"), str(policy_dir), seed=cfg.seed,
+        policy, cfg, task, source, seed=cfg.seed,
         video_path=out / "rollout.mp4" if cfg.video_episodes > 0 else None,
         video_episodes=cfg.video_episodes,
     )
@@ -81,6 +92,15 @@ def evaluate_policy(
     warm = policy.warm_start
     result.sampler = {"name": "full"} if warm is None else {"name": "rti", **dataclasses.asdict(warm.config)}
     return result
+
+
+def observation_readers(policy: PolicyLike, recorded_task: str | None, source: str) -> list[Reader]:
+    """Who reads the env's observations: each parent of a composition, with the task it was
+    trained on, else the policy itself (``source``, trained on ``recorded_task``)."""
+    if isinstance(policy, ComposedPolicy):
+        return [Reader(name, parent.obs_shapes, task)
+                for name, parent, task in zip(policy.names, policy.parents, policy.tasks)]
+    return [Reader(source, policy.obs_shapes, recorded_task)]
 
 
 def make_warm_start(
