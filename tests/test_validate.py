@@ -107,3 +107,18 @@ def test_an_hdf5_file_is_named_with_the_command_that_converts_it(robo, tmp_path)
     assert result.code == 1 and f"{path}: this is an HDF5 file" in result.text
     assert f"robo dataset convert {path} {tmp_path / 'demos.zarr'}" in result.text
     assert "not a readable zarr group" not in result.text
+
+
+def test_chunks_of_zeros_are_stored_so_only_a_deleted_chunk_is_missing(robo, tmp_path):
+    # zarr skips chunks that hold only the fill value; this library's datasets (format 2)
+    # store them, so a robot that stood still (all-zero actions) validates and a deleted
+    # chunk does not. Datasets of other writers may skip them: there a missing chunk is zeros.
+    path = tmp_path / "still.zarr"
+    ReplayBuffer.create(path).add_episode({"action": np.zeros((5, 2), np.float32)})
+    assert robo("dataset", "validate", path).code == 0
+    (path / "data" / "action" / "0.0").unlink()
+    result = robo("dataset", "validate", path)
+    assert result.code == 1 and "'data/action' is missing its chunk file '0.0' (rows 0:5)" in result.err
+    root = zarr.open_group(str(path), mode="r+")
+    root.attrs["version"] = 1  # as written before format 2, or by a tool that skips empty chunks
+    assert robo("dataset", "validate", path).code == 0

@@ -26,7 +26,9 @@ import zarr.storage
 from robo_policies.utils.errors import DatasetError, DatasetKeyError
 
 FORMAT_NAME = "robo_policies.replay_buffer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: every chunk is stored, even one holding only the fill value (zarr skips those by
+default), so a missing chunk file is damage, not zeros. 1: chunks of zeros may be absent."""
 CHUNK_BYTES = 2**21
 """Target size of one time chunk (2 MiB): big enough for fast reads, small enough to append."""
 
@@ -112,6 +114,13 @@ class ReplayBuffer:
     def attrs(self) -> dict[str, Any]:
         """Dataset-level metadata (task name, env arguments, source format, ...)."""
         return dict(self._root.attrs)
+
+    @property
+    def stores_every_chunk(self) -> bool:
+        """Whether a missing chunk file means damage (this library's format 2 and later; other
+        writers may skip chunks that hold only the fill value)."""
+        attrs = self._root.attrs
+        return attrs.get("format") == FORMAT_NAME and int(attrs.get("version", 1)) >= 2
 
     @property
     def n_episodes(self) -> int:
@@ -262,7 +271,7 @@ def _append_rows(group: zarr.Group, key: str, value: np.ndarray, start: int) -> 
             dtype=value.dtype,
             fill_value=0,
         )
-    array = group[key]
+    array = group[key].with_config({"write_empty_chunks": True})  # format 2: every chunk stored
     array.resize((start + len(value), *array.shape[1:]))
     array[start:] = value
 

@@ -146,10 +146,11 @@ def _scan_array(buffer: ReplayBuffer, key: str, strict: bool) -> KeySummary:
 
 
 def _require_stored_chunks(buffer: ReplayBuffer, key: str) -> None:
-    """Every chunk file of ``data/<key>`` that holds episode rows exists (local stores)."""
+    """Every chunk file of ``data/<key>`` that holds episode rows exists (local stores written
+    by this library: other writers may skip chunks of fill values, which then read as such)."""
     array = buffer[key]
     store = array.store
-    if not isinstance(store, zarr.storage.LocalStore):
+    if not buffer.stores_every_chunk or not isinstance(store, zarr.storage.LocalStore):
         return
     rows_chunks = -(-buffer.n_steps // array.chunks[0])
     for coords in itertools.product(range(rows_chunks), *map(range, array.cdata_shape[1:])):
