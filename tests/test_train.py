@@ -348,6 +348,28 @@ def test_a_damaged_weights_or_resume_file_is_refused_in_one_line(tmp_path, datas
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
 
 
+def test_a_policy_evaluates_with_the_env_settings_its_data_was_collected_with(tmp_path, monkeypatch):
+    from robo_policies.checkpoints import saved_metadata
+    from robo_policies.envs import diffdrive_nav
+
+    dataset = tmp_path / "near.zarr"
+    collect(get_task("diffdrive_nav"), dataset, episodes=2, seed=0, progress=False,
+            env_kwargs={"start_distance": 0.5})
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, 2, policy="mlp_bc")) == 0
+    assert saved_metadata(out / "checkpoint")["env_kwargs"] == {"start_distance": 0.5}
+    built = []
+    make = diffdrive_nav.DiffDriveNavEnv.__init__
+
+    def record(self, *args, **kwargs):
+        built.append(kwargs.get("start_distance"))
+        make(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffdrive_nav.DiffDriveNavEnv, "__init__", record)
+    assert main(["eval", f"checkpoint={out}", "episodes=1", "video_episodes=0", "max_steps=5", "progress=false"]) == 0
+    assert built and set(built) == {0.5}
+
+
 def test_eval_by_gymnasium_id(tmp_path, dataset):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, 10)) == 0

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,8 @@ def train(
     val_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, val_episodes)
     modes = {**{k: policy_config.obs_norm for k in low_dim}, "action": policy_config.action_norm}
     normalizer = Normalizer.fit(arrays, modes, rows=train_windows.anchor)
-    metadata = {"task": buffer.attrs.get("task"), "dataset": str(dataset), "seed": seed,
-                "val_episodes": val_episodes.tolist()}
+    metadata = {"task": buffer.attrs.get("task"), "env_kwargs": buffer.attrs.get("env_kwargs") or {},
+                "dataset": str(dataset), "seed": seed, "val_episodes": val_episodes.tolist()}
 
     # Model, EMA copy, optimiser and schedule: identical on every process (same seed).
     torch.manual_seed(seed)
@@ -150,7 +151,8 @@ def train(
                            val_loss=_validation_loss(policy, val_windows, dist.device, seed),
                            lr=schedule.get_last_lr()[0])
         if config.eval_every and step % config.eval_every == 0 and dist.is_main:
-            success = _evaluate_in_task(_ema_copy(policy, ema), metadata["task"], config.eval_episodes)
+            success = _evaluate_in_task(_ema_copy(policy, ema), metadata["task"], metadata["env_kwargs"],
+                                        config.eval_episodes)
             logger.log(step, eval_success_rate=success)
         if step % config.checkpoint_every == 0 or step == config.steps:
             rng_states = distributed.gather(dist, torch.get_rng_state())
@@ -216,15 +218,16 @@ def _ema_copy(policy: Policy, ema: EMAModel) -> Policy:
     return averaged.eval()
 
 
-def _evaluate_in_task(policy: Policy, task_name: str | None, episodes: int) -> float:
-    """Success rate of ``policy`` in the dataset's task, on the usual unseen seeds."""
+def _evaluate_in_task(policy: Policy, task_name: str | None, env_kwargs: dict[str, Any], episodes: int) -> float:
+    """Success rate of ``policy`` in the dataset's task (with the env settings it was
+    collected with), on the usual unseen seeds."""
     from robo_policies.envs import get_task
     from robo_policies.envs.runner import DEFAULT_EVAL_SEED, evaluate
 
     if not task_name:
         raise ConfigError("train.eval_every needs a dataset recorded by `robo collect` (attrs task)")
-    result = evaluate(policy, get_task(task_name).env, episodes=episodes, seed=DEFAULT_EVAL_SEED,
-                      progress=False)
+    result = evaluate(policy, partial(get_task(task_name).env, **env_kwargs), episodes=episodes,
+                      seed=DEFAULT_EVAL_SEED, progress=False)
     return result.success_rate
 
 
