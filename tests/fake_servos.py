@@ -192,6 +192,14 @@ class FakeServoBus(ABC):
             if not self._handled.wait_for(lambda: self._count(code) >= expected, timeout):
                 raise TimeoutError(f"{self.port}: {count} instruction(s) {code:#04x} not handled in {timeout} s")
 
+    def writes(self, register: str) -> list[tuple[int, int, int]]:
+        """(index in ``instructions``, motor id, value) of every single write to ``register``."""
+        address, size, encoding = self.registers[register]
+        n = self.address_size
+        return [(index, instruction.motor_id, from_bytes(instruction.params[n:n + size], encoding))
+                for index, instruction in enumerate(self.instructions)
+                if instruction.code == WRITE and int.from_bytes(instruction.params[:n], "little") == address]
+
     def count(self, code: int) -> int:
         """How many instructions of one kind (PING, READ, ...) were handled."""
         with self._lock:

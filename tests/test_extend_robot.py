@@ -48,19 +48,24 @@ def test_robot_list_shows_the_plugin_robot(robo, carriages):
 
 
 def test_check_passes_on_the_toy_and_names_what_fails(robo, carriages):
-    run = robo("robot", "check", "robot=toy_slider")
-    assert run.code == 0, run.err
-    rows = {line.split()[0]: line for line in run.out.splitlines() if line.split()}
-    for check, detail in [("connect", "the carriage answers at 0.000 m"), ("rail", "carriage at 0.000 m of 0..0.3 m"),
-                          ("hold", "the motor holds the carriage"), ("nan", "sent [0.0] for [nan]")]:
-        assert "PASS" in rows[check] and detail in rows[check], check
+    # The toy cannot connect without power: it is connected as usual and, unless move=true,
+    # only dry-runs its commands through the chain.
+    for move, hold, nan in [("false", "the chain leaves it unchanged (dry run)", "would send (dry run) [0.0] for [nan]"),
+                            ("true", "the motor holds the carriage", "sent [0.0] for [nan]")]:
+        run = robo("robot", "check", "robot=toy_slider", f"move={move}")
+        assert run.code == 0, run.err
+        rows = {line.split()[0]: line for line in run.out.splitlines() if line.split()}
+        for check, detail in [("connect", "the carriage answers at 0.000 m"), ("rail", "carriage at 0.000 m of 0..0.3 m"),
+                              ("hold", hold), ("nan", nan)]:
+            assert "PASS" in rows[check] and detail in rows[check], check
+    assert "PASS" in rows["step"] and "carriage.pos +0.050 from the hold, then held" in rows["step"]
     assert "calibration" not in rows and "PASS: every check" in run.out
     assert carriages[PORT].powered is False  # disconnected safely
 
     carriages[PORT].position = 0.5  # off the rail: the chain changes even "stay where you are"
     run = robo("robot", "check", "robot=toy_slider")
     assert run.code == 1
-    assert run.err.startswith("FAIL: robot check failed (rail, hold, nan refused): "
+    assert run.err.startswith("FAIL: robot check failed (rail, hold): "
                               "rail: carriage at 0.500 m of 0..0.3 m")
 
 

@@ -81,19 +81,42 @@ def test_robot_list_names_every_robot(robo):
     assert "xl330-m288" in out and "front_left_wheel" in out
 
 
-def test_check_passes_on_a_feetech_arm(tmp_path, robo, feetech_arm):
+def rows(out):
+    """The check table's rows by check name."""
+    return {line.split()[0]: line for line in out.splitlines() if line.split()}
+
+
+def test_check_reads_a_feetech_arm_without_powering_it(tmp_path, robo, feetech_arm):
+    goals = [feetech_arm.value(i, "goal_position") for i in ARM_IDS]
     code, out, err = robo("robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}")
     assert code == 0, err
-    for check in ("connect", "range", "observation", "e-stop", "hold", "nan refused", "disconnect"):
-        assert any(line.startswith(check) and "PASS" in line for line in out.splitlines()), check
+    for check in ("connect", "range", "observation", "e-stop", "hold", "nan", "disconnect"):
+        assert "PASS" in rows(out)[check], check
+    assert "read only, torque off" in rows(out)["connect"] and "dry run" in rows(out)["hold"]
+    assert "step" not in rows(out)
+    assert [value for _, _, value in feetech_arm.writes("torque_enable") if value] == []  # never powered
+    assert [feetech_arm.value(i, "goal_position") for i in ARM_IDS] == goals  # nothing sent
+
+
+def test_check_move_powers_the_arm_and_steps_one_joint_then_holds(tmp_path, robo, feetech_arm):
+    code, out, err = robo("robot", "check", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}",
+                          "move=true", "move_step=0.05")
+    assert code == 0, err
+    assert "goal position = present position on every motor" in rows(out)["hold"]
+    assert "PASS" in rows(out)["step"] and "shoulder_pan.pos +0.050 from the hold, then held" in rows(out)["step"]
+    start = 2048  # every joint stands at its calibrated zero
+    assert abs(feetech_arm.value(1, "goal_position") - start) <= 1  # back to the hold after the step
     assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
 
 
-def test_check_passes_on_a_dynamixel_base(tmp_path, robo, dynamixel_base):
+@pytest.mark.parametrize("move", [False, True])
+def test_check_passes_on_a_dynamixel_base(tmp_path, robo, dynamixel_base, move):
     code, out, err = robo("robot", "check", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
-                         f"port={dynamixel_base.port}")
+                         f"port={dynamixel_base.port}", f"move={str(move).lower()}")
     assert code == 0, err
-    assert "PASS: every check" in out and "goal velocity 0 on every wheel" in out
+    assert "PASS: every check" in out
+    assert ("goal velocity 0 on every wheel" in out) == move
+    assert any(value for _, _, value in dynamixel_base.writes("torque_enable")) == move
     assert [dynamixel_base.value(i, "torque_enable") for i in (1, 2)] == [0, 0]
 
 
@@ -327,25 +350,3 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     assert "2 episodes already recorded" in capsys.readouterr().out
     buffer = ReplayBuffer.open(out)
     assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
-
-
-@pytest.mark.parametrize("command", ["deploy", "check"])
-def test_a_calibration_that_does_not_match_the_joints_never_powers_them(tmp_path, robo, feetech_arm, command):
-    # Every joint stands at tick 2048; a calibration from another arm puts the range far away.
-    # Holding there would drive each joint ~0.8 rad: refused with torque off, nothing written.
-    from tiny_policies import make_policy
-
-    path = robot_yaml(tmp_path, "so101_arm")
-    save_calibration(path.parent / "calibration.json",
-                     {name: MotorCalibration(3000, 2600, 3400) for name in load_robot_config(path).motors})
-    make_policy(shapes={"joint_pos": (6,), "joint_vel": (6,)}, action_dim=6).save(tmp_path / "policy")
-    goals = [feetech_arm.value(i, "goal_position") for i in ARM_IDS]
-    argv = {"check": ["robot", "check"],
-            "deploy": ["deploy", f"checkpoint={tmp_path / 'policy'}", "policy_hz=10", "duration_s=0.1",
-                       f"out={tmp_path / 'out'}", "progress=false"]}[command]
-    code, _, err = robo(*argv, f"robot={path}", f"port={feetech_arm.port}")
-    assert code == (2 if command == "deploy" else 1)
-    assert "joints outside their calibrated range (shoulder_pan at tick 2048, range 2600..3400;" in err
-    assert "Torque stays off" in err
-    assert [feetech_arm.value(i, "torque_enable") for i in ARM_IDS] == [0] * 6
-    assert [feetech_arm.value(i, "goal_position") for i in ARM_IDS] == goals

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from fake_servos import SYNC_WRITE, WRITE, FakeDynamixelBus, FakeFeetechBus, FakeServoBus, from_bytes
+from fake_servos import SYNC_WRITE, WRITE, FakeDynamixelBus, FakeFeetechBus, FakeServoBus
 from robot_configs import robot_yaml
 from tiny_policies import make_policy
 
@@ -55,15 +55,6 @@ def fake_base(clock):
 
 def goal_velocities(fake) -> list[int]:
     return [fake.value(motor_id, "goal_velocity") for motor_id in WHEELS]
-
-
-def writes(fake: FakeServoBus, register: str) -> list[tuple[int, int, int]]:
-    """(index in ``fake.instructions``, motor id, value) of every single write to ``register``."""
-    address, size, encoding = fake.registers[register]
-    n = fake.address_size
-    return [(index, instruction.motor_id, from_bytes(instruction.params[n:n + size], encoding))
-            for index, instruction in enumerate(fake.instructions)
-            if instruction.code == WRITE and int.from_bytes(instruction.params[:n], "little") == address]
 
 
 def base(tmp_path, fake, clock, **changes):
@@ -185,14 +176,14 @@ def test_a_port_lost_while_recording_keeps_the_finished_episodes(tmp_path, fake_
 def test_the_servos_watchdog_is_armed_with_torque_where_they_have_one(tmp_path, fake_base, clock):
     robot = base(tmp_path, fake_base, clock)
     with robot:
-        armed = writes(fake_base, "comm_watchdog")
-        torque_on = [index for index, _, value in writes(fake_base, "torque_enable") if value == 1]
+        armed = fake_base.writes("comm_watchdog")
+        torque_on = [index for index, _, value in fake_base.writes("torque_enable") if value == 1]
         # cleared (0), then armed: 3 periods of 62.5 ms, rounded up to 10 x 20 ms; before torque goes on
         assert [(motor_id, value) for _, motor_id, value in armed] == [(1, 0), (1, 10), (2, 0), (2, 10)]
         assert armed[-1][0] < torque_on[0] and len(torque_on) == 2
         assert robot.bus.comm_watchdog_s == pytest.approx(0.2)
     assert [fake_base.value(motor_id, "comm_watchdog") for motor_id in WHEELS] == [0, 0]  # disarmed
-    assert writes(fake_base, "comm_watchdog")[-1][0] > writes(fake_base, "torque_enable")[-1][0]  # after torque off
+    assert fake_base.writes("comm_watchdog")[-1][0] > fake_base.writes("torque_enable")[-1][0]  # after torque off
 
     # Feetech STS servos have no such register: nothing but modes, torque and goals is written
     with FakeFeetechBus({motor_id: STS3215 for motor_id in (7, 8, 9)}, clock=clock.now) as fake:
@@ -266,10 +257,12 @@ def test_no_torque_goes_on_before_a_valid_calibration(tmp_path, robo, feetech_ar
     if calibration == "missing":
         assert "calibration.json is missing: run `robo robot calibrate robot=so101_arm`" in err
         assert feetech_arm.instructions == []  # not even a ping
+    elif command == "check":  # it reads without powering: the range check names the joints
+        assert "range: outside the calibrated range: shoulder_pan at tick 2048, range 2600..3400" in err
     else:
         assert "joints outside their calibrated range" in err and "Torque stays off" in err
         assert feetech_arm.instructions  # connected and read the joints ...
-    assert [value for _, _, value in writes(feetech_arm, "torque_enable") if value] == []  # ... never powered them
+    assert [value for _, _, value in feetech_arm.writes("torque_enable") if value] == []  # ... never powered them
 
 
 # -- the real processes, on the wall clock ---------------------------------------------------------

@@ -106,9 +106,10 @@ def _parser() -> argparse.ArgumentParser:
         ("calibrate", "RobotToolConfig",
          "torque off, move the robot by hand: zero pose, joint ranges or wheel directions -> calibration.json",
          "robo robot calibrate robot=so101_arm", _robot_calibrate),
-        ("check", "RobotToolConfig",
-         "read every motor, check ranges, e-stop and the safety chain (hold, NaN); exit 1 naming a failure",
-         "robo robot check robot=diffdrive_base port=/dev/ttyUSB0", _robot_check),
+        ("check", "RobotCheckConfig",
+         "read every motor, check ranges, e-stop and the safety chain (hold, NaN; move=true also sends "
+         "them and one small step); exit 1 naming a failure",
+         "robo robot check robot=diffdrive_base port=/dev/ttyUSB0 [move=true]", _robot_check),
         ("teleop", "RobotTeleopConfig",
          "drive a base (w/s/a/d, q/e omni, x stop) or nudge an arm's joints (1-9, shift+1-9) by keyboard",
          "robo robot teleop robot=diffdrive_base hz=20 drive.speed=0.15\n"
@@ -312,7 +313,7 @@ def _robot_check(args: argparse.Namespace) -> int:
 
     cfg = compose_config("robot_check", args.overrides)
     try:
-        check_robot(_robot_config(cfg), cfg.port or None)
+        check_robot(_robot_config(cfg), cfg.port or None, move=cfg.move, move_step=cfg.move_step)
     except CheckFailed as failure:  # the answer of the check, not a failure to run it
         print(f"FAIL: {failure}", file=sys.stderr)
         return 1

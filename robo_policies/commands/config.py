@@ -99,6 +99,17 @@ class RobotToolConfig:
 
 
 @dataclass
+class RobotCheckConfig(RobotToolConfig):
+    """Settings of ``robo robot check``."""
+
+    move: bool = False
+    """Power the robot and send commands: the hold, a NaN the chain must refuse and one small
+    step (default: read only, torque off, the commands are dry runs through the chain)."""
+    move_step: float = 0.05
+    """The step of move=true on the first command dimension: rad for a joint, rad/s for a wheel."""
+
+
+@dataclass
 class RobotSetupMotorsConfig(RobotToolConfig):
     """Settings of ``robo robot setup-motors``."""
 
@@ -209,7 +220,7 @@ def store_settings(settings: dict[str, type]) -> None:
 
 store_settings({
     "collect": CollectConfig, "demo": DemoConfig, "robot_setup_motors": RobotSetupMotorsConfig,
-    "robot_calibrate": RobotToolConfig, "robot_check": RobotToolConfig,
+    "robot_calibrate": RobotToolConfig, "robot_check": RobotCheckConfig,
     "robot_teleop": RobotTeleopConfig, "record": RecordConfig,
     "bench_inference": BenchInferenceConfig, "bench_train": BenchTrainConfig,
 })

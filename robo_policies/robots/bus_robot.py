@@ -51,6 +51,8 @@ class BusRobot(Robot):
         **robot_kwargs: safety chain, watchdog, period and clock (see ``Robot``).
     """
 
+    connects_unpowered = True
+
     def __init__(self, name: str, bus: MotorBus, **robot_kwargs: Any) -> None:
         super().__init__(name, **robot_kwargs)
         self.bus = bus
@@ -60,6 +62,9 @@ class BusRobot(Robot):
         require_joints_in_range(self.bus)  # before torque: a wrong calibration must not move the arm
         self.bus.apply_operating_modes()  # position: each goal set to where it stands; velocity: 0
         self.bus.enable_torque()
+
+    def _connect_unpowered(self) -> None:
+        self.bus.connect()  # reads only: modes, goals and torque are left as they are
 
     def _disconnect(self) -> None:
         self.bus.disconnect(disable_torque=True)

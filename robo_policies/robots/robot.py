@@ -73,6 +73,9 @@ class Robot(ABC):
             (default: the wall clock; a ``FakeClock`` in tests).
     """
 
+    connects_unpowered: bool = False
+    """Whether ``connect(powered=False)`` can open the device to read only; robots that cannot
+    are connected (and made safe at the end) as usual, and are simply sent nothing."""
     kind: str | None = None
     """The registered kind this robot was built as (``make_robot`` sets it); teleop asks the
     kind for its key bindings."""
@@ -91,6 +94,7 @@ class Robot(ABC):
         self._lock = threading.RLock()
         """Serialises sends from the control loop and stops from the watchdog thread."""
         self._connected = False
+        self._powered = False
         self._last_sent: np.ndarray | None = None
         self._previous_sent: np.ndarray | None = None
         self._last_send_time: float | None = None
@@ -112,9 +116,14 @@ class Robot(ABC):
     def _connect(self) -> None:
         """Open the device (port, bus, simulation) and bring it to a ready state."""
 
+    def _connect_unpowered(self) -> None:
+        """Open the device to read it only: no torque, nothing written (``robo robot check``
+        without ``move=true``); robots that can set ``connects_unpowered``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot connect without power")
+
     @abstractmethod
     def _disconnect(self) -> None:
-        """Release the device; ``_make_safe`` has already run."""
+        """Release the device; ``_make_safe`` has already run (when it was powered)."""
 
     @abstractmethod
     def _read(self) -> dict[str, np.ndarray]:
@@ -158,14 +167,21 @@ class Robot(ABC):
         test moves time and calls its ``check()``."""
         return self._watchdog
 
-    def connect(self) -> None:
-        """Open the device and start the watchdog."""
+    @property
+    def is_powered(self) -> bool:
+        """Connected to move (torque on), not only to read."""
+        return self._connected and self._powered
+
+    def connect(self, powered: bool = True) -> None:
+        """Open the device and start the watchdog; ``powered=False`` opens it to read only
+        (torque stays off and every send is refused) where ``connects_unpowered``."""
         if self._connected:
             raise RobotError(f"{self.name} is already connected")
-        self._connect()
-        self._connected = True
+        powered = powered or not self.connects_unpowered
+        self._connect() if powered else self._connect_unpowered()
+        self._connected, self._powered = True, powered
         self.forget_commands()
-        if self.watchdog_s is not None:
+        if self.watchdog_s is not None and powered:
             self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog, clock=self.clock)
             self._watchdog.start()
 
@@ -179,10 +195,9 @@ class Robot(ABC):
     def send_action(self, action: np.ndarray) -> np.ndarray:
         """Filter ``action`` through the safety chain, write it, and return what was sent."""
         self._require_connected()
-        requested = np.asarray(action, dtype=np.float64).reshape(-1)
-        if requested.shape != (self.action_dim,):
-            raise RobotError(f"{self.name}: action has shape {np.shape(action)}, expected "
-                             f"({self.action_dim},) for {self.action_names}")
+        if not self._powered:
+            raise RobotError(f"{self.name} is connected to read only (powered=False): nothing is sent")
+        requested = self._command(action)
         with self._lock:
             now = self.clock.now()
             before = dict(self.safety.interventions)
@@ -196,9 +211,21 @@ class Robot(ABC):
             self._watchdog.feed()
         return sent.copy()
 
+    def filtered(self, action: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(what the safety chain would send for ``action`` now, its last intervention), without
+        sending it: a dry run whose interventions are not counted."""
+        self._require_connected()
+        with self._lock:
+            chain = self.safety
+            kept = dict(chain.interventions), dict(chain.last_events), chain.last_event
+            sent = chain.apply(self._command(action), self._context(self.clock.now()))
+            event = chain.last_event
+            chain.interventions, chain.last_events, chain.last_event = kept
+        return sent, event
+
     def stop(self) -> None:
         """Send the hold command now, bypassing the chain (used on faults and at the end)."""
-        if not self._connected:
+        if not self.is_powered:
             return
         with self._lock:
             hold = self.hold_command()
@@ -218,8 +245,9 @@ class Robot(ABC):
             self._watchdog.stop()
             self._watchdog = None
         try:
-            with self._lock:
-                self._make_safe()
+            if self._powered:
+                with self._lock:
+                    self._make_safe()
         finally:
             self._disconnect()
             self._connected = False
@@ -245,6 +273,14 @@ class Robot(ABC):
         self.stop()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _command(self, action: np.ndarray) -> np.ndarray:
+        """``action`` as one flat command, checked against the robot's command size."""
+        command = np.asarray(action, dtype=np.float64).reshape(-1)
+        if command.shape != (self.action_dim,):
+            raise RobotError(f"{self.name}: action has shape {np.shape(action)}, expected "
+                             f"({self.action_dim},) for {self.action_names}")
+        return command
 
     def _context(self, now: float) -> SafetyContext:
         if self.period_s is not None:
