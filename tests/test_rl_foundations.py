@@ -220,3 +220,44 @@ def test_calql_penalty_floors_policy_candidates_at_the_mc_return():
     penalty = calql_penalty(SumCritic(), obs, data, uniform, policy, torch.tensor([0.3]))
     expected = np.mean([np.logaddexp(-1.0, 0.3) - 0.5, np.logaddexp(-2.0, 0.3) - 1.0])
     assert penalty.item() == pytest.approx(expected, abs=1e-6)
+
+
+FRAME_FIELDS = {"reward": (), "obs_frames": (2,), "next_obs_frames": (2,)}
+
+
+def camera_episode(episode, steps=6):
+    """Decisions every 2 steps over windows of 2 frames; each frame's pixels hold 10 * episode + its row."""
+    frames = {"cam": np.repeat(10 * episode + np.arange(steps + 1, dtype=np.uint8), 12).reshape(-1, 2, 2, 3)}
+    anchors = np.arange(0, steps, 2)
+    obs_rows = np.clip(anchors[:, None] + np.array([-1, 0]), 0, steps)
+    transitions = {"reward": np.full(len(anchors), float(episode)), "obs_frames": obs_rows,
+                   "next_obs_frames": obs_rows + 2}
+    return transitions, frames
+
+
+def shown(rows, prefix):
+    """The pixel value of every frame of each row's windows at ``prefix``: (rows, To)."""
+    return rows[f"{prefix}.cam"][..., 0, 0, 0]
+
+
+def test_camera_frames_are_kept_once_as_uint8_for_as_long_as_a_transition_shows_them():
+    buffer = TransitionBuffer(FRAME_FIELDS, capacity=5, frame_shapes={"cam": (2, 2, 3)})
+    slots = buffer.extend(*camera_episode(0))
+    rows = buffer.rows(slots)
+    assert rows["obs.cam"].dtype == np.uint8 and rows["obs.cam"].shape == (3, 2, 2, 2, 3)
+    assert shown(rows, "obs").tolist() == [[0, 0], [1, 2], [3, 4]]
+    assert shown(rows, "next_obs").tolist() == [[2, 2], [3, 4], [5, 6]]
+    assert buffer.frames.end == 7  # the 12 windows show 7 frames, each stored once
+    with pytest.raises(ValueError, match="need their frames"):
+        buffer.extend(camera_episode(1)[0])
+    for episode in (1, 2, 3):  # the ring wraps: old transitions, and the frames only they showed, go
+        buffer.extend(*camera_episode(episode))
+    rows = buffer.rows(np.arange(len(buffer)))
+    for reward, obs, next_obs in zip(rows["reward"], shown(rows, "obs"), shown(rows, "next_obs")):
+        assert (obs // 10 == reward).all() and (next_obs == obs + 2).all()  # still the frames it showed
+    assert buffer.frames.first >= 7  # episode 0's frames are gone
+    restored = TransitionBuffer(FRAME_FIELDS, capacity=5, frame_shapes={"cam": (2, 2, 3)})
+    restored.load_state_dict(buffer.state_dict())
+    for replay in (buffer, restored):
+        replay.extend(*camera_episode(4))
+    np.testing.assert_equal(restored.rows(np.arange(5)), buffer.rows(np.arange(5)))
