@@ -1,7 +1,8 @@
 """Online fine-tuning end to end: every method fine-tunes and its checkpoint evaluates, every
-head fine-tunes with a falling critic loss, the TD target backs up the on-the-fly argmax,
-chunk transitions, per-algorithm configs and presets, saved agents (also in the old flat
-format), resume after SIGKILL."""
+head fine-tunes with a falling critic loss, policies with cameras fine-tune from pixels (the
+critic on frozen encoder features), the TD target backs up the on-the-fly argmax, chunk
+transitions, per-algorithm configs and presets, saved agents (also in the old flat format),
+resume after SIGKILL."""
 
 import dataclasses
 import json
@@ -61,6 +62,23 @@ def trained(tmp_path_factory):
     return run
 
 
+IMAGE_TASK = ["task=arm_pick_place_image", "+task.env_kwargs.image_size=16"]
+"""The arm as its real robot sees it (joints, a front and a wrist camera), at 16x16 pixels,
+named (the recorded env settings of ``image_policy`` say the same)."""
+
+
+@pytest.fixture(scope="module")
+def image_policy(tmp_path_factory):
+    """A tiny policy with two 16x16 cameras, trained briefly on 3 arm_pick_place_image demos."""
+    root = tmp_path_factory.mktemp("finetune_image")
+    collect(get_task("arm_pick_place_image"), root / "arm.zarr", episodes=3, seed=0, progress=False,
+            env_kwargs={"image_size": 16})
+    assert main(["train", f"dataset={root / 'arm.zarr'}", f"out={root / 'policy'}", "train.steps=20",
+                 "policy=diffusion", *TINY_TRAIN, "policy.image_feature_dim=8", "policy.samples_per_obs=1",
+                 "train.loader_workers=0"]) == 0
+    return root / "policy"
+
+
 def finetune_args(checkpoint, out, algo, env_steps, *extra):
     return ["finetune", f"checkpoint={checkpoint}", f"algo={algo}", f"env_steps={env_steps}",
             f"out={out}", f"eval_every={env_steps}", *TINY_RL, *TINY_METHOD[algo], *extra]
@@ -86,6 +104,37 @@ def test_each_method_fine_tunes_and_robo_eval_acts_with_it(tmp_path, trained, al
     assert main(["eval", f"checkpoint={out}", "episodes=1", "max_steps=30", "video_episodes=0",
                  "progress=false"]) == 0
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+
+
+@pytest.mark.parametrize("algo", ["expo", "parl"])
+def test_a_policy_with_cameras_fine_tunes_from_pixels_and_robo_eval_acts_with_it(tmp_path, image_policy, algo):
+    """Three 30-step episodes on the arm's cameras, at the image size its demonstrations were
+    collected with (recorded with the policy): the critic, on the frozen encoder's features,
+    learns; the replay keeps each camera frame once, as uint8; ``robo eval`` acts."""
+    out = tmp_path / "run"
+    assert main(finetune_args(image_policy, out, algo, 90, "max_steps=30", "rl.start_steps=30")) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["critic_loss"] for row in rows if "critic_loss" in row]  # one per episode
+    assert len(losses) == 3 and losses[-1] < 0.7 * losses[0]
+    with np.load(out / "checkpoint" / "replay.npz") as replay:
+        frames = {key: replay[key] for key in replay.files if "/frames." in key}
+        assert not [key for key in replay.files if replay[key].ndim > 3 and key not in frames]  # no windows
+        assert sorted(frames) == [f"{name}/frames.{camera}" for name in ("offline", "online")
+                                  for camera in ("front_image", "wrist_image")]
+        assert all(value.dtype == np.uint8 and value.shape[1:] == (16, 16, 3) for value in frames.values())
+        # a demonstration decides at every step and shows each frame in 2 To windows, stored once
+        assert len(frames["offline/frames.front_image"]) == len(replay["offline/reward"])
+        assert len(frames["online/frames.front_image"]) < 2 * 2 * len(replay["online/reward"])
+    policy = load_saved(out / "checkpoint")
+    assert isinstance(policy, FinetunedPolicy) and policy.agent.view.image_keys == ["front_image", "wrist_image"]
+    assert main(["eval", f"checkpoint={out}", "episodes=1", "max_steps=8", "video_episodes=0", "progress=false"]) == 0
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+
+
+def test_an_env_without_the_policys_cameras_is_refused_before_any_work(tmp_path, image_policy, robo):
+    run = robo(*finetune_args(image_policy, tmp_path / "x", "expo", 30, "task=arm_pick_place"))
+    assert run.code == 2 and "['front_image', 'wrist_image'] are camera images" in run.err
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_head_without_solver_steps_fine_tunes_and_keeps_its_settings(tmp_path, trained):
@@ -237,6 +286,37 @@ def test_actions_of_every_method_stay_in_bounds():
             assert agent.view.executed(windows).abs().max() <= 1.0, algo
 
 
+def test_the_critic_sees_the_cameras_through_a_frozen_copy_of_the_policys_encoder():
+    """A critic update moves no weight of the policy; the policy's updates do not move the
+    critic's features; the copy and the acting policy stay in evaluation mode (the centre crop,
+    no random draws) while the agent trains; the copy is saved with the agent."""
+    policy = make_policy(shapes={"pos": (3,), "camera": (16, 16, 3)})
+    agent = build_agent("expo", policy, ExpoConfig(n_samples=2, n_edit=1, critic_members=2, critic_hidden=[8],
+                                                   actor_hidden=[8]))
+    view = agent.view
+    g = torch.Generator().manual_seed(0)
+    obs = {"pos": torch.randn(4, 2, 3, generator=g),
+           "camera": torch.randint(0, 256, (4, 2, 16, 16, 3), generator=g, dtype=torch.uint8)}
+    agent.train()
+    assert agent.policy.training and not agent.acting_policy.training and not agent.critic_encoder.training
+    features = view.features(obs)
+    assert features.shape == (4, view.obs_dim) and view.obs_dim == policy.encoder.out_dim
+    torch.testing.assert_close(view.features(obs), features)
+    rows = {**{f"{prefix}.{key}": value for prefix in ("obs", "next_obs") for key, value in obs.items()},
+            "features": features, "next_features": features, "chunk": torch.zeros(4, 4, A),
+            "reward": torch.ones(4), "discount": torch.full((4,), 0.9), "terminated": torch.zeros(4)}
+    weights = {name: value.clone() for name, value in agent.state_dict().items() if not name.startswith("critic.")}
+    agent.update_critic(rows, view.critic_batch(rows), g)
+    changed = [name for name, value in agent.state_dict().items() if name in weights
+               and not name.startswith("target_critic.") and not torch.equal(value, weights[name])]
+    assert changed == []
+    with torch.no_grad():  # the policy's own updates train its encoder (and the acting average's)
+        for parameter in [*agent.policy.encoder.parameters(), *agent.acting_policy.encoder.parameters()]:
+            parameter.add_(0.1)
+    torch.testing.assert_close(view.features(obs), features)
+    assert any(name.startswith("critic_encoder.") for name in agent.state_dict())
+
+
 def test_parl_distils_from_the_windows_cached_with_the_transition():
     policy = make_policy(n_obs_steps=2, horizon=8, n_action_steps=4)
     agent = build_agent("parl", policy, ParlConfig(n_samples=3, top_k=2, distill_argmax=True, refine_steps=1,
@@ -285,11 +365,7 @@ def test_chunk_transitions_sum_rewards_and_stop_the_bootstrap_only_at_terminatio
     assert truncated["terminated"].tolist() == [0.0]
 
 
-def test_finetuned_policies_need_low_dimensional_observations():
-    policy = make_policy()
-    policy.image_keys = ["camera"]
-    with pytest.raises(ValueError, match=r"low-dimensional observations only; the policy reads images \['camera'\]"):
-        ChunkView(policy)
+def test_an_unknown_method_or_another_methods_config_is_refused():
     with pytest.raises(UnknownNameError, match="unknown algo 'ppo'; known algorithms: expo, imitation, parl, rlpd"):
         build_agent("ppo", make_policy(), ExpoConfig())
     with pytest.raises(ConfigError, match="algo=parl takes a ParlConfig, got a ExpoConfig"):
@@ -333,16 +409,22 @@ def logged(run):
     return (run / "metrics.jsonl").read_text(), steps
 
 
-@pytest.mark.parametrize("algo", ["expo", "parl"])
-def test_a_run_sigkilled_between_checkpoints_resumes_exactly_as_if_uninterrupted(tmp_path, trained, one_thread,
-                                                                                 algo):
+@pytest.mark.parametrize("algo,cameras", [("expo", False), ("parl", False),
+                                          pytest.param("parl", True, marks=pytest.mark.slow)])
+def test_a_run_sigkilled_between_checkpoints_resumes_exactly_as_if_uninterrupted(tmp_path, request, one_thread,
+                                                                                 algo, cameras):
     """Episodes of 20 steps; the policy samples cached with every transition are redrawn at
     40 and 80 env steps, checkpoints are taken at 0, 60 and 120. Killed after logging step
     80, the run resumes from 60 with the samples of 40 (the demonstrations' too) and ends
-    bitwise identical to an uninterrupted run, having logged each step once."""
-    runs = {name: finetune_args(trained("diffusion"), tmp_path / name, algo, 120, "eval_every=60",
+    bitwise identical to an uninterrupted run, having logged each step once; with cameras
+    too (their frames are in the saved replay)."""
+    if cameras:
+        checkpoint, target = request.getfixturevalue("image_policy"), IMAGE_TASK
+    else:
+        checkpoint, target = request.getfixturevalue("trained")("diffusion"), []
+    runs = {name: finetune_args(checkpoint, tmp_path / name, algo, 120, "eval_every=60",
                                 "rl.sample_refresh_every=40", "max_steps=20", "rl.start_steps=20", "rl.utd=2",
-                                "episodes=1")
+                                "episodes=1", *target)
             for name in ("whole", "killed")}
     assert main(runs["whole"]) == 0
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -404,7 +486,7 @@ def test_resume_refuses_a_damaged_or_missing_run_and_recovers_an_interrupted_rep
 
 
 def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained):
-    from robo_policies.rl.finetune import _pretrain_critic, demonstration_transitions
+    from robo_policies.rl.finetune import _pretrain_critic, _store, demonstration_episodes
     from robo_policies.rl.replay import TransitionBuffer
     from robo_policies.utils.scalars import ScalarLog
 
@@ -413,10 +495,12 @@ def test_calql_pretraining_ranks_demonstrated_chunks_above_uniform_ones(trained)
                         critic_lr=1e-3, offline_critic_steps=150, cql_alpha=0.5, cql_samples=2)
     agent = build_agent("parl", policy, config)
     dataset = saved_metadata(trained("diffusion") / "checkpoint")["dataset"]
-    demos = demonstration_transitions(agent.view, dataset, config.gamma)
-    offline = TransitionBuffer(agent.view.transition_shapes(), capacity=len(demos["reward"]))
-    offline.extend(demos)
+    episodes = list(demonstration_episodes(agent.view, dataset, config.gamma))
+    offline = TransitionBuffer(agent.view.transition_shapes(agent.cached_samples, agent.cached_windows),
+                               capacity=sum(len(transitions["reward"]) for transitions, _ in episodes))
     rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    for transitions, frames in episodes:
+        _store(offline, transitions, frames, agent, generator)
 
     def gap():
         rows = {key: torch.as_tensor(value) for key, value in offline.sample(256, rng).items()}

@@ -38,8 +38,8 @@ class FinetuneAgent(nn.Module, ABC):
     drags the policy away from what it imitated."""
     backs_up_policy_samples = False
     """True when the TD target chooses among base-policy samples at the next state: those are
-    drawn once per transition and cached (``cache_policy_samples``) instead of running the
-    denoiser inside every critic update, and redrawn every ``rl.sample_refresh_every`` steps."""
+    drawn once per transition and cached (``derive``) instead of running the denoiser inside
+    every critic update, and redrawn every ``rl.sample_refresh_every`` steps."""
     distils_policy_samples = False
     """True when the policy update starts from base-policy windows at the state (PA-RL's
     distillation labels): those are cached the same way."""
@@ -54,6 +54,8 @@ class FinetuneAgent(nn.Module, ABC):
         in EXPO and PA-RL): fine-tuning a converged policy with a fresh optimiser perturbs the
         raw weights, and acting with them loses much of what the policy could do."""
         self.view = ChunkView(self.acting_policy)
+        self.critic_encoder = self.view.encoder
+        """The critic's frozen camera encoder (None without cameras), saved with the agent."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.warming_up = False
         """While True (the first ``rl.start_steps``), ``act`` uses the base policy's samples."""
@@ -110,21 +112,36 @@ class FinetuneAgent(nn.Module, ABC):
         """Policy windows cached per transition at the state (0: none)."""
         return self.config.n_samples if self.distils_policy_samples else 0
 
+    @property
+    def policy_sample_fields(self) -> list[str]:
+        """The cached policy samples a transition keeps: ``next_samples`` (chunks at
+        ``next_obs``) and ``samples`` (windows at ``obs``), as the method needs them."""
+        return [field for field, n in (("next_samples", self.cached_samples), ("samples", self.cached_windows)) if n]
+
+    @property
+    def derived_fields(self) -> list[str]:
+        """The fields of a transition the agent computes when it is stored: the critic's
+        ``features`` at both states (fixed) and the policy samples (redrawn at each refresh)."""
+        return ["features", "next_features", *self.policy_sample_fields]
+
     @torch.no_grad()
-    def cache_policy_samples(self, transitions: dict[str, np.ndarray], generator: torch.Generator,
-                             rows: int = 512) -> None:
-        """Draw ``next_samples`` (chunks at each ``next_obs``) and ``samples`` (windows at each
-        ``obs``) in place, for the fields the method keeps."""
-        count = len(transitions["reward"])
-        for field, prefix, n in (("next_samples", "next_obs", self.cached_samples),
-                                 ("samples", "obs", self.cached_windows)):
-            for start in range(0, count, rows) if n else ():
-                part = slice(start, min(start + rows, count))
-                obs = {key: torch.as_tensor(transitions[f"{prefix}.{key}"][part]) for key in self.view.obs_shapes}
-                drawn = self.view.sample_windows(obs, n, generator)  # (N, b, Tp, A)
-                if field == "next_samples":
-                    drawn = self.view.executed(drawn)
-                transitions[field][part] = drawn.flatten(2).transpose(0, 1).numpy()
+    def derive(self, rows: Mapping[str, np.ndarray], fields: list[str],
+               generator: torch.Generator) -> dict[str, np.ndarray]:
+        """The ``fields`` (of ``derived_fields``) of transitions ``rows``, one row each."""
+        tensors = {key: torch.as_tensor(value) for key, value in rows.items()}
+        at = {prefix: self.view.obs_windows(tensors, prefix) for prefix in ("obs", "next_obs")}
+        values: dict[str, torch.Tensor] = {}
+        if "features" in fields:
+            values["features"] = self.view.features(at["obs"])
+        if "next_features" in fields:
+            values["next_features"] = self.view.features(at["next_obs"])
+        if "next_samples" in fields:
+            chunks = self.view.sample_chunks(at["next_obs"], self.cached_samples, generator)  # (N, B, Ta * A)
+            values["next_samples"] = chunks.transpose(0, 1)
+        if "samples" in fields:
+            windows = self.view.sample_windows(at["obs"], self.cached_windows, generator)  # (N, B, Tp, A)
+            values["samples"] = windows.flatten(2).transpose(0, 1)
+        return {field: value.numpy() for field, value in values.items()}
 
     def next_samples(self, rows: Mapping[str, torch.Tensor], generator: torch.Generator,
                      n: int | None = None) -> torch.Tensor:
@@ -168,6 +185,16 @@ class FinetuneAgent(nn.Module, ABC):
             at_next = self.next_samples(rows, generator, n)
         return calql_penalty(self.critic, batch["obs"], batch["action"], uniform,
                              torch.cat([at_s, at_next]), rows["mc_return"])
+
+    def train(self, mode: bool = True) -> FinetuneAgent:
+        """Only the learners change mode: the acting average and the critic's encoder always
+        run as in evaluation (images centre-cropped, no augmentation), so the actions taken,
+        the samples cached and the features stored never depend on it."""
+        super().train(mode)
+        for module in (self.acting_policy, self.critic_encoder):
+            if module is not None:
+                module.eval()
+        return self
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         """A gradient step of optimiser ``name`` on ``loss`` (the ``policy`` step also moves

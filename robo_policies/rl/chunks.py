@@ -4,21 +4,41 @@ A ``Policy`` acts once every Ta steps and executes Ta actions open-loop, so fine
 treats each model call as one decision of an MDP over chunks (Q-chunking): the critic scores
 ``Q(s, a_t..a_{t+Ta-1})`` from the policy's observation window, the reward of a decision is the
 discounted sum of the Ta step rewards, and the bootstrap discount is gamma^k for the k steps
-the chunk really ran. The critic and the Gaussian learners read the window flattened and
-normalised with the policy's own normaliser; the chunk in the policy's normalised [-1, 1]
-action space, flattened to Ta * A numbers.
+the chunk really ran. The chunk is in the policy's normalised [-1, 1] action space, flattened
+to Ta * A numbers.
+
+The critic and the Gaussian learners read the window as one flat vector (``features``): a
+low-dimensional window normalised with the policy's own normaliser; with cameras, the
+conditioning vector of the base policy's observation encoder as it was when fine-tuning
+began, frozen (``ChunkView.encoder``). Frozen rather than shared or separate, because:
+
+- no critic gradient reaches the policy's vision: TD errors of a young critic are large and
+  noisy, and through a shared encoder they would wreck the features the policy acts with;
+- the policy's own updates (EXPO's imitation, PA-RL's distillation, which do train its
+  encoder) do not move the critic's inputs under it;
+- the features never change, so each transition's are computed once when it is stored
+  (``features``, ``next_features``) and no image goes through a CNN in a critic update: one
+  update of batch 128 (two cameras, To = 2, 2-core CPU) took about 20 ms, against 0.35 s at
+  32x32 and 3 s at 84x84 running the policy's CNN at s and s' without gradients, and 0.7 s
+  and 4 s training a critic CNN of the same size by TD (DrQ, RLPD from pixels).
+
+The price: the critic cannot learn to see what imitation did not teach the encoder (README,
+fine-tuning from pixels).
 
 A transition keeps what both sides need: the raw observation windows at the decision and the
-next one (``obs.<key>``, ``next_obs.<key>``), the executed chunk (``chunk``), the policy's
-training window of Tp actions around it (``window``, with ``window_is_pad``, for the head's
-own loss), ``reward``, ``discount`` and ``terminated``; methods whose TD target picks among
-policy samples at the next state also keep ``next_samples`` there, and PA-RL, which distils
-optimised policy samples, keeps ``samples`` (whole windows) at the state itself (see
-``FinetuneAgent.cache_policy_samples``).
+next one (``obs.<key>``, ``next_obs.<key>``; for cameras the numbers of their frames,
+``obs_frames`` and ``next_obs_frames``: the replay stores each frame once and gathers the
+windows back for a batch), the critic's ``features`` at both, the executed chunk (``chunk``),
+the policy's training window of Tp actions around it (``window``, with ``window_is_pad``, for
+the head's own loss), ``reward``, ``discount`` and ``terminated``; methods whose TD target
+picks among policy samples at the next state also keep ``next_samples`` there, and PA-RL,
+which distils optimised policy samples, keeps ``samples`` (whole windows) at the state itself
+(see ``FinetuneAgent.derive``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 
@@ -26,15 +46,13 @@ import numpy as np
 import torch
 
 from robo_policies.policy import Policy, executed_slice
+from robo_policies.rl.replay import FRAME_WINDOWS
 
 
 class ChunkView:
     """A policy's observation windows and action chunks as flat vectors for the critic."""
 
     def __init__(self, policy: Policy) -> None:
-        if policy.image_keys:
-            raise ValueError(f"online fine-tuning supports low-dimensional observations only; the "
-                             f"policy reads images {policy.image_keys}")
         config = policy.config
         self.policy = policy
         self.n_obs_steps, self.horizon, self.n_action_steps = (
@@ -42,16 +60,28 @@ class ChunkView:
         self.executed_slice = executed_slice(config)
         """Where the executed chunk lies in the policy's window of Tp actions (``policy.py``)."""
         self.obs_shapes = dict(policy.obs_shapes)
-        self.obs_dim = config.n_obs_steps * sum(math.prod(s) for s in self.obs_shapes.values())
+        self.image_keys = list(policy.image_keys)
+        self.low_dim_keys = sorted(key for key in self.obs_shapes if key not in self.image_keys)
+        self.encoder = copy.deepcopy(policy.encoder).requires_grad_(False).eval() if self.image_keys else None
+        """The critic's view of the cameras: the policy's encoder as it is now, frozen (see the
+        module docstring); the agent keeps it in evaluation mode (the centre crop)."""
+        self.obs_dim = self.encoder.out_dim if self.encoder else config.n_obs_steps * sum(
+            math.prod(self.obs_shapes[key]) for key in self.low_dim_keys)
         self.action_dim = config.n_action_steps * policy.action_dim
 
     # -- tensors -------------------------------------------------------------------------
 
     def features(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Observation windows {key: (B, To, ...)} -> normalised flat vectors (B, obs_dim)."""
+        """Observation windows {key: (B, To, ...)} -> the critic's flat vectors (B, obs_dim):
+        the normalised low-dimensional windows, or with cameras the frozen encoder's
+        conditioning vector (which holds them too)."""
         normalizer = self.policy.normalizer
-        return torch.cat([normalizer.normalize(key, obs[key].float()).flatten(start_dim=1)
-                          for key in sorted(self.obs_shapes)], dim=-1)
+        low_dim = {key: normalizer.normalize(key, obs[key].float()).flatten(start_dim=2)
+                   for key in self.low_dim_keys}
+        if self.encoder is None:
+            return torch.cat([low_dim[key].flatten(start_dim=1) for key in self.low_dim_keys], dim=-1)
+        with torch.no_grad():
+            return self.encoder({**low_dim, **{key: obs[key] for key in self.image_keys}})
 
     def executed(self, windows: torch.Tensor) -> torch.Tensor:
         """The executed chunk of normalised windows (..., Tp, A), flat: (..., Ta * A)."""
@@ -85,10 +115,10 @@ class ChunkView:
         return {key: rows[f"{prefix}.{key}"] for key in self.obs_shapes}
 
     def critic_batch(self, rows: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Transitions -> what the critic trains on: flat ``obs``, ``action``, ``next_obs``."""
+        """Transitions -> what the critic trains on: flat ``obs``, ``action``, ``next_obs``
+        (the features stored with each transition)."""
         return {
-            "obs": self.features(self.obs_windows(rows, "obs")),
-            "next_obs": self.features(self.obs_windows(rows, "next_obs")),
+            "obs": rows["features"], "next_obs": rows["next_features"],
             "action": self.normalize_action(rows["chunk"]).flatten(start_dim=1),
             "reward": rows["reward"], "discount": rows["discount"], "terminated": rows["terminated"],
         }
@@ -106,14 +136,18 @@ class ChunkView:
     # -- numpy ---------------------------------------------------------------------------
 
     def transition_shapes(self, next_samples: int = 0, samples: int = 0) -> dict[str, tuple[int, ...]]:
-        """Field shapes of one transition (for ``replay.TransitionBuffer``); with
-        ``next_samples`` > 0 also that many cached policy chunks at the next state, with
-        ``samples`` > 0 that many cached policy windows (flat) at the state."""
+        """Field shapes of one transition (for ``replay.TransitionBuffer``, with
+        ``frame_shapes`` for the cameras); with ``next_samples`` > 0 also that many cached
+        policy chunks at the next state, with ``samples`` > 0 that many cached policy windows
+        (flat) at the state."""
         action_dim = self.policy.action_dim
         shapes: dict[str, tuple[int, ...]] = {}
-        for key, shape in self.obs_shapes.items():
-            shapes[f"obs.{key}"] = shapes[f"next_obs.{key}"] = (self.n_obs_steps, *shape)
-        shapes.update({"chunk": (self.n_action_steps, action_dim), "window": (self.horizon, action_dim),
+        for key in self.low_dim_keys:
+            shapes[f"obs.{key}"] = shapes[f"next_obs.{key}"] = (self.n_obs_steps, *self.obs_shapes[key])
+        if self.image_keys:
+            shapes.update(dict.fromkeys(FRAME_WINDOWS.values(), (self.n_obs_steps,)))
+        shapes.update({"features": (self.obs_dim,), "next_features": (self.obs_dim,),
+                       "chunk": (self.n_action_steps, action_dim), "window": (self.horizon, action_dim),
                        "window_is_pad": (self.horizon,), "reward": (), "discount": (), "terminated": (),
                        "mc_return": ()})
         if next_samples:
@@ -121,6 +155,11 @@ class ChunkView:
         if samples:
             shapes["samples"] = (samples, self.horizon * action_dim)
         return shapes
+
+    @property
+    def frame_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each camera's frame shape (H, W, C)."""
+        return {key: self.obs_shapes[key] for key in self.image_keys}
 
     def episode_transitions(
         self,
@@ -136,7 +175,8 @@ class ChunkView:
 
         Args:
             obs: per-key observations, T rows (the state before each action) or T + 1 (with
-                the state after the last action).
+                the state after the last action); cameras are not copied into the windows,
+                whose ``obs_frames`` and ``next_obs_frames`` index these rows instead.
             executed: the T actions sent to the env; ``labels`` (default: the same) are what
                 the policy imitates (a demonstration's clean expert labels).
             rewards: the T step rewards.
@@ -153,12 +193,13 @@ class ChunkView:
         # (from ``start``) begins at the decision step
         window_rows = anchors[:, None] + np.arange(self.horizon)[None] - self.executed_slice.start
         chunk_rows = anchors[:, None] + np.arange(self.n_action_steps)[None]
+        obs_rows = np.clip(anchors[:, None] + obs_offsets, 0, n_rows - 1)
+        next_obs_rows = np.clip((anchors + taken)[:, None] + obs_offsets, 0, n_rows - 1)
         out: dict[str, np.ndarray] = {}
-        for key, values in obs.items():
-            if key not in self.obs_shapes:
-                continue
-            out[f"obs.{key}"] = values[np.clip(anchors[:, None] + obs_offsets, 0, n_rows - 1)]
-            out[f"next_obs.{key}"] = values[np.clip((anchors + taken)[:, None] + obs_offsets, 0, n_rows - 1)]
+        for key in self.low_dim_keys:
+            out[f"obs.{key}"], out[f"next_obs.{key}"] = obs[key][obs_rows], obs[key][next_obs_rows]
+        if self.image_keys:  # the rows of ``obs`` whose frames each window shows
+            out[FRAME_WINDOWS["obs"]], out[FRAME_WINDOWS["next_obs"]] = obs_rows, next_obs_rows
         out["window"] = labels[np.clip(window_rows, 0, steps - 1)]
         out["window_is_pad"] = ((window_rows < 0) | (window_rows >= steps)).astype(np.float32)
         out["chunk"] = executed[np.clip(chunk_rows, 0, steps - 1)]

@@ -4,7 +4,8 @@ One loop drives every method registered by name (``registry``: EXPO, PA-RL, the 
 baseline, imitation only and any plugin's), each with its own config (``rl.*``). Per episode:
 
 1. act chunk by chunk with the method's selection rule (exploring), recording every step;
-2. cut the episode into chunk transitions (``chunks.ChunkView``) for the online replay;
+2. cut the episode into chunk transitions (``chunks.ChunkView``) for the online replay, with
+   what the agent derives for each once (the critic's features, cached policy samples);
 3. for each decision taken, ``rl.utd`` critic updates and ``rl.actor_updates`` policy-side
    updates, each on a batch mixing demonstrations and online data (``replay.mixed_batch``).
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from robo_policies.utils.atomic import atomic_output, atomic_write_text, restore
 from robo_policies.utils.checksums import verify_checksum, write_checksum
 from robo_policies.data import ReplayBuffer
 from robo_policies.envs.runner import evaluate
-from robo_policies.envs.targets import env_for
+from robo_policies.envs.targets import Reader, check_readers, env_for
 from robo_policies.policy import history_batch, policy_metadata, resolve_policy_dir
 from robo_policies.rl.agent import FinetuneAgent
 from robo_policies.rl.chunks import ChunkView
@@ -50,9 +52,10 @@ load_builtin_algorithms()  # ``algo=<name>`` options of the config ``robo finetu
 
 STATE_FILE = "training_state.pt"
 REPLAY_FILE = "replay.npz"
-STATE_FORMAT = 2
-"""Version of the resume state: 2 saves the demonstrations' replay too (its cached policy
-samples), which older checkpoints lack, so they cannot resume exactly."""
+STATE_FORMAT = 3
+"""Version of the resume state: 2 saved the demonstrations' replay too (its cached policy
+samples), 3 the critic's features with every transition and camera frames once (``replay``);
+a checkpoint in another format cannot resume exactly."""
 SUCCESS_LEVEL = 0.8
 """The summary reports the env steps each run needed to reach this success rate."""
 
@@ -70,9 +73,11 @@ class Progress:
     update_seconds: float = 0.0
 
 
-def demonstration_transitions(view: ChunkView, dataset: str | Path, gamma: float) -> dict[str, np.ndarray]:
-    """Every step of every demonstration as a chunk decision (the expert could have chosen
-    there), with the sparse success reward on an episode's last step.
+def demonstration_episodes(view: ChunkView, dataset: str | Path, gamma: float
+                           ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Each demonstration as (transitions, camera frames): every step a chunk decision (the
+    expert could have chosen there), with the sparse success reward on the last step. One
+    episode at a time, so a dataset's frames are never all in memory twice.
 
     The critic sees what was executed (``executed_action`` when collection added noise);
     the policy imitates the clean labels (``action``).
@@ -80,16 +85,14 @@ def demonstration_transitions(view: ChunkView, dataset: str | Path, gamma: float
     buffer = ReplayBuffer.open(dataset)
     success = buffer.meta("success") if "success" in buffer.meta_keys else np.ones(buffer.n_episodes, bool)
     executed_key = "executed_action" if "executed_action" in buffer else "action"
-    parts = []
     for index in range(buffer.n_episodes):
         episode = buffer.episode(index, keys=[*view.obs_shapes, "action", executed_key])
         steps = len(episode["action"])
         rewards = np.zeros(steps)
         rewards[-1] = float(success[index])
-        parts.append(view.episode_transitions(
-            episode, episode[executed_key], rewards, bool(success[index]), np.arange(steps), gamma,
-            labels=episode["action"]))
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        transitions = view.episode_transitions(episode, episode[executed_key], rewards, bool(success[index]),
+                                               np.arange(steps), gamma, labels=episode["action"])
+        yield transitions, {key: episode[key] for key in view.image_keys}
 
 
 def finetune(cfg: DictConfig) -> dict[str, Any]:
@@ -113,6 +116,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     source = resolve_policy_dir(cfg.checkpoint)
     metadata = {**policy_metadata(source), "finetuned_from": str(source), "algo": cfg.algo}
     policy = load_base_policy(source, rl)
+    target = _rollout_target(cfg, metadata)
+    check_readers(target, [Reader(str(source), policy.obs_shapes, metadata.get("task"))], metadata.get("task"),
+                  str(source))  # before any work: the env gives every key the policy reads, as it learned it
     torch.manual_seed(cfg.seed)
     agent = build_agent(cfg.algo, policy, rl)
     view = agent.view
@@ -120,11 +126,10 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     if not dataset:
         raise ConfigError(f"{source}: no recorded training dataset; pass dataset=<demonstrations.zarr>")
     shapes = view.transition_shapes(agent.cached_samples, agent.cached_windows)
-    demos = demonstration_transitions(view, dataset, rl.gamma)
-    offline = TransitionBuffer(shapes, capacity=len(demos["reward"]))
-    online = TransitionBuffer(shapes, capacity=cfg.env_steps // view.n_action_steps + 1000)
+    offline = TransitionBuffer(shapes, ReplayBuffer.open(dataset).n_steps, view.frame_shapes)  # a decision a step
+    online = TransitionBuffer(shapes, cfg.env_steps // view.n_action_steps + 1000, view.frame_shapes)
 
-    make_env, obs_adapter, _, env_limit = env_for(cfg, policy.obs_shapes, metadata.get("task"), str(source))
+    make_env, obs_adapter, _, env_limit = env_for(target, policy.obs_shapes, metadata.get("task"), str(source))
     max_steps = cfg.max_steps or env_limit
     env = make_env()
     rng = np.random.default_rng(cfg.seed)
@@ -135,7 +140,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         print(f"resuming {out} at {progress.env_steps} env steps")
     else:
         progress, curve = Progress(next_refresh=rl.sample_refresh_every), []
-        _store(offline, demos, agent, generator)  # with the first policy samples
+        for transitions, frames in demonstration_episodes(view, dataset, rl.gamma):
+            _store(offline, transitions, frames, agent, generator)  # with the first policy samples
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
     # drops the rows a killed run logged past its checkpoint (a new run logs from step 0)
@@ -165,16 +171,16 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
             _save(state_dir, cfg.algo, agent, metadata, replays, rng, generator, progress, curve)
         if progress.env_steps >= cfg.env_steps:
             break
-        if (agent.cached_samples or agent.cached_windows) and progress.env_steps >= progress.next_refresh:
+        if agent.policy_sample_fields and progress.env_steps >= progress.next_refresh:
             for buffer in (offline, online):  # redraw with the current policy
-                agent.cache_policy_samples({key: value[: len(buffer)] for key, value in buffer.data.items()}, generator)
+                _derive(buffer, np.arange(len(buffer)), agent.policy_sample_fields, agent, generator)
             progress.next_refresh += rl.sample_refresh_every
         start = time.perf_counter()
         episode = _run_episode(env, agent, view, generator, int(rng.integers(2**31)), obs_adapter, max_steps)
         progress.env_seconds += time.perf_counter() - start
-        _store(online, view.episode_transitions(
-            episode["obs"], episode["actions"], episode["rewards"], episode["terminated"],
-            episode["anchors"], rl.gamma), agent, generator)
+        transitions = view.episode_transitions(episode["obs"], episode["actions"], episode["rewards"],
+                                               episode["terminated"], episode["anchors"], rl.gamma)
+        _store(online, transitions, {key: episode["obs"][key] for key in view.image_keys}, agent, generator)
         progress.env_steps += len(episode["actions"])
         progress.episodes += 1
         bar.update(len(episode["actions"]))
@@ -196,6 +202,15 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
                  progress=False, video_path=out / "rollout.mp4", video_episodes=cfg.video_episodes,
                  max_steps=max_steps, obs_adapter=obs_adapter)
     return summary
+
+
+def _rollout_target(cfg: DictConfig, metadata: dict[str, Any]) -> DictConfig:
+    """Where episodes run (``env`` and ``task``): what ``cfg`` names, else the policy's task with
+    the env settings its data was collected with (a camera's ``image_size``), as ``robo eval``
+    does."""
+    if cfg.task or not metadata.get("env_kwargs"):
+        return cfg
+    return OmegaConf.create({"env": cfg.env, "task": {"name": metadata["task"], "env_kwargs": metadata["env_kwargs"]}})
 
 
 def _pretrain_critic(agent: FinetuneAgent, offline: TransitionBuffer, rng: np.random.Generator,
@@ -235,14 +250,23 @@ def _run_episode(env: Any, agent: FinetuneAgent, view: ChunkView, generator: tor
                         "terminated": bool(terminated), "anchors": np.array(anchors), "success": success}
 
 
-def _store(buffer: TransitionBuffer, transitions: dict[str, np.ndarray], agent: FinetuneAgent,
-           generator: torch.Generator) -> None:
-    """Add transitions, with their cached policy samples when the method keeps them."""
-    for field in ("next_samples", "samples"):
-        if field in buffer.data:
-            transitions[field] = np.zeros((len(transitions["reward"]), *buffer.data[field].shape[1:]), np.float32)
-    agent.cache_policy_samples(transitions, generator)
-    buffer.extend(transitions)
+def _store(buffer: TransitionBuffer, transitions: dict[str, np.ndarray], frames: dict[str, np.ndarray],
+           agent: FinetuneAgent, generator: torch.Generator) -> None:
+    """Add an episode's transitions (and the camera frames they show), then what the agent
+    derives for them: the critic's features and the policy samples it caches."""
+    count = len(transitions["reward"])
+    for field in agent.derived_fields:
+        transitions[field] = np.zeros((count, *buffer.data[field].shape[1:]), np.float32)
+    _derive(buffer, buffer.extend(transitions, frames), agent.derived_fields, agent, generator)
+
+
+def _derive(buffer: TransitionBuffer, slots: np.ndarray, fields: list[str], agent: FinetuneAgent,
+            generator: torch.Generator, block: int = 512) -> None:
+    """Compute ``fields`` of the transitions in ``slots`` in place, ``block`` at a time."""
+    for start in range(0, len(slots), block):
+        part = slots[start:start + block]
+        for field, value in agent.derive(buffer.rows(part), fields, generator).items():
+            buffer.data[field][part] = value
 
 
 def _update(agent: FinetuneAgent, offline: TransitionBuffer, online: TransitionBuffer, decisions: int,

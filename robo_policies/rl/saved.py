@@ -1,8 +1,8 @@
 """Saved fine-tuned policies: what ``robo eval`` loads to act exactly as fine-tuning did.
 
 A fine-tuned checkpoint directory holds the base policy (``policy/``, a saved ``Policy``),
-everything else the method acts with (``agent.safetensors``: critics, edit policy or actor,
-temperature) and ``finetuned.yaml`` (the method's name, its config, metadata, SHA-256 of the
+everything else the method acts with (``agent.safetensors``: critics, the critic's frozen
+camera encoder, edit policy or actor, temperature) and ``finetuned.yaml`` (the method's name, its config, metadata, SHA-256 of the
 weights). ``FinetunedPolicy`` acts through the method's own selection rule: EXPO's argmax
 over base samples and edits, PA-RL's optimised argmax, RLPD's Gaussian mean.
 """
