@@ -140,7 +140,7 @@ def _drop_episodes(path):
 
 @pytest.mark.parametrize("damage,message,validates", [
     (_delete_chunk, "'data/action' is missing its chunk file '0.0' (rows 0:", False),
-    (_truncate_chunk, "'data/action' is corrupt or truncated in chunk 0 (rows 0:", False),
+    (_truncate_chunk, "'data/action' is corrupt or truncated in rows 0:", False),
     (_delete_goal, "missing key 'data/goal' that task 'diffdrive_nav' observes", True),
     (_drop_episodes, "no episodes (meta/episode_ends is empty)", False),
 ], ids=["deleted_chunk", "corrupt_chunk", "missing_observation", "no_episodes"])

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import zarr.storage
 
-from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer, decoded
+from robo_policies.data.replay_buffer import CHUNK_BYTES, DatasetError, ReplayBuffer, decoded
 from robo_policies.utils.errors import DatasetKeyError
 
 ACTION_KEY = "action"
@@ -129,11 +129,12 @@ def _scan_array(buffer: ReplayBuffer, key: str, strict: bool) -> KeySummary:
     if strict:
         _require_stored_chunks(buffer, key)
     numeric = np.issubdtype(array.dtype, np.number)
-    step = array.chunks[0]
+    # Whole chunks, about CHUNK_BYTES at a time: one read per camera frame would take minutes.
+    row_bytes = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
+    step = array.chunks[0] * max(1, CHUNK_BYTES // (row_bytes * array.chunks[0]))
     for begin in range(0, buffer.n_steps, step):
         end = min(begin + step, buffer.n_steps)
-        block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end],
-                        where=f" in chunk {begin // step} (rows {begin}:{end})")
+        block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end], where=f" in rows {begin}:{end}")
         if not numeric or block.size == 0:
             continue
         flat = block.reshape(len(block), -1)
