@@ -196,7 +196,10 @@ class DeployConfig:
     rt_priority: int = 50
     """Real-time loops run their thread under SCHED_FIFO at this priority (1-99), so other
     processes cannot delay its ticks; without root, CAP_SYS_NICE or an rtprio limit it warns
-    and runs normally (as ros2_control does); 0: do not try."""
+    and runs normally (as ros2_control does); 0: do not try. The loop's waits sleep (the bus's
+    wait for a reply too), so it does not starve the kernel work that delivers the servos'
+    replies; on a fake bus losing every 7th reply both 50 and 0 completed 20 of 20 deploys,
+    50 with no late tick, 0 with ticks up to 78 ms late (README, "Lossy servo bus")."""
     sampling: Dict[str, Any] = field(default_factory=sampling_settings)
     """Sampling settings to change at deployment: sampling.<field>=value for any field of the
     policy's config or its head's (e.g. sampling.inference_steps=5), as in robo eval."""

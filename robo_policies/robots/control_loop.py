@@ -252,7 +252,13 @@ def loop_priority(priority: int) -> Iterator[bool]:
     """Inside the block the calling thread (the loop) runs under SCHED_FIFO at ``priority``
     (1-99), so other processes cannot delay its wake-ups; 0 leaves scheduling alone. Threads
     started inside inherit it, so start the policy worker first. Needs root, CAP_SYS_NICE or
-    an rtprio limit: without, it warns and yields False. The previous policy comes back after."""
+    an rtprio limit: without, it warns and yields False. The previous policy comes back after.
+
+    A SCHED_FIFO thread keeps its CPU until it blocks, so nothing in the loop may wait by
+    spinning: the tick's sleep spins only its last ``SPIN_S``, and the bus's wait for a status
+    packet blocks on the port (``motors/sdk_bus.py``). The vendor SDKs' own wait spins; at
+    priority 50 it kept the CPU from the kernel work that delivers the reply, and deploys on
+    a lossy bus failed with replies that never came (README, "Lossy servo bus")."""
     if priority == 0:
         yield False
         return
