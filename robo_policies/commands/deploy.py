@@ -91,7 +91,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
             "robot": robot_config.name, "sim": bool(cfg.sim), "checkpoint": str(policy_dir),
             "hz": hz, "policy_step_s": step_s, "sampler": cfg.sampler,
             "rt_priority": cfg.rt_priority if real_time_priority else 0,
-        "bus_retries": robot.bus.retry_count if isinstance(robot, BusRobot) else None,
+            "bus_retries": robot.bus.retry_count if isinstance(robot, BusRobot) else None,
             "fault": fault,
             "episodes": len(outcomes),
             "success_rate": float(np.mean([o.success for o in outcomes])) if cfg.sim and outcomes else None,
