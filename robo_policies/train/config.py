@@ -15,7 +15,9 @@ class TrainConfig:
     steps: int = 3000
     """Gradient steps in total (across resumes)."""
     batch_size: int = 256
-    """Windows per step, summed over all processes."""
+    """Windows (observations) per step, summed over all processes; the head trains on
+    batch_size x policy.samples_per_obs noisy chunks (8 per window by default for image
+    policies, whose recipes therefore use 64)."""
     lr: float = 1e-3
     """Peak AdamW learning rate (the published 1e-4 suits the much larger GPU-size UNet)."""
     weight_decay: float = 1e-6
