@@ -33,6 +33,7 @@ from robo_policies.utils.atomic import atomic_output
 from robo_policies.utils.checksums import sha256_of
 from robo_policies.utils.errors import CheckpointError, ConfigError, missing_observation_keys
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
+from robo_policies.data.replay_buffer import is_image
 from robo_policies.heads import HeadConfig, build_head, head_config
 from robo_policies.heads.registry import config_fields
 
@@ -521,5 +522,5 @@ def split_observation_keys(
     keys: list[str], shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any]
 ) -> tuple[list[str], list[str]]:
     """(low-dim keys, image keys) among ``keys``: images are 3-D uint8 arrays (H, W, C)."""
-    images = [k for k in keys if len(shapes[k]) == 3 and np.dtype(dtypes[k]) == np.uint8]
+    images = [k for k in keys if is_image(shapes[k], dtypes[k])]
     return [k for k in keys if k not in images], images
