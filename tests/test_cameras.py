@@ -1,0 +1,119 @@
+"""Cameras: the newest frame without blocking, its age, dropped frames, stalls and the
+backends (a replayed recording, OpenCV reading a video file as it would a device)."""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from robo_policies.robots.cameras import Camera, CameraConfig, CameraError, make_camera
+from robo_policies.robots.clock import FakeClock
+from robo_policies.utils.errors import UnknownNameError
+
+
+def solid_frames(n, height=24, width=32):
+    """Frame i is filled with value 10 * i in the red channel, 0 elsewhere."""
+    frames = np.zeros((n, height, width, 3), np.uint8)
+    frames[..., 0] = (10 * np.arange(n, dtype=np.uint8))[:, None, None]
+    return frames
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(solid_frames(5)):
+        iio.imwrite(folder / f"{i:03d}.png", frame)
+    return folder
+
+
+def test_a_replayed_folder_delivers_every_frame_in_order_then_stalls(image_folder):
+    clock = FakeClock()
+    camera = make_camera("front", CameraConfig(type="replay", device=str(image_folder), fps=200), clock)
+    with camera:
+        last = camera.wait_for_frame(timeout_s=5.0, after=3)
+        assert last.index == 4 and last.image.shape == (24, 32, 3) and last.image.dtype == np.uint8
+        assert last.image[0, 0].tolist() == [40, 0, 0]  # the fifth file, exactly (PNG)
+        assert camera.latest(max_age_s=0.5) is last
+        clock.advance(0.75)  # no frame after the last one: the camera looks frozen
+        with pytest.raises(CameraError, match=r"camera 'front' stalled: its newest frame is 0\.750 s old "
+                                              r"\(limit 0\.5 s\)"):
+            camera.latest(max_age_s=0.5)
+        assert camera.latest().index == 4  # without a limit the caller decides
+        assert camera.stats().frames == 5 and camera.stats().fps == 200
+
+
+class ScriptedCamera(Camera):
+    """Frames handed in by the test; nothing captured in the background."""
+
+    def _open(self):
+        return 50.0
+
+    def _grab(self):
+        return None
+
+    def _close(self):
+        pass
+
+
+def test_gaps_between_captures_count_the_frames_the_camera_did_not_deliver():
+    clock = FakeClock()
+    camera = ScriptedCamera("wrist", clock)
+    camera.fps = 50.0
+    for t in (0.0, 0.02, 0.04, 0.10, 0.12, 0.15):  # 0.04 -> 0.10 misses 2; 0.12 -> 0.15 is 1.5 periods
+        clock.advance(t - clock.now())
+        camera._store(np.zeros((2, 2, 3), np.uint8))
+    assert camera.stats().frames == 6 and camera.stats().dropped == 2
+    clock.advance(0.01)
+    frame = camera.latest()
+    assert frame.index == 5 and clock.now() - frame.timestamp == pytest.approx(0.01)
+
+
+class FailingCamera(ScriptedCamera):
+    def _grab(self):
+        raise OSError("[Errno 19] No such device")
+
+
+def test_a_camera_that_fails_is_named_with_the_cause():
+    with pytest.raises(CameraError, match=r"camera 'front' failed: \[Errno 19\] No such device"):
+        FailingCamera("front").connect(first_frame_timeout_s=2.0)
+
+
+def test_bad_camera_configs_name_what_is_wrong(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown camera type 'usb'; known types: opencv, replay"):
+        make_camera("front", CameraConfig(type="usb"))
+    missing = tmp_path / "nothing.mp4"
+    with pytest.raises(CameraError, match=f"camera 'front': {missing} does not exist"):
+        make_camera("front", CameraConfig(type="replay", device=str(missing))).connect()
+    with pytest.raises(CameraError, match="a folder of images has no frame rate; set fps"):
+        make_camera("front", CameraConfig(type="replay", device=str(tmp_path))).connect()
+
+
+@pytest.fixture
+def video(tmp_path):
+    path = tmp_path / "red.mp4"
+    frames = np.zeros((30, 48, 64, 3), np.uint8)
+    frames[..., 0] = 200  # red: a camera that hands out BGR would show it in the last channel
+    iio.imwrite(path, frames, fps=30)
+    return path
+
+
+def test_opencv_frames_come_back_rgb_rotated_as_mounted(video):
+    pytest.importorskip("cv2")
+    config = CameraConfig(type="opencv", device=str(video), rotation=90, warmup_frames=2)
+    with make_camera("front", config) as camera:
+        frame = camera.latest()
+        assert camera.fps == pytest.approx(30)
+    assert frame.image.shape == (64, 48, 3)  # rotated a quarter turn
+    red, green, blue = frame.image[20:40, 10:30].reshape(-1, 3).mean(axis=0)
+    assert red > 150 and green < 40 and blue < 40
+
+
+def test_opencv_refuses_a_mode_the_camera_does_not_run(video):
+    pytest.importorskip("cv2")
+    config = CameraConfig(type="opencv", device=str(video), width=320)
+    with pytest.raises(CameraError, match=r"camera 'front' \(.*red.mp4\) does not take width 320 \(it runs 64\)"):
+        make_camera("front", config).connect()
+    with pytest.raises(CameraError, match="OpenCV cannot open '/dev/video-none'"):
+        make_camera("front", CameraConfig(device="/dev/video-none")).connect()
+    with pytest.raises(CameraError, match=r"rotation 45 is not one of \(0, 90, 180, 270\)"):
+        make_camera("front", CameraConfig(rotation=45))
