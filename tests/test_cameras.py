@@ -117,3 +117,48 @@ def test_opencv_refuses_a_mode_the_camera_does_not_run(video):
         make_camera("front", CameraConfig(device="/dev/video-none")).connect()
     with pytest.raises(CameraError, match=r"rotation 45 is not one of \(0, 90, 180, 270\)"):
         make_camera("front", CameraConfig(rotation=45))
+
+
+@pytest.fixture
+def robot_with_cameras(tmp_path, image_folder):
+    """so101_arm's config with two replayed cameras (the wrist camera loops, as a device would run on)."""
+    from robo_policies.robots.config import find_hardware_file
+
+    text = find_hardware_file("so101_arm/robot.yaml").read_text()
+    text += ("\ncameras:\n"
+             f"  front: {{type: replay, device: '{image_folder}', fps: 100, loop: true}}\n"
+             f"  wrist: {{type: replay, device: '{image_folder}', fps: 50, loop: true}}\n")
+    path = tmp_path / "robot.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_robo_camera_snap_writes_the_frame_a_camera_delivered(tmp_path, robo):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    frame = solid_frames(4)[3]
+    iio.imwrite(folder / "000.png", frame)
+    run = robo("camera", "snap", "type=replay", f"device={folder}", "fps=10", f"out={tmp_path / 'snap.png'}")
+    assert run.code == 0 and "wrote" in run.out and "(32x24) from camera 'camera'" in run.out
+    assert np.array_equal(iio.imread(tmp_path / "snap.png"), frame)
+
+
+def test_robo_camera_check_reports_every_camera_of_a_robot(tmp_path, robo, robot_with_cameras):
+    import json
+
+    out = tmp_path / "check.json"
+    run = robo("camera", "check", f"robot={robot_with_cameras}", "seconds=0.3", "read_hz=100", f"out={out}")
+    assert run.code == 0, run.err
+    reports = {report["name"]: report for report in json.loads(out.read_text())}
+    assert sorted(reports) == ["front", "wrist"]
+    assert reports["front"]["fps_configured"] == 100 and reports["wrist"]["fps_configured"] == 50
+    assert all(r["frames"] > 2 and r["shape"] == [24, 32, 3] and r["frame_age_ms_p50"] >= 0 for r in reports.values())
+
+
+def test_robo_camera_names_a_robot_without_the_camera(robo, robot_with_cameras):
+    run = robo("camera", "snap", f"robot={robot_with_cameras}")
+    assert run.code != 0 and "camera=<name> is required: robot" in run.err and "['front', 'wrist']" in run.err
+    run = robo("camera", "check", f"robot={robot_with_cameras}", "camera=top")
+    assert run.code != 0 and "no camera 'top'; its cameras: ['front', 'wrist']" in run.err
+    run = robo("camera", "check", "robot=so101_arm")
+    assert run.code != 0 and "robot 'so101_arm' declares no cameras" in run.err

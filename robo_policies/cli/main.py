@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Callable
 
 import yaml
@@ -21,6 +22,7 @@ from robo_policies.utils.errors import ConfigError, one_line
 from robo_policies.utils.plugins import load_plugins
 
 if TYPE_CHECKING:
+    from robo_policies.robots.cameras import CameraConfig
     from robo_policies.robots.config import RobotConfig
 
 EPILOG_OVERRIDES = "Settings (override with key=value):\n"
@@ -116,6 +118,27 @@ def _parser() -> argparse.ArgumentParser:
          "  (space latches the e-stop, r resets it, Esc quits)", _robot_teleop),
     ):
         _add_settings_command(robot_commands, name, schema, summary, example, run)
+
+    camera = commands.add_parser(
+        "camera", help="find, snap and measure cameras (USB through OpenCV, or a replayed recording)",
+        description="Find video devices, save a frame, and measure cameras as the control loop sees them.",
+    )
+    camera_commands = camera.add_subparsers(dest="camera_command", metavar="<action>", required=True)
+    camera_list = camera_commands.add_parser(
+        "list", help="every /dev/video* device: whether OpenCV opens it, and its default mode",
+        description="Open every /dev/video* device (or the devices given) with OpenCV and print whether "
+        "it opens and its default width, height and fps.",
+    )
+    camera_list.add_argument("devices", nargs="*", help="devices to try instead of /dev/video* (index or path)")
+    camera_list.set_defaults(run=_camera_list)
+    for name, schema, summary, example, run in (
+        ("snap", "CameraSnapConfig", "save one frame of a camera, after its warm-up",
+         "robo camera snap device=/dev/video0 out=frame.png   (or robot=so101_arm camera=wrist)", _camera_snap),
+        ("check", "CameraCheckConfig",
+         "read cameras as the control loop would: achieved fps, frame age p50/p99, dropped frames -> JSON",
+         "robo camera check robot=so101_arm seconds=5   (or device=0 width=640 height=480 fps=30)", _camera_check),
+    ):
+        _add_settings_command(camera_commands, name, schema, summary, example, run)
 
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
@@ -327,6 +350,65 @@ def _robot_teleop(args: argparse.Namespace) -> None:
     cfg = compose_config("robot_teleop", args.overrides)
     with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys):
         teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s)
+
+
+def _camera_list(args: argparse.Namespace) -> None:
+    from robo_policies.robots.cameras.tools import find_cameras
+    from robo_policies.robots.config import text_table
+
+    found = find_cameras(args.devices or None)
+    if not found:
+        print("no video devices (/dev/video*); plug a camera in, or name a device: robo camera list <path>")
+        return
+    rows = [(d.device, "yes" if d.opened else "no", f"{d.width}x{d.height}" if d.opened else "-",
+             f"{d.fps:g}" if d.opened else "-") for d in found]
+    print(text_table(("device", "opens", "size", "fps"), rows))
+
+
+def _cameras(cfg: DictConfig) -> dict[str, CameraConfig]:
+    """The cameras a camera command works on: ``robot=``'s (all, or ``camera=``), else the one
+    described by the command's own camera settings."""
+    from robo_policies.robots.cameras import CameraConfig
+    from robo_policies.robots.config import load_robot_config
+
+    if not cfg.robot:
+        fields = {key: cfg[key] for key in CameraConfig.__dataclass_fields__}
+        return {cfg.camera or "camera": CameraConfig(**fields)}
+    robot = load_robot_config(cfg.robot)
+    if not robot.cameras:
+        raise ConfigError(f"{robot.source}: robot {robot.name!r} declares no cameras (add a cameras: section)")
+    if not cfg.camera:
+        return dict(robot.cameras)
+    if cfg.camera not in robot.cameras:
+        raise ConfigError(f"{robot.source}: no camera {cfg.camera!r}; its cameras: {sorted(robot.cameras)}")
+    return {cfg.camera: robot.cameras[cfg.camera]}
+
+
+def _camera_snap(args: argparse.Namespace) -> None:
+    from robo_policies.robots.cameras.tools import snap
+
+    cfg = compose_config("camera_snap", args.overrides)
+    cameras = _cameras(cfg)
+    if len(cameras) > 1:
+        raise ConfigError(f"camera=<name> is required: robot {cfg.robot!r} has cameras {sorted(cameras)}")
+    (name, config), = cameras.items()
+    image = snap(name, config, cfg.out)
+    print(f"wrote {cfg.out} ({image.shape[1]}x{image.shape[0]}) from camera {name!r}")
+
+
+def _camera_check(args: argparse.Namespace) -> None:
+    from robo_policies.robots.cameras.tools import check_camera
+    from robo_policies.robots.config import text_table
+    from robo_policies.utils.atomic import atomic_write_text
+
+    cfg = compose_config("camera_check", args.overrides)
+    reports = [check_camera(name, config, cfg.seconds, cfg.read_hz) for name, config in _cameras(cfg).items()]
+    atomic_write_text(cfg.out, json.dumps([asdict(report) for report in reports], indent=2) + "\n")
+    print(text_table(("camera", "fps asked", "fps got", "dropped", "age p50 ms", "age p99 ms", "size"),
+                     [(r.name, f"{r.fps_configured:g}", f"{r.fps_achieved:g}", str(r.dropped),
+                       f"{r.frame_age_ms_p50:g}", f"{r.frame_age_ms_p99:g}", "x".join(map(str, r.shape)))
+                      for r in reports]))
+    print(f"wrote {cfg.out}")
 
 
 def _robot_config(cfg: DictConfig) -> RobotConfig:

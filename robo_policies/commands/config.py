@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from robo_policies.robots.cameras.registry import CameraConfig
 from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.utils.plugins import plugin_config_dirs
 
@@ -107,6 +108,37 @@ class RobotCheckConfig(RobotToolConfig):
     step (default: read only, torque off, the commands are dry runs through the chain)."""
     move_step: float = 0.05
     """The step of move=true on the first command dimension: rad for a joint, rad/s for a wheel."""
+
+
+@dataclass
+class CameraToolConfig(CameraConfig):
+    """Settings of ``robo camera snap`` and ``robo camera check``: a robot's cameras by name
+    (``robot=``, ``camera=``), or one camera described by the settings below them."""
+
+    robot: str = ""
+    """Robot whose cameras (its robot.yaml ``cameras:``) to use; empty: the camera settings here."""
+    camera: str = ""
+    """The camera's name on ``robot`` (check: every camera when empty)."""
+
+
+@dataclass
+class CameraSnapConfig(CameraToolConfig):
+    """Settings of ``robo camera snap``."""
+
+    out: str = "frame.png"
+    """Image file to write (PNG or JPEG by suffix)."""
+
+
+@dataclass
+class CameraCheckConfig(CameraToolConfig):
+    """Settings of ``robo camera check``."""
+
+    seconds: float = 3.0
+    """How long to read each camera."""
+    read_hz: float = 50.0
+    """How often to read, as the control loop would."""
+    out: str = "outputs/camera_check.json"
+    """JSON file for the per-camera report."""
 
 
 @dataclass
@@ -223,6 +255,7 @@ store_settings({
     "robot_calibrate": RobotToolConfig, "robot_check": RobotCheckConfig,
     "robot_teleop": RobotTeleopConfig, "record": RecordConfig,
     "bench_inference": BenchInferenceConfig, "bench_train": BenchTrainConfig,
+    "camera_snap": CameraSnapConfig, "camera_check": CameraCheckConfig,
 })
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from robo_policies.robots.cameras.registry import CameraConfig
 from robo_policies.utils.errors import ConfigError, UnknownNameError
 from robo_policies.utils.plugins import plugin_dirs
 
@@ -83,6 +84,10 @@ class RobotConfig:
     watchdog_s: Optional[float] = 0.5
     """Stop (wheels zero, arm holds) when no command arrives for this long; null: off."""
     estop: EStopConfig = field(default_factory=EStopConfig)
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    """Camera name -> how to reach it (``robo camera list`` finds devices, ``robo camera check``
+    measures them). A camera named ``front`` is the observation key ``front_image``, as in the
+    simulated image tasks."""
     source: str = ""
     """The file this config was read from (filled in by the loader)."""
 
