@@ -84,12 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                                         f"robo bench {name} out=outputs/bench/{name}.json", _bench)
         command.set_defaults(bench_name=name)
 
-    robot = commands.add_parser(
-        "robot", help="set up, calibrate, check and teleoperate a real robot (hardware/)",
-        description="Set up, calibrate, check and teleoperate a real robot. In order: find-port, "
-        "setup-motors, calibrate, check, teleop; then `robo record` and `robo deploy`.",
-    )
-    robot_commands = robot.add_subparsers(dest="robot_command", metavar="<action>", required=True)
+    robot_commands = _command_group(
+        commands, "robot", "set up, calibrate, check and teleoperate a real robot (hardware/)",
+        "Set up, calibrate, check and teleoperate a real robot. In order: find-port, setup-motors, "
+        "calibrate, check, teleop; then `robo record` and `robo deploy`.")
     robot_list = robot_commands.add_parser(
         "list", help="every robot config in hardware/: kind, bus, twin task, motors and ids",
         description="List every robot config in hardware/: kind, bus, twin task, motors and ids.",
@@ -119,11 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         _add_settings_command(robot_commands, name, schema, summary, example, run)
 
-    camera = commands.add_parser(
-        "camera", help="find, snap and measure cameras (USB through OpenCV, or a replayed recording)",
-        description="Find video devices, save a frame, and measure cameras as the control loop sees them.",
-    )
-    camera_commands = camera.add_subparsers(dest="camera_command", metavar="<action>", required=True)
+    camera_commands = _command_group(
+        commands, "camera", "find, snap and measure cameras (USB through OpenCV, or a replayed recording)",
+        "Find video devices, save a frame, and measure cameras as the control loop sees them.")
     camera_list = camera_commands.add_parser(
         "list", help="every /dev/video* device: whether OpenCV opens it, and its default mode",
         description="Open every /dev/video* device (or the devices given) with OpenCV and print whether "
@@ -143,11 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser("tasks", help="list the registered tasks")
     tasks.set_defaults(run=_tasks)
 
-    dataset = commands.add_parser(
-        "dataset", help="inspect, check and convert datasets",
-        description="Inspect, check and convert datasets.",
-    )
-    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="<action>", required=True)
+    dataset_commands = _command_group(commands, "dataset", "inspect, check and convert datasets",
+                                      "Inspect, check and convert datasets.")
     info = dataset_commands.add_parser(
         "info", help="episodes, steps, keys with shapes and dtypes, action ranges",
         description="Print episodes, steps, keys with shapes and dtypes, and action ranges.",
@@ -194,6 +187,13 @@ class _SettingsHelp(argparse.Action):
         parser.epilog = EPILOG_OVERRIDES + config.config_help(config.settings_class(self.schema))
         parser.print_help()
         parser.exit()
+
+
+def _command_group(commands: argparse._SubParsersAction, name: str, summary: str,
+                   description: str) -> argparse._SubParsersAction:
+    """``robo <name> <action>``: a command whose actions are subcommands."""
+    group = commands.add_parser(name, help=summary, description=description)
+    return group.add_subparsers(dest=f"{name}_command", metavar="<action>", required=True)
 
 
 def _add_settings_command(commands: argparse._SubParsersAction, name: str, schema: str, summary: str,
