@@ -320,6 +320,45 @@ def test_a_port_lost_during_deploy_is_one_line_after_the_safe_stop_and_deploy_js
     assert report["episodes"] == 0 and report["ticks"] >= 5
 
 
+def test_a_camera_that_stops_during_deploy_stops_the_robot_and_deploy_json_says_so(tmp_path, robo, wallclock_base):
+    """The replayed camera delivers 0.3 s of frames and freezes; the next observation finds its
+    newest frame older than camera_timeout_s, and the wheels stop with torque off."""
+    import imageio.v3 as iio
+
+    fake = wallclock_base
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        iio.imwrite(frames / f"{i}.png", np.full((12, 16, 3), 20 * i, np.uint8))
+    config = robot_yaml(tmp_path, "diffdrive_base", camera_timeout_s=0.4,
+                        cameras={"front": {"type": "replay", "device": str(frames), "fps": 20}})
+    make_policy(shapes={"base_pose": (4,), "base_vel": (2,)}, action_dim=2, action_range=3.0).save(
+        tmp_path / "policy", metadata={"task": None})
+    run = robo("deploy", f"robot={config}", f"port={fake.port}", f"checkpoint={tmp_path / 'policy'}", "hz=20",
+               "policy_hz=10", "duration_s=30", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 2 and run.err.count("\n") == 1, run.err
+    assert re.fullmatch(r"error: camera 'front' stalled: its newest frame is \d\.\d+ s old \(limit 0\.4 s\)\n",
+                        run.err), run.err
+    assert goal_velocities(fake) == [0, 0]
+    assert [fake.value(motor_id, "torque_enable") for motor_id in WHEELS] == [0, 0]
+    report = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert report["fault"].startswith("CameraError: camera 'front' stalled") and report["ticks"] >= 6
+
+
+def test_a_camera_that_delivers_nothing_stops_deploy_before_the_bus_is_touched(tmp_path, robo, wallclock_base):
+    fake = wallclock_base
+    (tmp_path / "empty").mkdir()
+    config = robot_yaml(tmp_path, "diffdrive_base", cameras={"front": {"type": "replay", "device": str(tmp_path / "empty"),
+                                                                        "fps": 20}})
+    make_policy(shapes={"base_pose": (4,), "base_vel": (2,)}, action_dim=2, action_range=3.0).save(
+        tmp_path / "policy", metadata={"task": None})
+    run = robo("deploy", f"robot={config}", f"port={fake.port}", f"checkpoint={tmp_path / 'policy'}", "hz=20",
+               "policy_hz=10", "duration_s=30", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 2 and run.err.count("\n") == 1, run.err
+    assert run.err == f"error: camera 'front': {tmp_path / 'empty'} holds no images\n"
+    assert fake.instructions == []  # not even a ping: the cameras come first
+
+
 @pytest.mark.slow
 def test_smoke_wallclock_sigterm_during_deploy_leaves_the_wheels_stopped_and_torque_off(tmp_path, wallclock_base):
     fake = wallclock_base

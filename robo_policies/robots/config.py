@@ -88,6 +88,9 @@ class RobotConfig:
     """Camera name -> how to reach it (``robo camera list`` finds devices, ``robo camera check``
     measures them). A camera named ``front`` is the observation key ``front_image``, as in the
     simulated image tasks."""
+    camera_timeout_s: float = 0.5
+    """A camera whose newest frame is older than this when the robot is read (it froze, its
+    cable came out) stops the loop and puts the robot in its safe state."""
     source: str = ""
     """The file this config was read from (filled in by the loader)."""
 

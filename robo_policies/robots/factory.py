@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from robo_policies.robots.cameras import make_camera
 from robo_policies.robots.clock import WALL_CLOCK, Clock
 from robo_policies.robots.config import RobotConfig
 from robo_policies.robots.registry import robot_kind
@@ -33,7 +34,8 @@ def make_robot(config: RobotConfig, sim: bool = False, period_s: float = 0.1,
         if not config.sim_task:
             raise ConfigError(f"{config.source}: {config.name} has no MuJoCo twin (sim_task is not set)")
         robot = kind.build_twin(config, **robot_kwargs)
-    else:
-        robot = kind.build(config, port, **robot_kwargs)
+    else:  # the twin renders its own views; a device reads the cameras in its config
+        cameras = {name: make_camera(name, camera, clock) for name, camera in config.cameras.items()}
+        robot = kind.build(config, port, cameras=cameras, camera_timeout_s=config.camera_timeout_s, **robot_kwargs)
     robot.kind = config.kind
     return robot

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from robo_policies.robots.cameras.camera import Camera
 from robo_policies.robots.clock import WALL_CLOCK, Clock
 from robo_policies.robots.safety import EStop, SafetyChain, SafetyContext, Watchdog
 from robo_policies.utils.errors import DeviceFault
@@ -71,6 +72,11 @@ class Robot(ABC):
             (None: the time since the last command, measured on ``clock``).
         clock: the time of timestamps, the watchdog and the loops that drive this robot
             (default: the wall clock; a ``FakeClock`` in tests).
+        cameras: cameras by name, each read into the observation as ``<name>_image``; they are
+            connected before the device, so a camera that delivers nothing stops the start
+            before any torque goes on.
+        camera_timeout_s: an observation whose camera frame is older than this is an error (the
+            camera froze or its cable came out): the loop ends and the robot goes to its safe state.
     """
 
     connects_unpowered: bool = False
@@ -81,8 +87,11 @@ class Robot(ABC):
     kind for its key bindings."""
 
     def __init__(self, name: str, safety: SafetyChain | None = None, watchdog_s: float | None = None,
-                 period_s: float | None = None, clock: Clock = WALL_CLOCK) -> None:
+                 period_s: float | None = None, clock: Clock = WALL_CLOCK,
+                 cameras: dict[str, Camera] | None = None, camera_timeout_s: float = 0.5) -> None:
         self.name = name
+        self.cameras = dict(cameras or {})
+        self.camera_timeout_s = camera_timeout_s
         self.period_s = period_s
         self.clock = clock
         self.safety = safety if safety is not None else SafetyChain([], estop=EStop())
@@ -178,7 +187,13 @@ class Robot(ABC):
         if self._connected:
             raise RobotError(f"{self.name} is already connected")
         powered = powered or not self.connects_unpowered
-        self._connect() if powered else self._connect_unpowered()
+        try:
+            for camera in self.cameras.values():
+                camera.connect()
+            self._connect() if powered else self._connect_unpowered()
+        except BaseException:
+            self._disconnect_cameras()
+            raise
         self._connected, self._powered = True, powered
         self.forget_commands()
         if self.watchdog_s is not None and powered:
@@ -189,6 +204,8 @@ class Robot(ABC):
         """The present observation, with ``timestamp`` (``clock.now()`` at the read)."""
         self._require_connected()
         observation = self._read()
+        for name, camera in self.cameras.items():
+            observation[f"{name}_image"] = camera.latest(max_age_s=self.camera_timeout_s).image
         observation["timestamp"] = np.float64(self.clock.now())
         return observation
 
@@ -249,8 +266,11 @@ class Robot(ABC):
                 with self._lock:
                     self._make_safe()
         finally:
-            self._disconnect()
-            self._connected = False
+            try:
+                self._disconnect()
+            finally:
+                self._disconnect_cameras()
+                self._connected = False
 
     def __enter__(self) -> Robot:
         self.connect()
@@ -289,6 +309,10 @@ class Robot(ABC):
             dt = now - self._last_send_time if self._last_send_time is not None else 0.0
         return SafetyContext(present=self.present_position(), last_sent=self._last_sent,
                              previous_sent=self._previous_sent, dt=dt, hold=self.hold_command())
+
+    def _disconnect_cameras(self) -> None:
+        for camera in self.cameras.values():
+            camera.disconnect()
 
     def _write_hold(self, command: np.ndarray) -> None:
         """Write the hold command of ``stop`` (a twin applies it without advancing time)."""

@@ -188,5 +188,7 @@ class Camera(ABC):
             self._new_frame.notify_all()
 
     def _raise_failure(self) -> None:
+        if isinstance(self._failure, CameraError):  # already says which camera and what
+            raise CameraError(str(self._failure)) from self._failure
         if self._failure is not None:
             raise CameraError(f"camera {self.name!r} failed: {self._failure}") from self._failure
