@@ -176,3 +176,30 @@ def test_rti_warm_starts_an_image_policy(saved, tmp_path, robo):
     assert [r["model_calls"] for r in rti["records"]] == [5]
     assert rti["sampler"] == {"name": "rti", "steps": 2, "start_noise": 1.0, "renoise": True,
                               "calibrate": False, "discrete_dims": [5]}  # the arm's gripper
+
+
+# -- robo deploy of a camera policy on a twin ----------------------------------------------------
+
+def test_robo_deploy_runs_an_image_policy_on_the_twin_with_its_cameras_rendered_in_the_loop(saved, tmp_path, robo):
+    """so101_arm's twin runs arm_pick_place; a policy of arm_pick_place_image (the same scene
+    through the robot's cameras) runs on it, the twin rendering both cameras at each read."""
+    import dataclasses
+
+    from robo_policies.robots.config import load_robot_config
+    from robo_policies.robots.factory import make_robot
+
+    run = robo("deploy", "robot=so101_arm", f"checkpoint={saved['arm_image']}", "sim=true", "episodes=1",
+               "realtime=false", f"out={tmp_path / 'arm'}", "progress=false")
+    assert run.code == 0, run.err
+    deployed = json.loads((tmp_path / "arm" / "deploy.json").read_text())
+    assert deployed["episodes"] == 1 and deployed["fault"] is None and deployed["ticks"] > 0
+    assert deployed["cameras"] == {"front_image": "rendered at each observation",
+                                   "wrist_image": "rendered at each observation"}
+    config = dataclasses.replace(load_robot_config("so101_arm"), sim_task="arm_pick_place_image")
+    twin = make_robot(config, sim=True, twin_env_kwargs={"image_size": 32})
+    assert twin.observation_features == {"joint_pos": (6,), "joint_vel": (6,), "front_image": (32, 32, 3),
+                                         "wrist_image": (32, 32, 3)}
+    run = robo("deploy", "robot=so101_arm", f"checkpoint={saved['nav_image']}", "sim=true", "episodes=1",
+               f"out={tmp_path / 'nav'}", "progress=false")
+    assert run.code == 2 and "trained on task 'diffdrive_nav_image', but so101_arm's twin runs 'arm_pick_place'" \
+        in run.err

@@ -343,6 +343,8 @@ def test_a_camera_that_stops_during_deploy_stops_the_robot_and_deploy_json_says_
     assert [fake.value(motor_id, "torque_enable") for motor_id in WHEELS] == [0, 0]
     report = json.loads((tmp_path / "out" / "deploy.json").read_text())
     assert report["fault"].startswith("CameraError: camera 'front' stalled") and report["ticks"] >= 6
+    front = report["cameras"]["front"]
+    assert front["frames"] == 6 and front["fps"] == 20 and 0 <= front["frame_age_ms_p50"] <= front["frame_age_ms_p99"]
 
 
 def test_a_camera_that_delivers_nothing_stops_deploy_before_the_bus_is_touched(tmp_path, robo, wallclock_base):

@@ -8,6 +8,7 @@ often each safety filter intervened.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -28,6 +29,7 @@ from robo_policies.robots.bus_robot import BusRobot
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.control_loop import LoopStats, PolicyWorker, loop_priority, run_episode
 from robo_policies.robots.factory import make_robot
+from robo_policies.robots.robot import Robot
 from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.sim_twin import SimTwin
 from robo_policies.policy import require_observation_keys
@@ -41,22 +43,27 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     robot_config = load_robot_config(cfg.robot)
     policy_dir = resolve_saved(cfg.checkpoint)
     policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
-    policy_task = saved_metadata(policy_dir).get("task")
+    metadata = saved_metadata(policy_dir)
+    policy_task = metadata.get("task")
     policy.warm_start = make_warm_start(cfg, policy_task or robot_config.sim_task, policy, str(policy_dir))
     step_s = _policy_step(cfg, policy_task, robot_config.sim_task)
     hz = cfg.hz or 1.0 / step_s
     if not 1.0 <= hz <= 500.0:
         raise ConfigError(f"hz must be in [1, 500], got {hz}")
     if cfg.sim and policy_task and robot_config.sim_task and policy_task != robot_config.sim_task:
-        raise ConfigError(f"checkpoint {policy_dir} was trained on task {policy_task!r}, but "
-                         f"{robot_config.name}'s twin runs {robot_config.sim_task!r}")
+        if get_task(policy_task).state_task != robot_config.sim_task:
+            raise ConfigError(f"checkpoint {policy_dir} was trained on task {policy_task!r}, but "
+                              f"{robot_config.name}'s twin runs {robot_config.sim_task!r}")
+        # the twin's scene seen through the robot's cameras: the twin renders them in the loop
+        robot_config = dataclasses.replace(robot_config, sim_task=policy_task)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     torch.set_num_threads(max(1, cfg.threads))
     sys.setswitchinterval(0.001)  # the loop thread gets the interpreter back within 1 ms
 
-    robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None)
+    robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None,
+                       twin_env_kwargs=metadata.get("env_kwargs"))
     _require_policy_fits(policy, robot.observation_features, robot.action_dim, robot_config.name)
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
@@ -99,11 +106,27 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
             "inference_ms_p50": _percentile(worker.inference_ms, 50),
             "inference_ms_p99": _percentile(worker.inference_ms, 99),
             "safety_interventions": dict(robot.safety.interventions),
+            "cameras": _camera_report(robot),
             "episode_ticks": [o.ticks for o in outcomes],
             "episode_success": [o.success for o in outcomes],
         }
         atomic_write_text(out / "deploy.json", json.dumps(report, indent=2) + "\n")
     print(format_report(report))
+    return report
+
+
+def _camera_report(robot: Robot) -> dict[str, Any]:
+    """Per camera: the age of the frames the policy saw (p50/p99) and what the camera dropped.
+    A twin renders its cameras at each observation, so its frames are never old."""
+    if isinstance(robot, SimTwin):
+        return {key: "rendered at each observation" for key, shape in robot.observation_features.items()
+                if len(shape) == 3}
+    report = {}
+    for name, camera in robot.cameras.items():
+        ages_ms = [1000 * age for age in robot.frame_ages[name]]
+        stats = camera.stats()
+        report[name] = {"frame_age_ms_p50": _percentile(ages_ms, 50), "frame_age_ms_p99": _percentile(ages_ms, 99),
+                        "frames": stats.frames, "dropped": stats.dropped, "fps": stats.fps}
     return report
 
 
@@ -164,5 +187,9 @@ def format_report(report: dict[str, Any]) -> str:
              *([("bus retries", str(report["bus_retries"]))] if report["bus_retries"] is not None else []),
              ("inference p50 / p99", f"{report['inference_ms_p50']} / {report['inference_ms_p99']} ms"),
              ("safety interventions", json.dumps(report["safety_interventions"]))]
+    for name, camera in report["cameras"].items():
+        rows.append((f"camera {name}", camera if isinstance(camera, str) else
+                     f"frame age p50 / p99 {camera['frame_age_ms_p50']} / {camera['frame_age_ms_p99']} ms, "
+                     f"{camera['dropped']} dropped of {camera['frames']}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

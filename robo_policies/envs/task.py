@@ -43,6 +43,8 @@ class Task:
             (e.g. which side of the obstacle ``diffdrive_nav`` passed).
         discrete_action_dims: action dimensions the expert only sets to their two ends
             (a gripper's open/closed); warm-started samplers snap them (``sampling.warmstart``).
+        state_task: for a task that shows another's scene through cameras (``<task>_image``),
+            that task: a robot whose twin runs it can run this one too.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Task:
     requires: str | None = None
     episode_stats: Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, Any]] | None = None
     discrete_action_dims: tuple[int, ...] = ()
+    state_task: str | None = None
 
     def env(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
         """Build the env; a missing optional extra gives an error naming the extra to install."""
@@ -89,5 +92,5 @@ def image_variant(task: Task) -> Task:
 
     return dataclasses.replace(
         task, name=f"{task.name}_image", make_env=functools.partial(task.make_env, obs_mode="image"),
-        make_expert=make_expert, episode_stats=None,
+        make_expert=make_expert, episode_stats=None, state_task=task.name,
         description=f"{task.description.rstrip('.')}; seen through encoders and cameras only.")

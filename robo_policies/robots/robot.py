@@ -92,6 +92,8 @@ class Robot(ABC):
         self.name = name
         self.cameras = dict(cameras or {})
         self.camera_timeout_s = camera_timeout_s
+        self.frame_ages: dict[str, list[float]] = {name: [] for name in self.cameras}
+        """Per camera, the age of the frame each observation carried (s), since ``connect``."""
         self.period_s = period_s
         self.clock = clock
         self.safety = safety if safety is not None else SafetyChain([], estop=EStop())
@@ -188,8 +190,9 @@ class Robot(ABC):
             raise RobotError(f"{self.name} is already connected")
         powered = powered or not self.connects_unpowered
         try:
-            for camera in self.cameras.values():
+            for name, camera in self.cameras.items():
                 camera.connect()
+                self.frame_ages[name] = []
             self._connect() if powered else self._connect_unpowered()
         except BaseException:
             self._disconnect_cameras()
@@ -204,9 +207,12 @@ class Robot(ABC):
         """The present observation, with ``timestamp`` (``clock.now()`` at the read)."""
         self._require_connected()
         observation = self._read()
+        now = self.clock.now()
         for name, camera in self.cameras.items():
-            observation[f"{name}_image"] = camera.latest(max_age_s=self.camera_timeout_s).image
-        observation["timestamp"] = np.float64(self.clock.now())
+            frame = camera.latest(max_age_s=self.camera_timeout_s)
+            observation[f"{name}_image"] = frame.image
+            self.frame_ages[name].append(now - frame.timestamp)
+        observation["timestamp"] = np.float64(now)
         return observation
 
     def send_action(self, action: np.ndarray) -> np.ndarray:

@@ -26,16 +26,18 @@ class SimTwin(Robot):
         task: registered task whose model and scene the twin runs (``arm_pick_place``, ...).
         action_names: one name per command dimension, as on the hardware.
         period_s: simulated seconds per command (the control loop's period).
+        env_kwargs: settings of the task's env (an image task's ``image_size``).
         **robot_kwargs: safety chain, watchdog and clock (see ``Robot``).
     """
 
     def __init__(self, name: str, task: str, action_names: list[str], period_s: float,
-                 **robot_kwargs: Any) -> None:
+                 env_kwargs: dict[str, Any] | None = None, **robot_kwargs: Any) -> None:
         super().__init__(name, period_s=period_s, **robot_kwargs)
         self.task = get_task(task)
+        self.env_kwargs = dict(env_kwargs or {})
         self._action_names = list(action_names)
         self.env: MujocoTaskEnv | None = None
-        probe = self.task.env().unwrapped
+        probe = self.task.env(**self.env_kwargs).unwrapped
         self._features = {key: tuple(space.shape) for key, space in probe.observation_space.spaces.items()}
         if probe.action_space.shape != (len(self._action_names),):
             raise ConfigError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
@@ -71,7 +73,7 @@ class SimTwin(Robot):
         return self.env
 
     def _connect(self) -> None:
-        self.env = self.task.env().unwrapped
+        self.env = self.task.env(**self.env_kwargs).unwrapped  # an image task renders its cameras in the loop
         self.env.reset(seed=0)
 
     def _disconnect(self) -> None:
