@@ -162,3 +162,17 @@ def test_robo_camera_names_a_robot_without_the_camera(robo, robot_with_cameras):
     assert run.code != 0 and "no camera 'top'; its cameras: ['front', 'wrist']" in run.err
     run = robo("camera", "check", "robot=so101_arm")
     assert run.code != 0 and "robot 'so101_arm' declares no cameras" in run.err
+
+
+def test_a_frame_is_centre_cropped_to_the_policys_aspect_then_shrunk():
+    pytest.importorskip("cv2")
+    from robo_policies.robots.cameras.fit import fit_image
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :8] = (255, 0, 0)  # the side strips the square crop removes
+    frame[:, -8:] = (255, 0, 0)
+    frame[:, 8:-8] = (0, 200, 0)
+    fitted = fit_image(frame, (84, 84))
+    assert fitted.shape == (84, 84, 3) and fitted.dtype == np.uint8
+    assert fitted[..., 0].max() == 0 and fitted[..., 1].min() == 200  # nothing of the strips, nothing stretched
+    assert fit_image(frame, (48, 64)) is frame

@@ -361,6 +361,34 @@ def test_a_camera_that_delivers_nothing_stops_deploy_before_the_bus_is_touched(t
     assert fake.instructions == []  # not even a ping: the cameras come first
 
 
+def test_deploy_feeds_camera_frames_at_the_size_the_policy_was_trained_on(tmp_path, robo, wallclock_base):
+    """The camera delivers 12x16 frames; the policy reads 84x84: each frame is cropped and shrunk
+    to it. A policy reading a camera the robot lacks is refused before any packet is sent."""
+    import imageio.v3 as iio
+
+    fake = wallclock_base
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        iio.imwrite(frames / f"{i}.png", np.full((12, 16, 3), 40 * i, np.uint8))
+    config = robot_yaml(tmp_path, "diffdrive_base",
+                        cameras={"front": {"type": "replay", "device": str(frames), "fps": 20, "loop": True}})
+    shapes = {"base_pose": (4,), "base_vel": (2,), "front_image": (84, 84, 3)}
+    make_policy(shapes=shapes, action_dim=2, action_range=3.0).save(tmp_path / "policy", metadata={"task": None})
+    run = robo("deploy", f"robot={config}", f"port={fake.port}", f"checkpoint={tmp_path / 'policy'}", "hz=20",
+               "policy_hz=10", "duration_s=1", f"out={tmp_path / 'out'}", "progress=false")
+    assert run.code == 0, run.err
+    report = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert report["fault"] is None and report["ticks"] == 20 and report["cameras"]["front"]["frames"] >= 10
+    make_policy(shapes={**shapes, "wrist_image": (84, 84, 3)}, action_dim=2, action_range=3.0).save(
+        tmp_path / "two_cameras", metadata={"task": None})
+    before = len(fake.instructions)
+    run = robo("deploy", f"robot={config}", f"port={fake.port}", f"checkpoint={tmp_path / 'two_cameras'}", "hz=20",
+               "policy_hz=10", "duration_s=1", f"out={tmp_path / 'out2'}", "progress=false")
+    assert run.code == 2 and "observation key(s) ['wrist_image'] missing" in run.err, run.err
+    assert len(fake.instructions) == before
+
+
 @pytest.mark.slow
 def test_smoke_wallclock_sigterm_during_deploy_leaves_the_wheels_stopped_and_torque_off(tmp_path, wallclock_base):
     fake = wallclock_base

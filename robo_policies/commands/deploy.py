@@ -64,7 +64,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
 
     robot = make_robot(robot_config, sim=cfg.sim, period_s=1.0 / hz, port=cfg.port or None,
                        twin_env_kwargs=metadata.get("env_kwargs"))
-    _require_policy_fits(policy, robot.observation_features, robot.action_dim, robot_config.name)
+    provided = {**robot.observation_features, **robot.fit_cameras(policy.obs_shapes)}
+    _require_policy_fits(policy, provided, robot.action_dim, robot_config.name)
     worker = PolicyWorker(policy, step_s)
     stats = LoopStats(period_s=1.0 / hz)
     outcomes = []

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robo_policies.robots.cameras.camera import Camera
+from robo_policies.robots.cameras.fit import fit_image
 from robo_policies.robots.clock import WALL_CLOCK, Clock
 from robo_policies.robots.safety import EStop, SafetyChain, SafetyContext, Watchdog
 from robo_policies.utils.errors import DeviceFault
@@ -94,6 +95,7 @@ class Robot(ABC):
         self.camera_timeout_s = camera_timeout_s
         self.frame_ages: dict[str, list[float]] = {name: [] for name in self.cameras}
         """Per camera, the age of the frame each observation carried (s), since ``connect``."""
+        self._image_sizes: dict[str, tuple[int, int]] = {}
         self.period_s = period_s
         self.clock = clock
         self.safety = safety if safety is not None else SafetyChain([], estop=EStop())
@@ -203,6 +205,17 @@ class Robot(ABC):
             self._watchdog = Watchdog(self.watchdog_s, self._on_watchdog, clock=self.clock)
             self._watchdog.start()
 
+    def fit_cameras(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Serve each camera whose key ``<name>_image`` is in ``shapes`` at that (H, W, 3) (the
+        size a policy was trained on: ``cameras.fit.fit_image``); returns those keys' shapes."""
+        fitted = {}
+        for name in self.cameras:
+            shape = tuple(shapes.get(f"{name}_image", ()))
+            if len(shape) == 3 and shape[2] == 3:
+                self._image_sizes[name] = (shape[0], shape[1])
+                fitted[f"{name}_image"] = shape
+        return fitted
+
     def get_observation(self) -> dict[str, np.ndarray]:
         """The present observation, with ``timestamp`` (``clock.now()`` at the read)."""
         self._require_connected()
@@ -210,7 +223,8 @@ class Robot(ABC):
         now = self.clock.now()
         for name, camera in self.cameras.items():
             frame = camera.latest(max_age_s=self.camera_timeout_s)
-            observation[f"{name}_image"] = frame.image
+            size = self._image_sizes.get(name)
+            observation[f"{name}_image"] = frame.image if size is None else fit_image(frame.image, size)
             self.frame_ages[name].append(now - frame.timestamp)
         observation["timestamp"] = np.float64(now)
         return observation
