@@ -40,7 +40,7 @@ from robo_policies.heads.registry import config_fields
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
     from robo_policies.sampling.warmstart import WarmStart
 
-NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask"})
+NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask", "timestamp"})
 """Dataset keys that are never policy inputs."""
 
 

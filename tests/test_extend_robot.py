@@ -85,7 +85,7 @@ def test_record_stores_what_was_sent(robo, carriages, type_keys, tmp_path):
                "drive.joint_step=0.01")
     assert run.code == 0, run.err
     buffer = ReplayBuffer.open(out)
-    assert buffer.n_episodes == 1 and set(buffer.keys) == {"slider_pos", "action"}
+    assert buffer.n_episodes == 1 and set(buffer.keys) == {"slider_pos", "action", "timestamp"}
     np.testing.assert_allclose(buffer["action"][:], np.full((5, 1), 0.02), rtol=1e-6)
     np.testing.assert_allclose(buffer["slider_pos"][:], np.full((5, 1), 0.02), rtol=1e-6)
     assert buffer.attrs["robot"] == "toy_slider" and buffer.attrs["action_names"] == ["carriage.pos"]

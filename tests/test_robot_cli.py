@@ -324,6 +324,40 @@ def test_teleop_nudges_an_arm_joint(tmp_path, feetech_arm, clock):
     np.testing.assert_allclose(np.array(sent)[:, :2], [[0.1, 0.0], [0.2, 0.0], [0.2, -0.1]], atol=2 * math.pi / 4096)
 
 
+def test_record_stores_each_cameras_frames_as_uint8_one_frame_per_chunk_and_trains(tmp_path, dynamixel_base, clock):
+    """A looping replayed camera on the base; its frames go in as front_image beside the joints,
+    and a policy trains on the recording with the camera as an input."""
+    import imageio.v3 as iio
+
+    from robo_policies.data.validate import validate_dataset
+    from robo_policies.policy import Policy, PolicyConfig
+    from robo_policies.train.config import TrainConfig
+    from robo_policies.train.trainer import train
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        iio.imwrite(frames / f"{i}.png", np.full((12, 16, 3), 50 * i, np.uint8))
+    config = robot_yaml(tmp_path, "diffdrive_base", camera_timeout_s=1000.0,  # the fake clock outruns the replay
+                        cameras={"front": {"type": "replay", "device": str(frames), "fps": 100, "loop": True}})
+    robot = make_robot(load_robot_config(config), period_s=0.05, port=dynamixel_base.port, clock=clock)
+    out = tmp_path / "camera.zarr"
+    with robot:
+        keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["d"], ["d"], ["d"], [], []])
+        record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings(), echo=lambda line: None)
+    buffer = ReplayBuffer.open(out)
+    images = buffer["front_image"]
+    assert buffer.n_episodes == 2 and images.shape == (10, 12, 16, 3) and images.dtype == np.uint8
+    assert images.chunks == (1, 12, 16, 3) and set(np.unique(images[:])) <= {0, 50, 100}
+    validate_dataset(out)
+    result = train(out, tmp_path / "run", PolicyConfig(net="mlp", n_obs_steps=1, horizon=4, n_action_steps=2,
+                                                     image_feature_dim=8, samples_per_obs=1),
+                   TrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=2, val_ratio=0.0,
+                               loader_workers=0), progress=False)
+    policy = Policy.load(result.policy_dir)
+    assert policy.obs_shapes["front_image"] == (12, 16, 3) and "timestamp" not in policy.obs_shapes
+
+
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
@@ -337,7 +371,8 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
         result = record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings())
     assert result.episodes_saved == 2 and result.steps_saved == 10
     buffer = ReplayBuffer.open(out)
-    assert buffer.n_episodes == 2 and set(buffer.keys) == {"action", "base_pose", "base_vel", "wheel_vel"}
+    assert buffer.n_episodes == 2 and set(buffer.keys) == {"action", "base_pose", "base_vel", "wheel_vel", "timestamp"}
+    np.testing.assert_allclose(buffer.episode(0)["timestamp"], np.arange(5) / 20.0)  # the robot's (fake) clock
     np.testing.assert_allclose(buffer.episode(0)["action"], sent[1:6], rtol=1e-6)
     np.testing.assert_allclose(buffer.episode(1)["action"], sent[7:12], rtol=1e-6)
     assert np.all(buffer.episode(0)["action"][:2] > 0)  # forward, ramping up

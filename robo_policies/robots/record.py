@@ -1,9 +1,10 @@
 """``robo record``: keyboard teleoperation into a crash-safe zarr dataset.
 
 Each step stores the observation read before acting (one array per key of the robot's
-``observation_features``) and ``action``, the command actually sent (``send_action``'s
-return, after the safety chain): a policy learns what the robot was really told to do, not
-what a key asked for. Episodes are kept in memory and appended with one
+``observation_features``, and each camera's frame as ``<name>_image``, uint8, one frame per
+chunk), ``timestamp`` (seconds since the episode's first step, on the robot's clock) and
+``action``, the command actually sent (``send_action``'s return, after the safety chain): a
+policy learns what the robot was really told to do, not what a key asked for. Episodes are kept in memory and appended with one
 ``ReplayBuffer.add_episode`` each when they end, so a kill or crash mid-episode loses that
 episode only and the dataset never shows part of one. An existing dataset is appended to
 (it must come from the same robot at the same rate).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_policies.data.replay_buffer import ReplayBuffer
+from robo_policies.data.replay_buffer import ReplayBuffer, is_image
 from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.robots.robot import Robot
 from robo_policies.robots.teleop import KeySource, drive, keyboard_for
@@ -54,17 +55,17 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
     controller = keyboard_for(robot, settings)
     echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
-    features = list(robot.observation_features)
+    features = [*robot.observation_features, *(f"{name}_image" for name in robot.cameras)]
     saved_steps = 0
     with robot.held_at_exit():
         for _ in range(episodes):
             echo(f"episode {buffer.n_episodes + 1}: set the scene (the keys drive), then press Enter to record")
             if drive(robot, keys, controller, fps, end_keys=("enter",), echo=echo) == "quit":
                 break
-            steps: dict[str, list[np.ndarray]] = {key: [] for key in [*features, "action"]}
+            steps: dict[str, list[np.ndarray]] = {key: [] for key in [*features, "timestamp", "action"]}
 
             def keep(observation: dict[str, np.ndarray], sent: np.ndarray) -> None:
-                for key in features:
+                for key in [*features, "timestamp"]:
                     steps[key].append(observation[key])
                 steps["action"].append(sent)
 
@@ -75,13 +76,21 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
             if ended == "quit":
                 echo(f"episode {buffer.n_episodes + 1} dropped ({len(steps['action'])} steps)")
                 break
-            data = {key: np.asarray(values, dtype=np.float32) for key, values in steps.items()}
+            data = {key: _column(values) for key, values in steps.items() if key != "timestamp"}
+            times = np.asarray(steps["timestamp"], dtype=np.float64)
+            data["timestamp"] = times - times[0]
             buffer.add_episode(data, {"start_time": started})
             saved_steps += len(data["action"])
             echo(f"episode {buffer.n_episodes} saved: {len(data['action'])} steps")
     result = RecordResult(str(out), before, buffer.n_episodes - before, saved_steps)
     echo(f"{out}: {result.episodes_saved} episodes saved this session, {buffer.n_episodes} in all")
     return result
+
+
+def _column(values: list[np.ndarray]) -> np.ndarray:
+    """One key's steps stacked: camera frames stay uint8, everything else float32."""
+    column = np.asarray(values)
+    return column if is_image(column.shape[1:], column.dtype) else column.astype(np.float32)
 
 
 def open_dataset(out: str | Path, robot: Robot, fps: float) -> ReplayBuffer:
