@@ -358,6 +358,31 @@ def test_record_stores_each_cameras_frames_as_uint8_one_frame_per_chunk_and_trai
     assert policy.obs_shapes["front_image"] == (12, 16, 3) and "timestamp" not in policy.obs_shapes
 
 
+def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robots(tmp_path, dynamixel_base, clock):
+    from robo_policies.robots.replay_episode import replay_episode
+
+    out = tmp_path / "teleop.zarr"
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
+                       port=dynamixel_base.port, clock=clock)
+    with robot:
+        keys = ScriptedKeys([["enter"], ["w"], ["w"], ["d"], [], [], ["enter"], ["a"], [], [], [], []])
+        record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings(), echo=lambda line: None)
+    recorded = ReplayBuffer.open(out).episode(0)["action"]
+    sent = []
+    with robot:
+        send = robot.send_action
+        robot.send_action = lambda action: sent.append(send(action)) or sent[-1]
+        start = clock.now()
+        assert replay_episode(robot, out, 0, rate=20.0, echo=lambda line: None) == 5
+        assert clock.now() - start == pytest.approx(0.25)  # at the recorded rate
+    np.testing.assert_allclose(np.array(sent), recorded, rtol=1e-6)  # the chain let all of it through again
+    with pytest.raises(ConfigError, match=r"holds episodes 0\.\.1; episode=2 is not one"):
+        replay_episode(robot, out, 2, rate=20.0)
+    robot.name = "other_base"
+    with pytest.raises(ConfigError, match="was recorded on robot 'diffdrive_base', not 'other_base'"):
+        replay_episode(robot, out, 0, rate=20.0)
+
+
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,

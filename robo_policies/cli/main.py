@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         ("record", "RecordConfig", "teleoperate a robot by keyboard into a crash-safe zarr dataset",
          "robo record robot=diffdrive_base out=data/real_nav.zarr episodes=20 fps=10 episode_s=30\n"
          "  (an existing dataset is appended to; Enter starts/ends an episode, Esc stops)", _record),
+        ("replay", "ReplayConfig", "send a recorded episode's actions to the robot again, through its safety chain",
+         "robo replay robot=diffdrive_base dataset=data/real_nav.zarr episode=0", _replay),
         ("demo", "DemoConfig", "the main job: collect, train and evaluate on the built-in tasks",
          "robo demo   (what `make demo` runs; tasks=[diffdrive_nav] for one task)", _demo),
     ):
@@ -303,6 +305,21 @@ def _record(args: argparse.Namespace) -> None:
     with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
                DriveSettings(**OmegaConf.to_container(cfg.drive)))
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from robo_policies.robots.factory import make_robot
+    from robo_policies.robots.replay_episode import recorded_rate, replay_episode
+    from robo_policies.robots.signals import stop_signals
+
+    cfg = compose_config("replay", args.overrides)
+    if not cfg.dataset:
+        raise ConfigError("dataset=<recorded.zarr> is required")
+    config = _robot_config(cfg)
+    rate = cfg.fps or recorded_rate(cfg.dataset)
+    robot = make_robot(config, period_s=1.0 / rate, port=cfg.port or None)
+    with stop_signals(robot, config.estop.signal), robot:
+        replay_episode(robot, cfg.dataset, cfg.episode, rate)
 
 
 def _robot_list(args: argparse.Namespace) -> None:

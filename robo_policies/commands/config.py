@@ -179,6 +179,18 @@ class RecordConfig(RobotToolConfig):
 
 
 @dataclass
+class ReplayConfig(RobotToolConfig):
+    """Settings of ``robo replay``."""
+
+    dataset: str = ""
+    """A dataset recorded with ``robo record`` on this robot."""
+    episode: int = 0
+    """Which episode to replay (0 is the first)."""
+    fps: float = 0.0
+    """Rate of the replay (Hz); 0: the rate it was recorded at."""
+
+
+@dataclass
 class DemoConfig:
     """Settings of ``robo demo`` (per-task recipes: configs/recipe/<task>.yaml)."""
 
@@ -253,7 +265,7 @@ def store_settings(settings: dict[str, type]) -> None:
 store_settings({
     "collect": CollectConfig, "demo": DemoConfig, "robot_setup_motors": RobotSetupMotorsConfig,
     "robot_calibrate": RobotToolConfig, "robot_check": RobotCheckConfig,
-    "robot_teleop": RobotTeleopConfig, "record": RecordConfig,
+    "robot_teleop": RobotTeleopConfig, "record": RecordConfig, "replay": ReplayConfig,
     "bench_inference": BenchInferenceConfig, "bench_train": BenchTrainConfig,
     "camera_snap": CameraSnapConfig, "camera_check": CameraCheckConfig,
 })
