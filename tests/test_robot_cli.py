@@ -383,6 +383,29 @@ def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robo
         replay_episode(robot, out, 0, rate=20.0)
 
 
+def test_a_leader_arm_drives_the_follower_through_its_chain_and_is_never_powered(tmp_path, feetech_arm, clock):
+    from robo_policies.robots.leader import LeaderArm, leader_session
+
+    leader_yaml = robot_yaml(tmp_path, "so101_leader")
+    calibration = {name: MotorCalibration(2048, 1024, 3072) for name in load_robot_config(leader_yaml).motors}
+    calibration["gripper"] = MotorCalibration(2048, 2048, 3000)
+    save_calibration(leader_yaml.parent / "calibration.json", calibration)  # as calibrated_arm's follower
+    follower = make_robot(load_robot_config(calibrated_arm(tmp_path)), period_s=0.05, port=feetech_arm.port,
+                          clock=clock)
+    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}, clock=clock.now) as fake_leader:
+        ticks = [2148, 1998, 2048, 2100, 2048, 2524]  # +100, -50, 0, +52 ticks; the gripper half closed
+        for motor_id, tick in zip(ARM_IDS, ticks):
+            fake_leader.set_value(motor_id, "present_position", tick)
+        with leader_session(load_robot_config(leader_yaml), fake_leader.port) as leader, follower:
+            sent = teleop(follower, ScriptedKeys([[], [], ["esc"]]), hz=20.0, settings=DriveSettings(),
+                          controller=LeaderArm(leader, follower), echo=lambda line: None)
+        assert [value for _, _, value in fake_leader.writes("torque_enable") if value] == []
+        assert fake_leader.writes("goal_position") == []
+    radians = 2 * math.pi / 4096
+    expected = [100 * radians, -50 * radians, 0.0, 52 * radians, 0.0, (2524 - 2048) / (3000 - 2048)]
+    np.testing.assert_allclose(sent[-1], expected, atol=radians)
+
+
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Callable
 
@@ -23,6 +25,8 @@ from robo_policies.utils.plugins import load_plugins
 
 if TYPE_CHECKING:
     from robo_policies.robots.cameras import CameraConfig
+    from robo_policies.robots.keyboard import Keyboard
+    from robo_policies.robots.robot import Robot
     from robo_policies.robots.config import RobotConfig
 
 EPILOG_OVERRIDES = "Settings (override with key=value):\n"
@@ -302,9 +306,28 @@ def _record(args: argparse.Namespace) -> None:
     cfg = compose_config("record", args.overrides)
     if not cfg.out:
         raise ConfigError("out=<dataset.zarr> is required")
-    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
+    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys), \
+            _teleop_controller(cfg, robot) as controller:
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
-               DriveSettings(**OmegaConf.to_container(cfg.drive)))
+               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller)
+
+
+@contextmanager
+def _teleop_controller(cfg: DictConfig, robot: Robot) -> Iterator[Keyboard | None]:
+    """None for the keyboard (the robot kind's keys), or the leader arm of ``teleop=leader``,
+    connected to read only for the block."""
+    if cfg.teleop == "keyboard":
+        yield None
+        return
+    if cfg.teleop != "leader":
+        raise ConfigError(f"teleop={cfg.teleop!r}: use keyboard or leader")
+    if not cfg.leader:
+        raise ConfigError("teleop=leader needs leader=<robot name or robot.yaml> (e.g. so101_leader)")
+    from robo_policies.robots.config import load_robot_config
+    from robo_policies.robots.leader import LeaderArm, leader_session
+
+    with leader_session(load_robot_config(cfg.leader), cfg.leader_port or None) as leader:
+        yield LeaderArm(leader, robot)
 
 
 def _replay(args: argparse.Namespace) -> None:
@@ -365,8 +388,10 @@ def _robot_teleop(args: argparse.Namespace) -> None:
     from robo_policies.robots.teleop import DriveSettings, keyboard_session, teleop
 
     cfg = compose_config("robot_teleop", args.overrides)
-    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys):
-        teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s)
+    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys), \
+            _teleop_controller(cfg, robot) as controller:
+        teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s,
+               controller=controller)
 
 
 def _camera_list(args: argparse.Namespace) -> None:

@@ -151,7 +151,19 @@ class RobotSetupMotorsConfig(RobotToolConfig):
 
 
 @dataclass
-class RobotTeleopConfig(RobotToolConfig):
+class TeleopSourceConfig(RobotToolConfig):
+    """What drives the robot in ``robo robot teleop`` and ``robo record``."""
+
+    teleop: str = "keyboard"
+    """keyboard (the robot kind's keys) or leader (a leader arm moved by hand: ``leader=``)."""
+    leader: str = ""
+    """teleop=leader: the leader arm's robot name or robot.yaml (e.g. so101_leader), read only."""
+    leader_port: str = ""
+    """teleop=leader: the leader's serial port (default: the one in its config)."""
+
+
+@dataclass
+class RobotTeleopConfig(TeleopSourceConfig):
     """Settings of ``robo robot teleop``."""
 
     hz: float = 20.0
@@ -163,7 +175,7 @@ class RobotTeleopConfig(RobotToolConfig):
 
 
 @dataclass
-class RecordConfig(RobotToolConfig):
+class RecordConfig(TeleopSourceConfig):
     """Settings of ``robo record``."""
 
     out: str = ""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from robo_policies.data.replay_buffer import ReplayBuffer, is_image
-from robo_policies.robots.keyboard import DriveSettings
+from robo_policies.robots.keyboard import DriveSettings, Keyboard
 from robo_policies.robots.robot import Robot
 from robo_policies.robots.teleop import KeySource, drive, keyboard_for
 from robo_policies.utils.errors import ConfigError
@@ -43,9 +43,11 @@ class RecordResult:
 
 
 def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: float, episode_s: float,
-           settings: DriveSettings, echo: Callable[[str], None] = print) -> RecordResult:
+           settings: DriveSettings, echo: Callable[[str], None] = print,
+           controller: Keyboard | None = None) -> RecordResult:
     """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
-    connected robot into ``out`` (created, or appended to)."""
+    connected robot into ``out`` (created, or appended to), driven by its kind's keys or by
+    ``controller`` (a leader arm)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if not (fps > 0 and episode_s > 0):
@@ -53,7 +55,7 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     buffer = open_dataset(out, robot, fps)
     before = buffer.n_episodes
     echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
-    controller = keyboard_for(robot, settings)
+    controller = controller or keyboard_for(robot, settings)
     echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
     features = [*robot.observation_features, *(f"{name}_image" for name in robot.cameras)]
     saved_steps = 0

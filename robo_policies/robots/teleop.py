@@ -162,10 +162,11 @@ def drive(robot: Robot, keys: KeySource, controller: Keyboard, hz: float, *,
 
 
 def teleop(robot: Robot, keys: KeySource, hz: float, settings: DriveSettings,
-           duration_s: float = 0.0, echo: Callable[[str], None] = print) -> list[np.ndarray]:
-    """Keyboard teleop of a connected robot until Esc (or ``duration_s``); returns every
-    command sent. The robot is left holding still."""
-    controller = keyboard_for(robot, settings)
+           duration_s: float = 0.0, echo: Callable[[str], None] = print,
+           controller: Keyboard | None = None) -> list[np.ndarray]:
+    """Teleop of a connected robot until Esc (or ``duration_s``) by its kind's keys, or by
+    ``controller`` (a leader arm); returns every command sent. The robot is left holding still."""
+    controller = controller or keyboard_for(robot, settings)
     echo(f"teleop {robot.name} at {hz:g} Hz: {controller.help}; space e-stop, r reset, Esc quit")
     sent: list[np.ndarray] = []
     with robot.held_at_exit():
