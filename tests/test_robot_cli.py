@@ -32,7 +32,7 @@ from robo_policies.robots.keyboard import DriveSettings
 from robo_policies.robots.motors import MotorCalibration, save_calibration
 from robo_policies.robots.record import record
 from robo_policies.robots.teleop import ScriptedKeys, TerminalKeys, parse_keys, teleop
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import ConfigError, DeviceFault
 
 pytest.importorskip("dynamixel_sdk")
 pytest.importorskip("scservo_sdk")
@@ -404,6 +404,45 @@ def test_a_leader_arm_drives_the_follower_through_its_chain_and_is_never_powered
     radians = 2 * math.pi / 4096
     expected = [100 * radians, -50 * radians, 0.0, 52 * radians, 0.0, (2524 - 2048) / (3000 - 2048)]
     np.testing.assert_allclose(sent[-1], expected, atol=radians)
+
+
+def test_a_gamepad_drives_the_base_only_while_its_enable_button_is_held(tmp_path, dynamixel_base, clock):
+    """A fake gamepad: a FIFO carrying Linux joystick events (8 bytes each)."""
+    from robo_policies.robots.gamepad import ENABLE_BUTTON, EVENT, LEFT_Y, RIGHT_X, GamepadDrive, Joystick
+
+    def event(kind, number, value):
+        return EVENT.pack(0, value, kind, number)
+
+    fifo = tmp_path / "js0"
+    os.mkfifo(fifo)
+    joystick = Joystick(str(fifo))
+    writer = os.open(fifo, os.O_WRONLY)
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
+                       port=dynamixel_base.port, clock=clock)
+    settings = DriveSettings(speed=0.05, turn_speed=0.5)
+    try:
+        with robot:
+            drive = GamepadDrive(robot, joystick, settings)
+            os.write(writer, event(0x82, LEFT_Y, -32767) + event(0x82, RIGHT_X, 0))  # initial state: stick up
+            sent = teleop(robot, ScriptedKeys([[], ["esc"]]), hz=20.0, settings=settings, controller=drive,
+                          echo=lambda line: None)
+            assert np.allclose(sent, 0.0)  # the stick alone does nothing without the enable button
+            full = event(0x01, ENABLE_BUTTON, 1)
+            os.write(writer, full[:5])  # an event split across reads is put back together
+            os.write(writer, full[5:] + event(0x02, RIGHT_X, 16384))
+            sent = teleop(robot, ScriptedKeys([[], ["esc"]]), hz=20.0, settings=settings, controller=drive,
+                          echo=lambda line: None)
+            turn = -(16384 / 32767 - 0.1) / 0.9 * settings.turn_speed
+            np.testing.assert_allclose(sent[-1], robot.twist_command(settings.speed, turn), rtol=1e-6)
+            os.write(writer, event(0x01, ENABLE_BUTTON, 0))  # let go: the base stops
+            sent = teleop(robot, ScriptedKeys([["esc"]]), hz=20.0, settings=settings, controller=drive,
+                          echo=lambda line: None)
+            assert np.allclose(sent, 0.0)
+    finally:
+        os.close(writer)
+        joystick.close()
+    with pytest.raises(DeviceFault, match=r"gamepad /nonexistent/js0: cannot open it .* is it plugged in"):
+        Joystick("/nonexistent/js0")
 
 
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):

@@ -314,13 +314,23 @@ def _record(args: argparse.Namespace) -> None:
 
 @contextmanager
 def _teleop_controller(cfg: DictConfig, robot: Robot) -> Iterator[Keyboard | None]:
-    """None for the keyboard (the robot kind's keys), or the leader arm of ``teleop=leader``,
-    connected to read only for the block."""
+    """None for the keyboard (the robot kind's keys), the gamepad of ``teleop=gamepad``, or the
+    leader arm of ``teleop=leader``, connected to read only for the block."""
     if cfg.teleop == "keyboard":
         yield None
         return
+    if cfg.teleop == "gamepad":
+        from robo_policies.robots.gamepad import GamepadDrive, Joystick
+        from robo_policies.robots.keyboard import DriveSettings
+
+        joystick = Joystick(cfg.gamepad)
+        try:
+            yield GamepadDrive(robot, joystick, DriveSettings(**OmegaConf.to_container(cfg.drive)))
+        finally:
+            joystick.close()
+        return
     if cfg.teleop != "leader":
-        raise ConfigError(f"teleop={cfg.teleop!r}: use keyboard or leader")
+        raise ConfigError(f"teleop={cfg.teleop!r}: use keyboard, leader or gamepad")
     if not cfg.leader:
         raise ConfigError("teleop=leader needs leader=<robot name or robot.yaml> (e.g. so101_leader)")
     from robo_policies.robots.config import load_robot_config

@@ -155,11 +155,14 @@ class TeleopSourceConfig(RobotToolConfig):
     """What drives the robot in ``robo robot teleop`` and ``robo record``."""
 
     teleop: str = "keyboard"
-    """keyboard (the robot kind's keys) or leader (a leader arm moved by hand: ``leader=``)."""
+    """keyboard (the robot kind's keys), leader (a leader arm moved by hand: ``leader=``) or
+    gamepad (a wheeled base, ``gamepad=``: hold LB, left stick drives, right stick turns)."""
     leader: str = ""
     """teleop=leader: the leader arm's robot name or robot.yaml (e.g. so101_leader), read only."""
     leader_port: str = ""
     """teleop=leader: the leader's serial port (default: the one in its config)."""
+    gamepad: str = "/dev/input/js0"
+    """teleop=gamepad: the Linux joystick device."""
 
 
 @dataclass
