@@ -445,6 +445,25 @@ def test_a_gamepad_drives_the_base_only_while_its_enable_button_is_held(tmp_path
         Joystick("/nonexistent/js0")
 
 
+def test_a_gamepad_that_disappears_is_a_device_fault_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    from robo_policies.robots import gamepad
+
+    fifo = tmp_path / "js0"
+    os.mkfifo(fifo)
+    joystick = gamepad.Joystick(str(fifo))
+
+    def unplugged(fd, size):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(gamepad.os, "read", unplugged)
+    with pytest.raises(DeviceFault, match=f"gamepad {fifo} was lost \\(No such device\\)"):
+        joystick.poll()
+    monkeypatch.undo()
+    joystick.close()
+
+
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
