@@ -1,15 +1,15 @@
-"""``robo record``: keyboard teleoperation into a crash-safe zarr dataset.
+"""``robo record``: teleoperation (keyboard, leader arm or gamepad) into a crash-safe zarr dataset.
 
 Each step stores the observation read before acting (one array per key of the robot's
 ``observation_features``, and each camera's frame as ``<name>_image``, uint8, one frame per
 chunk), ``timestamp`` (seconds since the episode's first step, on the robot's clock) and
 ``action``, the command actually sent (``send_action``'s return, after the safety chain): a
-policy learns what the robot was really told to do, not what a key asked for. Episodes are kept in memory and appended with one
-``ReplayBuffer.add_episode`` each when they end, so a kill or crash mid-episode loses that
-episode only and the dataset never shows part of one. An existing dataset is appended to
-(it must come from the same robot at the same rate).
+policy learns what the robot was really told to do, not what a key or a leader asked for.
+Episodes are kept in memory and appended with one ``ReplayBuffer.add_episode`` each when they
+end, so a kill or crash mid-episode loses that episode only and the dataset never shows part
+of one. An existing dataset is appended to (it must come from the same robot at the same rate).
 
-Between episodes the keys still drive the robot (to reset the scene); Enter starts an
+Between episodes the teleop still drives the robot (to reset the scene); Enter starts an
 episode and ends it early, Esc stops recording and drops the episode in progress.
 """
 

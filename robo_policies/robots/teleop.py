@@ -1,7 +1,9 @@
-"""Keyboard teleoperation: raw keys from the terminal drive a robot through its safety chain.
+"""Teleoperation: keys from the terminal, or a leader arm or gamepad, drive a robot through
+its safety chain.
 
 The robot's kind binds the motion keys (``RobotKind.keyboard``: an arm's joints in
-``arm.py``, a base's driving keys in ``wheeled_base.py``). Everywhere: the config's e-stop
+``arm.py``, a base's driving keys in ``wheeled_base.py``); a leader arm (``leader.py``) or a
+gamepad (``gamepad.py``) can take the motion's place, with the same shape of controller. Everywhere: the config's e-stop
 key (space) latches the e-stop, ``r`` resets it, Esc or Ctrl-C quits. Commands go out at a
 fixed rate on the robot's clock through ``send_action``, so every limit of the chain applies
 and what was sent is what is shown (and recorded by ``robo record``).
