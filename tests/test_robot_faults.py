@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from fake_servos import SYNC_WRITE, WRITE, FakeDynamixelBus, FakeFeetechBus, FakeServoBus
-from robot_configs import robot_yaml
+from robot_configs import calibrated_arm, robot_yaml
 from tiny_policies import make_policy
 
 from robo_policies.data.replay_buffer import ReplayBuffer
@@ -28,7 +28,8 @@ from robo_policies.robots.clock import FakeClock
 from robo_policies.robots.config import load_robot_config
 from robo_policies.robots.factory import make_robot
 from robo_policies.robots.keyboard import DriveSettings
-from robo_policies.robots.motors import MotorBusError, MotorCalibration, MotorCommunicationError, save_calibration
+from robo_policies.robots.motors import (MotorBusError, MotorCalibration, MotorCommunicationError, load_calibration,
+                                         save_calibration)
 from robo_policies.robots.record import record
 from robo_policies.robots.signals import Terminated, stop_signals
 from robo_policies.robots.teleop import ScriptedKeys
@@ -437,6 +438,64 @@ def test_smoke_wallclock_killed_recorder_loses_only_the_episode_in_progress(tmp_
     assert {key: buffer[key].shape[0] for key in buffer.keys} == dict.fromkeys(buffer.keys, 10)  # no partial rows
     assert np.isfinite(buffer["action"][:]).all()
     validate_dataset(out)
+
+
+@pytest.mark.slow
+def test_smoke_wallclock_leader_recording_with_a_camera_keeps_finished_episodes_after_a_kill_and_trains(tmp_path):
+    """`robo record` of the SO-101 follower led by a (fake) leader arm, with a replayed front
+    camera, at 20 Hz: two finished episodes survive a SIGKILL in the third, their steps are
+    1/fps apart (within 5%), and a policy trains on them with the camera as an input."""
+    import imageio.v3 as iio
+
+    from robo_policies.policy import Policy, PolicyConfig
+    from robo_policies.train.config import TrainConfig
+    from robo_policies.train.trainer import train
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(5):
+        iio.imwrite(frames / f"{i}.png", np.full((24, 32, 3), 40 * i, np.uint8))
+    follower_yaml = calibrated_arm(tmp_path)
+    follower_yaml.write_text(follower_yaml.read_text() + (
+        f"cameras:\n  front: {{type: replay, device: '{frames}', fps: 30, loop: true}}\n"))
+    leader_yaml = robot_yaml(tmp_path, "so101_leader")
+    save_calibration(leader_yaml.parent / "calibration.json",
+                     load_calibration(follower_yaml.parent / "calibration.json"))  # both arms calibrated alike
+    out = tmp_path / "led.zarr"
+    ids = {motor_id: STS3215 for motor_id in ARM_IDS}
+    with FakeFeetechBus(ids) as follower, FakeFeetechBus(ids) as leader:
+        leader.set_value(1, "present_position", 2148)  # the leader's shoulder turned by 100 ticks
+        command = [sys.executable, "-m", "robo_policies", "record", f"robot={follower_yaml}", f"port={follower.port}",
+                   "teleop=leader", f"leader={leader_yaml}", f"leader_port={leader.port}", f"out={out}",
+                   "episodes=3", "fps=20", "episode_s=0.5"]
+        with open(tmp_path / "record.log", "w") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for episode in (1, 2):
+                proc.stdin.write(b"\n")  # Enter: record the episode (10 steps)
+                proc.stdin.flush()
+                wallclock_wait_for(lambda: episodes_in(out) == episode, 60.0, proc)
+            proc.stdin.write(b"\n")  # the third episode, killed while it records
+            proc.stdin.flush()
+            wallclock_wait_for(lambda: "recording episode 3" in (tmp_path / "record.log").read_text(), 10.0, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            proc.kill()
+        assert [value for _, _, value in leader.writes("torque_enable") if value] == []  # the leader stayed unpowered
+    buffer = ReplayBuffer.open(out)
+    assert buffer.n_episodes == 2 and buffer.n_steps == 20
+    assert buffer["front_image"].shape == (20, 24, 32, 3) and buffer["front_image"].dtype == np.uint8
+    for episode in range(2):
+        steps = np.diff(buffer.episode(episode, keys=["timestamp"])["timestamp"])
+        assert abs(steps.mean() - 0.05) <= 0.05 * 0.05, steps
+    np.testing.assert_allclose(buffer["action"][-1][0], 100 * 2 * np.pi / 4096, atol=2 * np.pi / 4096)  # led
+    validate_dataset(out)
+    result = train(out, tmp_path / "run", PolicyConfig(net="mlp", n_obs_steps=1, horizon=4, n_action_steps=2,
+                                                     image_feature_dim=8, samples_per_obs=1),
+                   TrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=2, val_ratio=0.0,
+                               loader_workers=0), progress=False)
+    assert set(Policy.load(result.policy_dir).obs_shapes) == {"joint_pos", "joint_vel", "front_image"}
 
 
 def episodes_in(path) -> int:
