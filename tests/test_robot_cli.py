@@ -474,7 +474,8 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
         robot.send_action = lambda action: sent.append(send(action)) or sent[-1]
         # Enter starts an episode (one tick of the reset phase), then 5 recorded ticks (0.25 s at 20 Hz)
         keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["d"], ["d"], ["d"], [], []])
-        result = record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings())
+        result = record(robot, keys, out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings(),
+                        task="drive forward")
     assert result.episodes_saved == 2 and result.steps_saved == 10
     buffer = ReplayBuffer.open(out)
     assert buffer.n_episodes == 2 and set(buffer.keys) == {"action", "base_pose", "base_vel", "wheel_vel", "timestamp"}
@@ -487,7 +488,9 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     # resumed: the episodes there are reported; Esc mid-episode drops that episode only
     with robot:
         keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["w"], ["esc"]])
-        result = record(robot, keys, out, episodes=3, fps=20.0, episode_s=0.25, settings=DriveSettings())
+        result = record(robot, keys, out, episodes=3, fps=20.0, episode_s=0.25, settings=DriveSettings(),
+                        task="turn")
     assert "2 episodes already recorded" in capsys.readouterr().out
     buffer = ReplayBuffer.open(out)
     assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
+    assert buffer.attrs["tasks"] == ["drive forward", "turn"] and buffer.meta("task_index").tolist() == [0, 0, 1]

@@ -309,7 +309,7 @@ def _record(args: argparse.Namespace) -> None:
     with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys), \
             _teleop_controller(cfg, robot) as controller:
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
-               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller)
+               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller, task=cfg.task)
 
 
 @contextmanager

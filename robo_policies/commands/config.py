@@ -189,6 +189,8 @@ class RecordConfig(TeleopSourceConfig):
     """Control and recording rate (Hz): one stored step per command."""
     episode_s: float = 30.0
     """Seconds per episode (Enter ends one early)."""
+    task: str = ""
+    """What the episodes do, e.g. task="pick the cube" (kept per episode: attrs tasks, meta/task_index)."""
     drive: DriveSettings = field(default_factory=DriveSettings)
     """What one key press does."""
 

@@ -115,6 +115,10 @@ class ReplayBuffer:
         """Dataset-level metadata (task name, env arguments, source format, ...)."""
         return dict(self._root.attrs)
 
+    def update_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Set dataset-level metadata (a dataset opened for appending)."""
+        self._root.attrs.update(dict(attrs))
+
     @property
     def stores_every_chunk(self) -> bool:
         """Whether a missing chunk file means damage (this library's format 2 and later; other

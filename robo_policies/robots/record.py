@@ -44,16 +44,22 @@ class RecordResult:
 
 def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: float, episode_s: float,
            settings: DriveSettings, echo: Callable[[str], None] = print,
-           controller: Keyboard | None = None) -> RecordResult:
+           controller: Keyboard | None = None, task: str = "") -> RecordResult:
     """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
     connected robot into ``out`` (created, or appended to), driven by its kind's keys or by
-    ``controller`` (a leader arm)."""
+    ``controller`` (a leader arm). ``task`` (e.g. "pick the cube") is kept with each episode:
+    the dataset's ``tasks`` attribute lists the task strings, ``meta/task_index`` says which
+    one each episode did (LeRobot's layout)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if not (fps > 0 and episode_s > 0):
         raise ConfigError(f"fps and episode_s must be > 0, got fps={fps}, episode_s={episode_s}")
     buffer = open_dataset(out, robot, fps)
     before = buffer.n_episodes
+    tasks = list(buffer.attrs.get("tasks") or [])
+    if task not in tasks:
+        tasks.append(task)
+        buffer.update_attrs({"tasks": tasks})
     echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
     controller = controller or keyboard_for(robot, settings)
     echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
@@ -81,7 +87,10 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
             data = {key: _column(values) for key, values in steps.items() if key != "timestamp"}
             times = np.asarray(steps["timestamp"], dtype=np.float64)
             data["timestamp"] = times - times[0]
-            buffer.add_episode(data, {"start_time": started})
+            meta = {"start_time": started, "task_index": tasks.index(task)}
+            if buffer.n_episodes and "task_index" not in buffer.meta_keys:  # recorded before tasks were kept
+                del meta["task_index"]
+            buffer.add_episode(data, meta)
             saved_steps += len(data["action"])
             echo(f"episode {buffer.n_episodes} saved: {len(data['action'])} steps")
     result = RecordResult(str(out), before, buffer.n_episodes - before, saved_steps)
