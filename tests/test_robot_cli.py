@@ -464,6 +464,15 @@ def test_a_gamepad_that_disappears_is_a_device_fault_naming_it(tmp_path, monkeyp
     joystick.close()
 
 
+def test_an_uncalibrated_leader_stops_the_start_before_the_follower_is_touched(tmp_path, feetech_arm, robo):
+    leader_yaml = robot_yaml(tmp_path, "so101_leader")  # never calibrated
+    run = robo("record", f"robot={calibrated_arm(tmp_path)}", f"port={feetech_arm.port}", "teleop=leader",
+               f"leader={leader_yaml}", "leader_port=/dev/null", f"out={tmp_path / 'x.zarr'}")
+    assert run.code == 2 and "calibration.json is missing: run `robo robot calibrate robot=so101_leader`" in run.err, \
+        run.err
+    assert feetech_arm.instructions == []  # the follower was not even pinged
+
+
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,

@@ -306,18 +306,20 @@ def _record(args: argparse.Namespace) -> None:
     cfg = compose_config("record", args.overrides)
     if not cfg.out:
         raise ConfigError("out=<dataset.zarr> is required")
-    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys), \
-            _teleop_controller(cfg, robot) as controller:
+    with _teleop_source(cfg) as controller_for, \
+            keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
-               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller, task=cfg.task)
+               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller_for(robot), task=cfg.task)
 
 
 @contextmanager
-def _teleop_controller(cfg: DictConfig, robot: Robot) -> Iterator[Keyboard | None]:
-    """None for the keyboard (the robot kind's keys), the gamepad of ``teleop=gamepad``, or the
+def _teleop_source(cfg: DictConfig) -> Iterator[Callable[[Robot], Keyboard | None]]:
+    """What drives the robot, opened before the robot is (a leader or gamepad that is missing
+    or uncalibrated stops the start before any torque goes on): yields ``controller(robot)``,
+    None for the keyboard (the robot kind's keys), else the gamepad of ``teleop=gamepad`` or the
     leader arm of ``teleop=leader``, connected to read only for the block."""
     if cfg.teleop == "keyboard":
-        yield None
+        yield lambda robot: None
         return
     if cfg.teleop == "gamepad":
         from robo_policies.robots.gamepad import GamepadDrive, Joystick
@@ -325,7 +327,7 @@ def _teleop_controller(cfg: DictConfig, robot: Robot) -> Iterator[Keyboard | Non
 
         joystick = Joystick(cfg.gamepad)
         try:
-            yield GamepadDrive(robot, joystick, DriveSettings(**OmegaConf.to_container(cfg.drive)))
+            yield lambda robot: GamepadDrive(robot, joystick, DriveSettings(**OmegaConf.to_container(cfg.drive)))
         finally:
             joystick.close()
         return
@@ -337,7 +339,7 @@ def _teleop_controller(cfg: DictConfig, robot: Robot) -> Iterator[Keyboard | Non
     from robo_policies.robots.leader import LeaderArm, leader_session
 
     with leader_session(load_robot_config(cfg.leader), cfg.leader_port or None) as leader:
-        yield LeaderArm(leader, robot)
+        yield lambda robot: LeaderArm(leader, robot)
 
 
 def _replay(args: argparse.Namespace) -> None:
@@ -398,10 +400,10 @@ def _robot_teleop(args: argparse.Namespace) -> None:
     from robo_policies.robots.teleop import DriveSettings, keyboard_session, teleop
 
     cfg = compose_config("robot_teleop", args.overrides)
-    with keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys), \
-            _teleop_controller(cfg, robot) as controller:
+    with _teleop_source(cfg) as controller_for, \
+            keyboard_session(_robot_config(cfg), cfg.port or None, cfg.hz) as (robot, keys):
         teleop(robot, keys, cfg.hz, DriveSettings(**OmegaConf.to_container(cfg.drive)), cfg.duration_s,
-               controller=controller)
+               controller=controller_for(robot))
 
 
 def _camera_list(args: argparse.Namespace) -> None:
