@@ -383,19 +383,28 @@ def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robo
         replay_episode(robot, out, 0, rate=20.0)
 
 
-def test_a_leader_arm_drives_the_follower_through_its_chain_and_is_never_powered(tmp_path, feetech_arm, clock):
+@pytest.mark.parametrize("follower_name, leader_name, fake_bus, follower_model, leader_model", [
+    ("so101_arm", "so101_leader", FakeFeetechBus, STS3215, STS3215),
+    ("dynamixel_arm", "koch_leader", FakeDynamixelBus, 1200, 1190),  # XL330-M288 follower, XL330-M077 leader
+])
+def test_a_leader_arm_drives_the_follower_through_its_chain_and_is_never_powered(
+        tmp_path, clock, follower_name, leader_name, fake_bus, follower_model, leader_model):
     from robo_policies.robots.leader import LeaderArm, leader_session
 
-    leader_yaml = robot_yaml(tmp_path, "so101_leader")
-    calibration = {name: MotorCalibration(2048, 1024, 3072) for name in load_robot_config(leader_yaml).motors}
-    calibration["gripper"] = MotorCalibration(2048, 2048, 3000)
-    save_calibration(leader_yaml.parent / "calibration.json", calibration)  # as calibrated_arm's follower
-    follower = make_robot(load_robot_config(calibrated_arm(tmp_path)), period_s=0.05, port=feetech_arm.port,
-                          clock=clock)
-    with FakeFeetechBus({motor_id: STS3215 for motor_id in ARM_IDS}, clock=clock.now) as fake_leader:
+    calibrated = []
+    for name in (follower_name, leader_name):  # both arms calibrated alike: the same zero pose
+        path = robot_yaml(tmp_path, name)
+        calibration = {motor: MotorCalibration(2048, 1024, 3072) for motor in load_robot_config(path).motors}
+        calibration["gripper"] = MotorCalibration(2048, 2048, 3000)
+        save_calibration(path.parent / "calibration.json", calibration)
+        calibrated.append(path)
+    follower_yaml, leader_yaml = calibrated
+    with fake_bus({i: follower_model for i in ARM_IDS}, clock=clock.now) as fake_follower, \
+            fake_bus({i: leader_model for i in ARM_IDS}, clock=clock.now) as fake_leader:
         ticks = [2148, 1998, 2048, 2100, 2048, 2524]  # +100, -50, 0, +52 ticks; the gripper half closed
         for motor_id, tick in zip(ARM_IDS, ticks):
             fake_leader.set_value(motor_id, "present_position", tick)
+        follower = make_robot(load_robot_config(follower_yaml), period_s=0.05, port=fake_follower.port, clock=clock)
         with leader_session(load_robot_config(leader_yaml), fake_leader.port) as leader, follower:
             sent = teleop(follower, ScriptedKeys([[], [], ["esc"]]), hz=20.0, settings=DriveSettings(),
                           controller=LeaderArm(leader, follower), echo=lambda line: None)
