@@ -503,12 +503,15 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     assert np.all(buffer.episode(0)["action"][:2] > 0)  # forward, ramping up
     assert buffer.attrs["robot"] == "diffdrive_base" and buffer.attrs["fps"] == 20.0
 
-    # resumed: the episodes there are reported; Esc mid-episode drops that episode only
+    # resumed: the episodes there are reported; Backspace discards an episode to record it again;
+    # Esc mid-episode drops that episode only
     with robot:
-        keys = ScriptedKeys([["enter"], ["w"], ["w"], [], [], [], ["enter"], ["w"], ["esc"]])
+        keys = ScriptedKeys([["enter"], ["d"], ["backspace"], ["enter"], ["w"], ["w"], [], [], [],
+                             ["enter"], ["w"], ["esc"]])
         result = record(robot, keys, out, episodes=3, fps=20.0, episode_s=0.25, settings=DriveSettings(),
                         task="turn")
-    assert "2 episodes already recorded" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 episodes already recorded" in printed and "episode 3 discarded (2 steps): record it again" in printed
     buffer = ReplayBuffer.open(out)
     assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
     assert buffer.attrs["tasks"] == ["drive forward", "turn"] and buffer.meta("task_index").tolist() == [0, 0, 1]

@@ -10,7 +10,8 @@ end, so a kill or crash mid-episode loses that episode only and the dataset neve
 of one. An existing dataset is appended to (it must come from the same robot at the same rate).
 
 Between episodes the teleop still drives the robot (to reset the scene); Enter starts an
-episode and ends it early, Esc stops recording and drops the episode in progress.
+episode and ends it early, Backspace discards the episode in progress so it can be recorded
+again, Esc stops recording and drops the episode in progress.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from robo_policies.robots.teleop import KeySource, drive, keyboard_for
 from robo_policies.utils.errors import ConfigError
 
 DATASET_SOURCE = "robo record"
+DISCARD_KEY = "backspace"
+"""Pressed while an episode records: drop it and record it again."""
 
 
 @dataclass
@@ -62,11 +65,12 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
         buffer.update_attrs({"tasks": tasks})
     echo(f"{out}: {before} episodes already recorded; recording {episodes} more at {fps:g} Hz")
     controller = controller or keyboard_for(robot, settings)
-    echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Esc stops")
+    echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Backspace "
+         f"discards the one recording (record it again), Esc stops")
     features = [*robot.observation_features, *(f"{name}_image" for name in robot.cameras)]
     saved_steps = 0
     with robot.held_at_exit():
-        for _ in range(episodes):
+        while buffer.n_episodes - before < episodes:
             echo(f"episode {buffer.n_episodes + 1}: set the scene (the keys drive), then press Enter to record")
             if drive(robot, keys, controller, fps, end_keys=("enter",), echo=echo) == "quit":
                 break
@@ -79,11 +83,14 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
 
             started = time.time()
             echo(f"recording episode {buffer.n_episodes + 1} ({episode_s:g} s; Enter ends it early)")
-            ended = drive(robot, keys, controller, fps, duration_s=episode_s, end_keys=("enter",),
+            ended = drive(robot, keys, controller, fps, duration_s=episode_s, end_keys=("enter", DISCARD_KEY),
                           on_step=keep, echo=echo)
             if ended == "quit":
                 echo(f"episode {buffer.n_episodes + 1} dropped ({len(steps['action'])} steps)")
                 break
+            if ended == DISCARD_KEY:
+                echo(f"episode {buffer.n_episodes + 1} discarded ({len(steps['action'])} steps): record it again")
+                continue
             data = {key: _column(values) for key, values in steps.items() if key != "timestamp"}
             times = np.asarray(steps["timestamp"], dtype=np.float64)
             data["timestamp"] = times - times[0]
