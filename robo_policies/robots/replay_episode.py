@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.robots.robot import Robot
+from robo_policies.robots.teleop import drive
 from robo_policies.utils.errors import ConfigError
 
 
@@ -38,10 +41,31 @@ def replay_episode(robot: Robot, dataset: str | Path, episode: int, rate: float,
         raise ConfigError(f"{dataset}: actions of shape {actions.shape[1:]}, but {robot.name} takes "
                           f"({robot.action_dim},) for {robot.action_names}")
     echo(f"replaying episode {episode} of {dataset}: {len(actions)} actions at {rate:g} Hz")
-    clock, deadline = robot.clock, robot.clock.now()
-    with robot.held_at_exit():
-        for action in actions:
-            robot.send_action(action)
-            deadline += 1.0 / rate
-            clock.sleep(deadline - clock.now())
+    with robot.held_at_exit():  # teleop's fixed-rate loop: a late tick does not rush the next ones
+        drive(robot, _NoKeys(), _Playback(actions), rate, duration_s=len(actions) / rate, echo=lambda line: None)
     return len(actions)
+
+
+class _NoKeys:
+    """A replay takes no keys (the e-stop file and signal still latch the chain's e-stop)."""
+
+    def read(self) -> list[str]:
+        return []
+
+
+class _Playback:
+    """The ``Keyboard``-shaped controller of ``teleop.drive`` that plays recorded actions in order."""
+
+    help = "replaying recorded actions"
+
+    def __init__(self, actions: np.ndarray) -> None:
+        self._actions = iter(actions)
+
+    def handle(self, keys: list[str], now: float) -> None:
+        """Keys do not change a replay."""
+
+    def command(self, now: float) -> np.ndarray:
+        return next(self._actions)
+
+    def sent(self, command: np.ndarray) -> None:
+        """What was sent does not change the next recorded action."""
