@@ -31,6 +31,13 @@ def import_cv2() -> Any:
     return cv2
 
 
+def capture_mode(capture: Any) -> dict[str, float]:
+    """The width, height and fps an opened ``cv2.VideoCapture`` runs at."""
+    cv2 = import_cv2()
+    return {"width": capture.get(cv2.CAP_PROP_FRAME_WIDTH), "height": capture.get(cv2.CAP_PROP_FRAME_HEIGHT),
+            "fps": capture.get(cv2.CAP_PROP_FPS)}
+
+
 def device_source(device: str) -> int | str:
     """OpenCV's source for ``device``: an index for digits, else the path as given."""
     return int(device) if device.isdigit() else device
@@ -62,8 +69,7 @@ class OpenCVCamera(Camera):
                             (cv2.CAP_PROP_FPS, self.requested_fps)):
             if value:
                 capture.set(prop, value)
-        actual = {"width": capture.get(cv2.CAP_PROP_FRAME_WIDTH), "height": capture.get(cv2.CAP_PROP_FRAME_HEIGHT),
-                  "fps": capture.get(cv2.CAP_PROP_FPS)}
+        actual = capture_mode(capture)
         requested = {"width": self.width, "height": self.height, "fps": self.requested_fps}
         wrong = {key: (value, actual[key]) for key, value in requested.items()
                  if value and abs(actual[key] - value) > (0.5 if key == "fps" else 0)}

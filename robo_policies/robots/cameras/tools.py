@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from robo_policies.robots.cameras.camera import CameraError
-from robo_policies.robots.cameras.opencv import device_source, import_cv2
+from robo_policies.robots.cameras.opencv import capture_mode, device_source, import_cv2
 from robo_policies.robots.cameras.registry import CameraConfig, make_camera
 from robo_policies.utils.atomic import atomic_output
 
@@ -37,8 +37,8 @@ def find_cameras(devices: list[str] | None = None) -> list[VideoDevice]:
         if not capture.isOpened():
             found.append(VideoDevice(device, opened=False))
             continue
-        found.append(VideoDevice(device, True, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), float(capture.get(cv2.CAP_PROP_FPS))))
+        mode = capture_mode(capture)
+        found.append(VideoDevice(device, True, int(mode["width"]), int(mode["height"]), float(mode["fps"])))
         capture.release()
     return found
 
