@@ -359,7 +359,7 @@ def test_record_stores_each_cameras_frames_as_uint8_one_frame_per_chunk_and_trai
 
 
 def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robots(tmp_path, dynamixel_base, clock):
-    from robo_policies.robots.replay_episode import replay_episode
+    from robo_policies.robots.replay_episode import recorded_actions, replay_episode
 
     out = tmp_path / "teleop.zarr"
     robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
@@ -373,14 +373,14 @@ def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robo
         send = robot.send_action
         robot.send_action = lambda action: sent.append(send(action)) or sent[-1]
         start = clock.now()
-        assert replay_episode(robot, out, 0, rate=20.0, echo=lambda line: None) == 5
+        assert replay_episode(robot, recorded_actions(robot, out, 0), rate=20.0, echo=lambda line: None) == 5
         assert clock.now() - start == pytest.approx(0.25)  # at the recorded rate
     np.testing.assert_allclose(np.array(sent), recorded, rtol=1e-6)  # the chain let all of it through again
     with pytest.raises(ConfigError, match=r"holds episodes 0\.\.1; episode=2 is not one"):
-        replay_episode(robot, out, 2, rate=20.0)
+        recorded_actions(robot, out, 2)
     robot.name = "other_base"
     with pytest.raises(ConfigError, match="was recorded on robot 'diffdrive_base', not 'other_base'"):
-        replay_episode(robot, out, 0, rate=20.0)
+        recorded_actions(robot, out, 0)
 
 
 @pytest.mark.parametrize("follower_name, leader_name, fake_bus, follower_model, leader_model", [
@@ -480,6 +480,16 @@ def test_an_uncalibrated_leader_stops_the_start_before_the_follower_is_touched(t
     assert run.code == 2 and "calibration.json is missing: run `robo robot calibrate robot=so101_leader`" in run.err, \
         run.err
     assert feetech_arm.instructions == []  # the follower was not even pinged
+
+
+def test_robo_replay_of_another_robots_dataset_is_refused_before_the_bus_is_touched(tmp_path, dynamixel_base, robo):
+    out = tmp_path / "other.zarr"
+    ReplayBuffer.create(out, attrs={"robot": "omni_base", "fps": 20.0}).add_episode(
+        {"action": np.zeros((3, 3), np.float32)})
+    run = robo("replay", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}", f"port={dynamixel_base.port}",
+               f"dataset={out}")
+    assert run.code == 2 and "was recorded on robot 'omni_base', not 'diffdrive_base'" in run.err, run.err
+    assert dynamixel_base.instructions == []
 
 
 def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_base, clock):

@@ -344,7 +344,7 @@ def _teleop_source(cfg: DictConfig) -> Iterator[Callable[[Robot], Keyboard | Non
 
 def _replay(args: argparse.Namespace) -> None:
     from robo_policies.robots.factory import make_robot
-    from robo_policies.robots.replay_episode import recorded_rate, replay_episode
+    from robo_policies.robots.replay_episode import recorded_actions, recorded_rate, replay_episode
     from robo_policies.robots.signals import stop_signals
 
     cfg = compose_config("replay", args.overrides)
@@ -353,8 +353,9 @@ def _replay(args: argparse.Namespace) -> None:
     config = _robot_config(cfg)
     rate = cfg.fps or recorded_rate(cfg.dataset)
     robot = make_robot(config, period_s=1.0 / rate, port=cfg.port or None)
+    actions = recorded_actions(robot, cfg.dataset, cfg.episode)  # a wrong dataset never powers the robot
     with stop_signals(robot, config.estop.signal), robot:
-        replay_episode(robot, cfg.dataset, cfg.episode, rate)
+        replay_episode(robot, actions, rate)
 
 
 def _robot_list(args: argparse.Namespace) -> None:

@@ -26,10 +26,9 @@ def recorded_rate(dataset: str | Path) -> float:
     return rate
 
 
-def replay_episode(robot: Robot, dataset: str | Path, episode: int, rate: float,
-                   echo: Callable[[str], None] = print) -> int:
-    """Send episode ``episode`` of ``dataset`` to the connected ``robot`` at ``rate`` Hz; the
-    robot holds still after it however it ends. Returns the number of actions sent."""
+def recorded_actions(robot: Robot, dataset: str | Path, episode: int) -> np.ndarray:
+    """Episode ``episode``'s actions, checked against ``robot`` (connected or not: call it before
+    connecting, so a wrong dataset never powers the robot)."""
     buffer = ReplayBuffer.open(dataset)
     recorded_on = buffer.attrs.get("robot")
     if recorded_on != robot.name:
@@ -40,7 +39,13 @@ def replay_episode(robot: Robot, dataset: str | Path, episode: int, rate: float,
     if actions.shape[1:] != (robot.action_dim,):
         raise ConfigError(f"{dataset}: actions of shape {actions.shape[1:]}, but {robot.name} takes "
                           f"({robot.action_dim},) for {robot.action_names}")
-    echo(f"replaying episode {episode} of {dataset}: {len(actions)} actions at {rate:g} Hz")
+    return actions
+
+
+def replay_episode(robot: Robot, actions: np.ndarray, rate: float, echo: Callable[[str], None] = print) -> int:
+    """Send ``actions`` (``recorded_actions``) to the connected ``robot`` at ``rate`` Hz; the
+    robot holds still after them however it ends. Returns the number of actions sent."""
+    echo(f"replaying {len(actions)} recorded actions at {rate:g} Hz")
     with robot.held_at_exit():  # teleop's fixed-rate loop: a late tick does not rush the next ones
         drive(robot, _NoKeys(), _Playback(actions), rate, duration_s=len(actions) / rate, echo=lambda line: None)
     return len(actions)
