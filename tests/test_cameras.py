@@ -1,11 +1,17 @@
 """Cameras: the newest frame without blocking, its age, dropped frames, stalls and the
 backends (a replayed recording, OpenCV reading a video file as it would a device)."""
 
+import re
+import sys
+import time
+import types
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from robo_policies.robots.cameras import Camera, CameraConfig, CameraError, make_camera
+from robo_policies.robots.cameras import CameraConfig, CameraError, make_camera
+from robo_policies.robots.cameras.camera import StreamingCamera
 from robo_policies.robots.clock import FakeClock
 from robo_policies.utils.errors import UnknownNameError
 
@@ -42,7 +48,7 @@ def test_a_replayed_folder_delivers_every_frame_in_order_then_stalls(image_folde
         assert camera.stats().frames == 5 and camera.stats().fps == 200
 
 
-class ScriptedCamera(Camera):
+class ScriptedCamera(StreamingCamera):
     """Frames handed in by the test; nothing captured in the background."""
 
     def _open(self):
@@ -79,7 +85,7 @@ def test_a_camera_that_fails_is_named_with_the_cause():
 
 
 def test_bad_camera_configs_name_what_is_wrong(tmp_path):
-    with pytest.raises(UnknownNameError, match="unknown camera type 'usb'; known types: opencv, replay"):
+    with pytest.raises(UnknownNameError, match="unknown camera type 'usb'; known types: opencv, realsense, replay"):
         make_camera("front", CameraConfig(type="usb"))
     missing = tmp_path / "nothing.mp4"
     with pytest.raises(CameraError, match=f"camera 'front': {missing} does not exist"):
@@ -139,7 +145,7 @@ def test_robo_camera_snap_writes_the_frame_a_camera_delivered(tmp_path, robo):
     frame = solid_frames(4)[3]
     iio.imwrite(folder / "000.png", frame)
     run = robo("camera", "snap", "type=replay", f"device={folder}", "fps=10", f"out={tmp_path / 'snap.png'}")
-    assert run.code == 0 and "wrote" in run.out and "(32x24) from camera 'camera'" in run.out
+    assert run.code == 0 and f"wrote {tmp_path / 'snap.png'} from camera 'camera'" in run.out
     assert np.array_equal(iio.imread(tmp_path / "snap.png"), frame)
 
 
@@ -176,3 +182,142 @@ def test_a_frame_is_centre_cropped_to_the_policys_aspect_then_shrunk():
     assert fitted.shape == (84, 84, 3) and fitted.dtype == np.uint8
     assert fitted[..., 0].max() == 0 and fitted[..., 1].min() == 200  # nothing of the strips, nothing stretched
     assert fit_image(frame, (48, 64)) is frame
+
+
+# -- RealSense (pyrealsense2 stood in for: no device and no libusb here) --------------------------
+
+class FakeRealSense:
+    """The parts of pyrealsense2 the backend uses: one D405 (serial 1234, depth unit 0.1 mm)
+    whose colour frame i is filled with i and whose depth reads 1000 + i raw units."""
+
+    stream = types.SimpleNamespace(color="color", depth="depth")
+    format = types.SimpleNamespace(rgb8="rgb8", z16="z16")
+    camera_info = types.SimpleNamespace(serial_number="serial", name="name")
+    started: list = []
+
+    class config:
+        def __init__(self):
+            self.serial, self.streams = "", []
+
+        def enable_device(self, serial):
+            self.serial = serial
+
+        def enable_stream(self, *args):
+            self.streams.append(args)
+
+    class pipeline:
+        def start(self, config):
+            if config.serial not in ("", "1234"):
+                raise RuntimeError("No device connected")
+            FakeRealSense.started.append(config.streams)
+            self.index = 0
+            sensor = types.SimpleNamespace(get_depth_scale=lambda: 0.0001)
+            video = types.SimpleNamespace(fps=lambda: 30)
+            return types.SimpleNamespace(get_device=lambda: types.SimpleNamespace(first_depth_sensor=lambda: sensor),
+                                         get_stream=lambda stream: types.SimpleNamespace(
+                                             as_video_stream_profile=lambda: video))
+
+        def wait_for_frames(self, timeout_ms):
+            time.sleep(0.005)
+            self.index += 1
+            colour = np.full((6, 8, 3), self.index % 256, np.uint8)
+            depth = np.full((6, 8), 1000 + self.index, np.uint16)
+            return types.SimpleNamespace(get_color_frame=lambda: types.SimpleNamespace(get_data=lambda: colour),
+                                         get_depth_frame=lambda: types.SimpleNamespace(get_data=lambda: depth))
+
+        def stop(self):
+            pass
+
+    class align:
+        def __init__(self, stream):
+            assert stream == "color"
+
+        def process(self, frames):
+            return frames
+
+    @staticmethod
+    def context():
+        device = types.SimpleNamespace(get_info=lambda what: {"serial": "1234", "name": "Intel RealSense D405"}[what])
+        return types.SimpleNamespace(query_devices=lambda: [device])
+
+
+@pytest.fixture
+def fake_realsense(monkeypatch):
+    FakeRealSense.started = []
+    monkeypatch.setitem(sys.modules, "pyrealsense2", FakeRealSense)
+    return FakeRealSense
+
+
+def test_a_realsense_delivers_rgb_and_depth_in_millimetres_aligned_to_it(fake_realsense, tmp_path):
+    config = CameraConfig(type="realsense", device="1234", width=8, height=6, fps=30, depth=True)
+    with make_camera("wrist", config) as camera:
+        frame = camera.wait_for_frame(timeout_s=2.0, after=2)
+        assert camera.fps == 30
+    assert frame.image.shape == (6, 8, 3) and frame.image.dtype == np.uint8
+    raw = 1000 + int(frame.image[0, 0, 0])  # the same capture's depth (raw units of 0.1 mm)
+    assert frame.depth.dtype == np.uint16 and frame.depth.shape == (6, 8) and frame.depth[0, 0] == round(raw / 10)
+    assert fake_realsense.started == [[("color", 8, 6, "rgb8", 30), ("depth", 8, 6, "z16", 30)]]
+    with pytest.raises(CameraError, match=r"camera 'front': RealSense \(serial 999\) does not start 0x0 at 0 fps: "
+                                          r"No device connected \(`robo camera list` shows the serials\)"):
+        make_camera("front", CameraConfig(type="realsense", device="999")).connect()
+
+
+def test_robo_camera_snap_saves_a_realsense_depth_beside_its_colour(fake_realsense, tmp_path, robo):
+    run = robo("camera", "snap", "type=realsense", "depth=true", f"out={tmp_path / 'wrist.png'}")
+    assert run.code == 0, run.err
+    assert f"wrote {tmp_path / 'wrist.png'}, {tmp_path / 'wrist_depth.png'}" in run.out
+    depth = iio.imread(tmp_path / "wrist_depth.png")
+    assert depth.dtype == np.uint16 and depth.shape == (6, 8) and 100 <= depth[0, 0] <= 126
+
+
+def test_without_pyrealsense2_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrealsense2", None)
+    with pytest.raises(CameraError, match=r'RealSense cameras need pyrealsense2: pip install "robo-policies\[realsense\]"'):
+        make_camera("wrist", CameraConfig(type="realsense")).connect()
+
+
+# -- robo camera list ---------------------------------------------------------------------------
+
+class FakeCapture:
+    """An OpenCV capture whose driver takes 640x480 and 1280x720 at 30 fps and otherwise
+    keeps its present mode (what V4L2 drivers do with a mode they do not run)."""
+
+    TAKES = {(640, 480, 30), (1280, 720, 30)}
+
+    def __init__(self, source):
+        self.mode = {3: 640.0, 4: 480.0, 5: 30.0}
+        self.pending = dict(self.mode)
+        self.opened = source == 0
+
+    def isOpened(self):
+        return self.opened
+
+    def set(self, prop, value):
+        self.pending[prop] = float(value)
+        if (self.pending[3], self.pending[4], self.pending[5]) in self.TAKES:
+            self.mode = dict(self.pending)
+        return True
+
+    def get(self, prop):
+        return self.mode[prop]
+
+    def release(self):
+        pass
+
+
+def test_robo_camera_list_shows_the_modes_a_device_takes(monkeypatch, robo):
+    import robo_policies.robots.cameras.opencv as opencv
+    import robo_policies.robots.cameras.tools as tools
+
+    fake_cv2 = types.SimpleNamespace(VideoCapture=FakeCapture, CAP_PROP_FRAME_WIDTH=3, CAP_PROP_FRAME_HEIGHT=4,
+                                     CAP_PROP_FPS=5)
+    monkeypatch.setattr(opencv, "import_cv2", lambda: fake_cv2)
+    monkeypatch.setattr(tools, "import_cv2", lambda: fake_cv2)
+    monkeypatch.setitem(sys.modules, "pyrealsense2", None)
+    found = tools.find_cameras(["0", "/dev/video1"], probe_modes=True)
+    assert [(d.device, d.opened) for d in found] == [("0", True), ("/dev/video1", False)]
+    assert found[0].modes == ((640, 480, 30.0), (1280, 720, 30.0))
+    run = robo("camera", "list", "0", "--modes")
+    assert run.code == 0, run.err
+    assert re.search(r"^0\s+yes\s+640x480\s+30\s+640x480@30 1280x720@30$", run.out, re.M), run.out
+    assert "RealSense: not searched (RealSense cameras need pyrealsense2" in run.out

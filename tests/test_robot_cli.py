@@ -356,6 +356,18 @@ def test_record_stores_each_cameras_frames_as_uint8_one_frame_per_chunk_and_trai
                                loader_workers=0), progress=False)
     policy = Policy.load(result.policy_dir)
     assert policy.obs_shapes["front_image"] == (12, 16, 3) and "timestamp" not in policy.obs_shapes
+    small = tmp_path / "small.zarr"  # image_size: frames stored as deploy would feed a policy
+    with robot:
+        keys = ScriptedKeys([["enter"], ["w"], [], [], [], [], ["enter"]])
+        record(robot, keys, small, episodes=1, fps=20.0, episode_s=0.25, settings=DriveSettings(),
+               echo=lambda line: None, image_size=8)
+    images = ReplayBuffer.open(small)["front_image"]
+    assert images.shape == (5, 8, 8, 3) and set(np.unique(images[:])) <= {0, 50, 100}
+    with robot, pytest.raises(ConfigError, match=r"small.zarr: 'front_image' is stored as \(8, 8, 3\) per step, "
+                                                 r"the robot now gives \(6, 6, 3\)"):  # refused before recording
+        record(robot, ScriptedKeys([["enter"], [], [], [], [], [], ["enter"]]), small, episodes=1, fps=20.0,
+               episode_s=0.25, settings=DriveSettings(), echo=lambda line: None, image_size=6)
+    assert ReplayBuffer.open(small).n_episodes == 1
 
 
 def test_replay_sends_a_recorded_episodes_actions_again_and_refuses_another_robots(tmp_path, dynamixel_base, clock):

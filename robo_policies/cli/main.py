@@ -124,14 +124,17 @@ def _parser() -> argparse.ArgumentParser:
         _add_settings_command(robot_commands, name, schema, summary, example, run)
 
     camera_commands = _command_group(
-        commands, "camera", "find, snap and measure cameras (USB through OpenCV, or a replayed recording)",
+        commands, "camera", "find, snap and measure cameras (USB through OpenCV, RealSense, or a replayed recording)",
         "Find video devices, save a frame, and measure cameras as the control loop sees them.")
     camera_list = camera_commands.add_parser(
-        "list", help="every /dev/video* device: whether OpenCV opens it, and its default mode",
+        "list", help="every /dev/video* device (whether OpenCV opens it, its default mode) and RealSense",
         description="Open every /dev/video* device (or the devices given) with OpenCV and print whether "
-        "it opens and its default width, height and fps.",
+        "it opens and its default width, height and fps; with --modes, also the common modes it "
+        "takes. Then the serial numbers of connected RealSense cameras (with the realsense extra).",
     )
     camera_list.add_argument("devices", nargs="*", help="devices to try instead of /dev/video* (index or path)")
+    camera_list.add_argument("--modes", action="store_true",
+                             help="try common width x height x fps modes on each device (a few seconds each)")
     camera_list.set_defaults(run=_camera_list)
     for name, schema, summary, example, run in (
         ("snap", "CameraSnapConfig", "save one frame of a camera, after its warm-up",
@@ -309,7 +312,8 @@ def _record(args: argparse.Namespace) -> None:
     with _teleop_source(cfg) as controller_for, \
             keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
-               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller_for(robot), task=cfg.task)
+               DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller_for(robot), task=cfg.task,
+               image_size=cfg.image_size)
 
 
 @contextmanager
@@ -408,16 +412,27 @@ def _robot_teleop(args: argparse.Namespace) -> None:
 
 
 def _camera_list(args: argparse.Namespace) -> None:
+    from robo_policies.robots.cameras.camera import CameraError
+    from robo_policies.robots.cameras.realsense import realsense_serials
     from robo_policies.robots.cameras.tools import find_cameras
     from robo_policies.robots.config import text_table
 
-    found = find_cameras(args.devices or None)
+    found = find_cameras(args.devices or None, probe_modes=args.modes)
     if not found:
         print("no video devices (/dev/video*); plug a camera in, or name a device: robo camera list <path>")
+    else:
+        rows = [(d.device, "yes" if d.opened else "no", f"{d.width}x{d.height}" if d.opened else "-",
+                 f"{d.fps:g}" if d.opened else "-",
+                 *([" ".join(f"{w}x{h}@{fps:g}" for w, h, fps in d.modes) or "-"] if args.modes else []))
+                for d in found]
+        print(text_table(("device", "opens", "size", "fps", *(["modes taken"] if args.modes else [])), rows))
+    try:
+        serials = realsense_serials()
+    except CameraError as missing:  # no realsense extra: say so in one line
+        print(f"RealSense: not searched ({missing})")
         return
-    rows = [(d.device, "yes" if d.opened else "no", f"{d.width}x{d.height}" if d.opened else "-",
-             f"{d.fps:g}" if d.opened else "-") for d in found]
-    print(text_table(("device", "opens", "size", "fps"), rows))
+    if serials:
+        print(text_table(("RealSense serial (device=)", "model"), serials))
 
 
 def _cameras(cfg: DictConfig) -> dict[str, CameraConfig]:
@@ -447,8 +462,8 @@ def _camera_snap(args: argparse.Namespace) -> None:
     if len(cameras) > 1:
         raise ConfigError(f"camera=<name> is required: robot {cfg.robot!r} has cameras {sorted(cameras)}")
     (name, config), = cameras.items()
-    image = snap(name, config, cfg.out)
-    print(f"wrote {cfg.out} ({image.shape[1]}x{image.shape[0]}) from camera {name!r}")
+    written = snap(name, config, cfg.out)
+    print(f"wrote {', '.join(map(str, written))} from camera {name!r}")
 
 
 def _camera_check(args: argparse.Namespace) -> None:

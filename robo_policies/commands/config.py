@@ -191,6 +191,9 @@ class RecordConfig(TeleopSourceConfig):
     """Seconds per episode (Enter ends one early)."""
     task: str = ""
     """What the episodes do, e.g. task="pick the cube" (kept per episode: attrs tasks, meta/task_index)."""
+    image_size: int = 0
+    """Store camera frames as squares of this side (84: what the image recipes train on),
+    centre cropped and shrunk as ``robo deploy`` feeds a policy; 0: as the cameras deliver them."""
     drive: DriveSettings = field(default_factory=DriveSettings)
     """What one key press does."""
 

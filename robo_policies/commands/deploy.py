@@ -117,11 +117,8 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _camera_report(robot: Robot) -> dict[str, Any]:
-    """Per camera: the age of the frames the policy saw (p50/p99) and what the camera dropped.
-    A twin renders its cameras at each observation, so its frames are never old."""
-    if isinstance(robot, SimTwin):
-        return {key: "rendered at each observation" for key, shape in robot.observation_features.items()
-                if len(shape) == 3}
+    """Per camera: the age of the frames the policy saw (p50/p99) and what the camera dropped
+    (a twin renders its cameras at each observation: their age is the rendering's)."""
     report = {}
     for name, camera in robot.cameras.items():
         ages_ms = [1000 * age for age in robot.frame_ages[name]]
@@ -189,8 +186,7 @@ def format_report(report: dict[str, Any]) -> str:
              ("inference p50 / p99", f"{report['inference_ms_p50']} / {report['inference_ms_p99']} ms"),
              ("safety interventions", json.dumps(report["safety_interventions"]))]
     for name, camera in report["cameras"].items():
-        rows.append((f"camera {name}", camera if isinstance(camera, str) else
-                     f"frame age p50 / p99 {camera['frame_age_ms_p50']} / {camera['frame_age_ms_p99']} ms, "
-                     f"{camera['dropped']} dropped of {camera['frames']}"))
+        rows.append((f"camera {name}", f"frame age p50 / p99 {camera['frame_age_ms_p50']} / "
+                     f"{camera['frame_age_ms_p99']} ms, {camera['dropped']} dropped of {camera['frames']}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

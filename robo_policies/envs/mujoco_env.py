@@ -133,23 +133,22 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """The full simulator state, whatever the observation mode (experts read it)."""
         return self._get_obs()
 
-    def camera_images(self) -> dict[str, np.ndarray]:
-        """Every camera's present image, keyed as in the observation."""
+    def camera_image(self, camera: str) -> np.ndarray:
+        """What MJCF camera ``camera`` sees now, ``(image_size, image_size, 3) uint8``."""
         if self._camera_renderer is None:
             self._camera_renderer = fast_renderer(self.model, self.image_size, self.image_size)
-        images = {}
-        for camera in self.CAMERAS:
-            self._camera_renderer.update_scene(self.data, camera=camera)
-            images[image_key(camera)] = self._camera_renderer.render()
-        return images
+        self._camera_renderer.update_scene(self.data, camera=camera)
+        return self._camera_renderer.render()
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        """The observation of ``obs_mode``."""
+    def _observation(self, cameras: bool = True) -> dict[str, np.ndarray]:
+        """The observation of ``obs_mode``; ``cameras=False`` leaves the images out."""
         state = self._get_obs()
         if self.obs_mode == "state":
             return state
         observation = state if self.obs_mode == "both" else self._proprioception(state)
-        return {**observation, **self.camera_images()}
+        if cameras:
+            observation.update({image_key(camera): self.camera_image(camera) for camera in self.CAMERAS})
+        return observation
 
     @abstractmethod
     def _is_success(self) -> bool:
@@ -203,9 +202,10 @@ class MujocoTaskEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if steps > 0:
             mujoco.mj_step(self.model, self.data, nstep=steps)
 
-    def observe(self) -> dict[str, np.ndarray]:
-        """The current observation, without stepping."""
-        return self._observation()
+    def observe(self, cameras: bool = True) -> dict[str, np.ndarray]:
+        """The current observation, without stepping; ``cameras=False``: without the images
+        (a twin renders them through its cameras)."""
+        return self._observation(cameras)
 
     def solved(self) -> bool:
         """Whether the task is solved in the current state."""

@@ -47,16 +47,21 @@ class RecordResult:
 
 def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: float, episode_s: float,
            settings: DriveSettings, echo: Callable[[str], None] = print,
-           controller: Keyboard | None = None, task: str = "") -> RecordResult:
+           controller: Keyboard | None = None, task: str = "", image_size: int = 0) -> RecordResult:
     """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
     connected robot into ``out`` (created, or appended to), driven by its kind's keys or by
     ``controller`` (a leader arm). ``task`` (e.g. "pick the cube") is kept with each episode:
     the dataset's ``tasks`` attribute lists the task strings, ``meta/task_index`` says which
-    one each episode did (LeRobot's layout)."""
+    one each episode did (LeRobot's layout). ``image_size``: store camera frames as squares
+    of this side, fitted as ``robo deploy`` fits them for a policy (0: as the cameras deliver)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if not (fps > 0 and episode_s > 0):
         raise ConfigError(f"fps and episode_s must be > 0, got fps={fps}, episode_s={episode_s}")
+    if image_size < 0:
+        raise ConfigError(f"image_size must be >= 0, got {image_size}")
+    if image_size:
+        robot.fit_cameras({f"{name}_image": (image_size, image_size, 3) for name in robot.cameras})
     buffer = open_dataset(out, robot, fps)
     before = buffer.n_episodes
     tasks = list(buffer.attrs.get("tasks") or [])
@@ -68,6 +73,8 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     echo(f"keys: {controller.help}; space e-stop, r reset; Enter starts/ends an episode, Backspace "
          f"discards the one recording (record it again), Esc stops")
     features = [*robot.observation_features, *(f"{name}_image" for name in robot.cameras)]
+    if buffer.n_episodes:
+        _require_same_shapes(buffer, robot.get_observation(), features, out)
     saved_steps = 0
     with robot.held_at_exit():
         while buffer.n_episodes - before < episodes:
@@ -103,6 +110,18 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     result = RecordResult(str(out), before, buffer.n_episodes - before, saved_steps)
     echo(f"{out}: {result.episodes_saved} episodes saved this session, {buffer.n_episodes} in all")
     return result
+
+
+def _require_same_shapes(buffer: ReplayBuffer, observation: dict[str, np.ndarray], features: list[str],
+                         out: str | Path) -> None:
+    """Refuse, before an episode is recorded, steps another shape than the stored ones (a
+    camera in another mode, another ``image_size``): they could not join the dataset."""
+    for key in features:
+        if key in buffer:
+            stored, now = tuple(buffer[key].shape[1:]), tuple(np.shape(observation[key]))
+            if stored != now:
+                raise ConfigError(f"{out}: {key!r} is stored as {stored} per step, the robot now gives {now} "
+                                  f"(another camera mode or image_size?): choose another out")
 
 
 def _column(values: list[np.ndarray]) -> np.ndarray:

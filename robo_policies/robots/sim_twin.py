@@ -4,6 +4,8 @@
 chain as the hardware. Simulated time advances by one control period per command, in step
 with the loop (which keeps the twin's clock: the wall clock, or a test's fake clock), so a
 sim run is reproducible and its success rate compares with ``robo eval`` on the same task.
+An image task's cameras are the twin's cameras (``cameras.rendered``), rendered at each
+observation and read through the same camera path as a device's.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from robo_policies.envs.mujoco_env import MujocoTaskEnv
+from robo_policies.envs.mujoco_env import MujocoTaskEnv, image_key
 from robo_policies.envs.registry import get_task
 from robo_policies.robots.arm import arm_hold
+from robo_policies.robots.cameras.rendered import RenderedCamera
+from robo_policies.robots.clock import WALL_CLOCK
 from robo_policies.robots.robot import Robot
 from robo_policies.utils.errors import ConfigError
 
@@ -32,7 +36,6 @@ class SimTwin(Robot):
 
     def __init__(self, name: str, task: str, action_names: list[str], period_s: float,
                  env_kwargs: dict[str, Any] | None = None, **robot_kwargs: Any) -> None:
-        super().__init__(name, period_s=period_s, **robot_kwargs)
         self.task = get_task(task)
         self.env_kwargs = dict(env_kwargs or {})
         self._action_names = list(action_names)
@@ -42,7 +45,13 @@ class SimTwin(Robot):
         if probe.action_space.shape != (len(self._action_names),):
             raise ConfigError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
                              f"task {task}, whose action has shape {probe.action_space.shape}")
+        rendered = [camera for camera in probe.CAMERAS if image_key(camera) in self._features]
+        fps = 1.0 / (period_s or probe.control_dt)
         probe.close()
+        clock = robot_kwargs.get("clock", WALL_CLOCK)
+        cameras = {camera: RenderedCamera(camera, lambda camera=camera: self._sim.camera_image(camera), fps, clock)
+                   for camera in rendered}
+        super().__init__(name, period_s=period_s, cameras=cameras, **robot_kwargs)
 
     @property
     def observation_features(self) -> dict[str, tuple[int, ...]]:
@@ -82,7 +91,10 @@ class SimTwin(Robot):
         self.env = None
 
     def _read(self) -> dict[str, np.ndarray]:
-        return self._sim.observe()
+        for camera in self.cameras.values():
+            assert isinstance(camera, RenderedCamera)
+            camera.capture()  # the robot's camera path reads them next
+        return self._sim.observe(cameras=False)
 
     def _write(self, command: np.ndarray) -> None:
         self._sim.drive(command, self.period_s or self._sim.control_dt)
@@ -99,7 +111,7 @@ class SimArm(SimTwin):
     """An arm twin: commands are joint targets (rad) then the gripper closure in [0, 1]."""
 
     def present_position(self) -> np.ndarray:
-        return self._sim.observe()["joint_pos"].astype(np.float64)
+        return self._sim.observe(cameras=False)["joint_pos"].astype(np.float64)
 
     def hold_command(self) -> np.ndarray:
         return arm_hold(self.present_position(), self._last_sent)

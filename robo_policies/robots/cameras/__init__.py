@@ -1,8 +1,10 @@
 """Cameras for real robots: one non-blocking ``Camera`` interface and its backends.
 
-``camera.py`` (the interface, its capture thread, frame age and drops), ``opencv.py`` (USB
-cameras, the ``cameras`` extra), ``replay.py`` (a video file or image folder played as a
-device), ``registry.py`` (``CameraConfig`` and the backends by ``type``).
+``camera.py`` (the interface, the capture thread of devices, frame age and drops),
+``opencv.py`` (USB cameras, the ``cameras`` extra), ``realsense.py`` (Intel RealSense colour
+and depth, the ``realsense`` extra), ``replay.py`` (a video file or image folder played as a
+device), ``rendered.py`` (the MuJoCo twin's cameras), ``registry.py`` (``CameraConfig`` and
+the backends by ``type``), ``tools.py`` (what ``robo camera`` does).
 """
 
 from robo_policies.robots.cameras.camera import Camera, CameraError, CameraStats, Frame

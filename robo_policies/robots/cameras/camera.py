@@ -8,9 +8,11 @@ get bitten by is made visible: a frame's age (how old the image the policy sees 
 frames the camera should have delivered at its fps but did not, and a camera that silently
 froze (``latest(max_age_s=...)`` raises instead of handing out an old image).
 
-A backend provides ``_open`` (reach the device, return the fps it runs at), ``_grab`` (block
-until the next image and return it as ``(H, W, 3) uint8`` RGB, or None when the device has
-no more to give) and ``_close``.
+``Camera`` keeps the newest frame and its bookkeeping; ``StreamingCamera`` adds the capture
+thread a device needs. A device backend provides ``_open`` (reach the device, return the fps
+it runs at), ``_grab`` (block until the next image and return it as ``(H, W, 3) uint8`` RGB,
+or None when the device has no more to give) and ``_close``. A simulated camera
+(``rendered.RenderedCamera``) has no thread: its frames are made when the simulation asks.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Frame:
     """The camera's ``clock.now()`` when the image arrived."""
     index: int
     """Images captured since ``connect()`` (0 for the first)."""
+    depth: np.ndarray | None = None
+    """A depth camera's ``(H, W) uint16`` millimetres, aligned to ``image`` (0: no reading)."""
 
 
 @dataclass(frozen=True)
@@ -74,52 +78,19 @@ class Camera(ABC):
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self._new_frame = threading.Condition(self._lock)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    def _open(self) -> float:
-        """Reach the device; return the frames per second it delivers."""
-
-    @abstractmethod
-    def _grab(self) -> np.ndarray | None:
-        """Block until the next image; ``(H, W, 3) uint8`` RGB, or None when there are no more."""
-
-    @abstractmethod
-    def _close(self) -> None:
-        """Release the device (called once, from ``disconnect``)."""
-
-    # -- the interface -----------------------------------------------------------------------
 
     @property
+    @abstractmethod
     def is_connected(self) -> bool:
-        return self._thread is not None
+        """Between ``connect()`` and ``disconnect()``."""
 
+    @abstractmethod
     def connect(self, first_frame_timeout_s: float = 5.0) -> None:
-        """Open the camera, start capturing and wait for the first frame (a camera that opens
-        but never delivers is an error here, before anything depends on it)."""
-        if self.is_connected:
-            raise CameraError(f"camera {self.name!r} is already connected")
-        self.fps = float(self._open())
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._capture_loop, name=f"camera-{self.name}", daemon=True)
-        self._thread.start()
-        try:
-            self.wait_for_frame(first_frame_timeout_s)
-        except CameraError:
-            self.disconnect()
-            raise
+        """Start delivering frames (a device waits for its first one)."""
 
+    @abstractmethod
     def disconnect(self) -> None:
-        """Stop capturing and release the device; safe to call twice."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self._thread = None
-        self._close()
+        """Stop delivering frames and release what the camera holds; safe to call twice."""
 
     def wait_for_frame(self, timeout_s: float, after: int = -1) -> Frame:
         """The first frame whose index is above ``after``, waiting up to ``timeout_s`` of wall time."""
@@ -160,22 +131,9 @@ class Camera(ABC):
                  traceback: TracebackType | None) -> None:
         self.disconnect()
 
-    # -- the capture thread ------------------------------------------------------------------
+    # -- frames in -------------------------------------------------------------------------
 
-    def _capture_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                image = self._grab()
-            except Exception as failure:  # the device went away: readers get it, named
-                with self._new_frame:
-                    self._failure = failure
-                    self._new_frame.notify_all()
-                return
-            if image is None:  # a recording that ended: frames simply stop, like a frozen camera
-                return
-            self._store(image)
-
-    def _store(self, image: np.ndarray) -> None:
+    def _store(self, image: np.ndarray, depth: np.ndarray | None = None) -> None:
         now = self.clock.now()
         with self._new_frame:
             previous = self._latest
@@ -183,7 +141,7 @@ class Camera(ABC):
                 gap = (now - previous.timestamp) * self.fps
                 if gap > LATE_FACTOR:
                     self._dropped += int(round(gap)) - 1
-            self._latest = Frame(image=image, timestamp=now, index=self._frames)
+            self._latest = Frame(image=image, timestamp=now, index=self._frames, depth=depth)
             self._frames += 1
             self._new_frame.notify_all()
 
@@ -192,3 +150,67 @@ class Camera(ABC):
             raise CameraError(str(self._failure)) from self._failure
         if self._failure is not None:
             raise CameraError(f"camera {self.name!r} failed: {self._failure}") from self._failure
+
+
+class StreamingCamera(Camera):
+    """A device camera: a thread captures from ``connect()`` to ``disconnect()`` (see the
+    module docstring for what a backend provides)."""
+
+    def __init__(self, name: str, clock: Clock = WALL_CLOCK) -> None:
+        super().__init__(name, clock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @abstractmethod
+    def _open(self) -> float:
+        """Reach the device; return the frames per second it delivers."""
+
+    @abstractmethod
+    def _grab(self) -> np.ndarray | tuple[np.ndarray, np.ndarray] | None:
+        """Block until the next image; ``(H, W, 3) uint8`` RGB (with its ``Frame.depth`` for
+        a depth camera: ``(image, depth)``), or None when there are no more."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release the device (called once, from ``disconnect``)."""
+
+    @property
+    def is_connected(self) -> bool:
+        return self._thread is not None
+
+    def connect(self, first_frame_timeout_s: float = 5.0) -> None:
+        """Open the camera, start capturing and wait for the first frame (a camera that opens
+        but never delivers is an error here, before anything depends on it)."""
+        if self.is_connected:
+            raise CameraError(f"camera {self.name!r} is already connected")
+        self.fps = float(self._open())
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._capture_loop, name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+        try:
+            self.wait_for_frame(first_frame_timeout_s)
+        except CameraError:
+            self.disconnect()
+            raise
+
+    def disconnect(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._thread = None
+        self._close()
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                grabbed = self._grab()
+            except Exception as failure:  # the device went away: readers get it, named
+                with self._new_frame:
+                    self._failure = failure
+                    self._new_frame.notify_all()
+                return
+            if grabbed is None:  # a recording that ended: frames simply stop, like a frozen camera
+                return
+            image, depth = grabbed if isinstance(grabbed, tuple) else (grabbed, None)
+            self._store(image, depth)

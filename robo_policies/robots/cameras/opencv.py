@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_policies.robots.cameras.camera import Camera, CameraError
+from robo_policies.robots.cameras.camera import CameraError, StreamingCamera
 from robo_policies.robots.clock import WALL_CLOCK, Clock
 
 ROTATIONS = (0, 90, 180, 270)
@@ -43,7 +43,7 @@ def device_source(device: str) -> int | str:
     return int(device) if device.isdigit() else device
 
 
-class OpenCVCamera(Camera):
+class OpenCVCamera(StreamingCamera):
     """An OpenCV ``VideoCapture`` (see the module docstring); 0 or "" leaves a setting to the camera."""
 
     def __init__(self, name: str, device: str = "0", width: int = 0, height: int = 0, fps: float = 0.0,

@@ -2,7 +2,9 @@
 
 One typed ``CameraConfig`` serves every backend (a robot.yaml's ``cameras:`` entries and the
 ``robo camera`` commands); a backend registers a builder that turns it into a ``Camera``. A new
-backend (a RealSense, a network stream) is one module that calls ``register_camera_backend``.
+backend (a network stream, another SDK) is one module that calls ``register_camera_backend``.
+The twin's cameras are not built from a config: the twin renders its task's cameras
+(``rendered.RenderedCamera``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ class CameraConfig:
     """One camera on a robot."""
 
     type: str = "opencv"
-    """Backend: ``opencv`` (USB/built-in cameras) or ``replay`` (a video file or image folder)."""
+    """Backend: ``opencv`` (USB/built-in cameras), ``realsense`` (Intel RealSense, the
+    ``realsense`` extra) or ``replay`` (a video file or image folder)."""
     device: str = "0"
-    """opencv: an index ("0") or a path (/dev/video2); replay: the video file or image folder."""
+    """opencv: an index ("0") or a path (/dev/video2); realsense: the serial number ("" or "0":
+    the only one connected); replay: the video file or image folder."""
     width: int = 0
     """Frame width to ask for (0: the camera's own)."""
     height: int = 0
@@ -37,6 +41,8 @@ class CameraConfig:
     """opencv: frames dropped after opening while exposure settles."""
     loop: bool = False
     """replay: start over at the end instead of stopping (a stopped replay is a stalled camera)."""
+    depth: bool = False
+    """realsense: also read depth, aligned to the colour image (``Frame.depth``, millimetres)."""
 
 
 Builder = Callable[[str, CameraConfig, Clock], Camera]
@@ -66,6 +72,13 @@ def _opencv(name: str, config: CameraConfig, clock: Clock) -> Camera:
                         config.rotation, config.warmup_frames, clock)
 
 
+def _realsense(name: str, config: CameraConfig, clock: Clock) -> Camera:
+    from robo_policies.robots.cameras.realsense import RealSenseCamera
+
+    serial = "" if config.device in ("", "0") else config.device
+    return RealSenseCamera(name, serial, config.width, config.height, config.fps, config.depth, clock)
+
+
 def _replay(name: str, config: CameraConfig, clock: Clock) -> Camera:
     from robo_policies.robots.cameras.replay import ReplayCamera
 
@@ -73,4 +86,5 @@ def _replay(name: str, config: CameraConfig, clock: Clock) -> Camera:
 
 
 register_camera_backend("opencv", _opencv)
+register_camera_backend("realsense", _realsense)
 register_camera_backend("replay", _replay)

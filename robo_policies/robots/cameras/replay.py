@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_policies.robots.cameras.camera import Camera, CameraError
+from robo_policies.robots.cameras.camera import CameraError, StreamingCamera
 from robo_policies.robots.clock import WALL_CLOCK, Clock
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-class ReplayCamera(Camera):
+class ReplayCamera(StreamingCamera):
     """Plays ``path`` (a video file, or a folder of images in name order) at ``fps``
     (0: the video's own rate; a folder needs one)."""
 

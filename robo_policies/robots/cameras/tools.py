@@ -1,5 +1,6 @@
-"""What ``robo camera list|snap|check`` do: find video devices, save one frame, measure a
-camera as the control loop will see it (achieved fps, frame age, dropped frames)."""
+"""What ``robo camera list|snap|check`` do: find video devices and the modes they take, save
+one frame, measure a camera as the control loop will see it (achieved fps, frame age,
+dropped frames)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import glob
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,20 +18,29 @@ from robo_policies.robots.cameras.registry import CameraConfig, make_camera
 from robo_policies.utils.atomic import atomic_output
 
 
+CANDIDATE_MODES = tuple((width, height, fps) for width, height in (
+    (320, 240), (640, 480), (800, 600), (1280, 720), (1280, 960), (1920, 1080)) for fps in (15, 30, 60))
+"""Common USB camera modes ``robo camera list modes=true`` tries on each device."""
+
+
 @dataclass
 class VideoDevice:
-    """A device OpenCV was asked to open, and the mode it opened in."""
+    """A device OpenCV was asked to open, the mode it opened in, and the modes it takes."""
 
     device: str
     opened: bool
     width: int = 0
     height: int = 0
     fps: float = 0.0
+    modes: tuple[tuple[int, int, float], ...] = ()
+    """(width, height, fps) of ``CANDIDATE_MODES`` the device read back as set (when probed)."""
 
 
-def find_cameras(devices: list[str] | None = None) -> list[VideoDevice]:
+def find_cameras(devices: list[str] | None = None, probe_modes: bool = False) -> list[VideoDevice]:
     """Each of ``devices`` (default: every ``/dev/video*``) opened once with OpenCV: whether it
-    opens and its default mode. (Many USB cameras show two nodes; the metadata node does not open.)"""
+    opens and its default mode. (Many USB cameras show two nodes; the metadata node does not open.)
+    ``probe_modes``: also set each of ``CANDIDATE_MODES`` and keep those the driver reads back
+    unchanged (OpenCV cannot list a device's modes; a driver adjusts what it does not take)."""
     cv2 = import_cv2()
     found = []
     for device in devices if devices is not None else sorted(glob.glob("/dev/video*")):
@@ -38,21 +49,41 @@ def find_cameras(devices: list[str] | None = None) -> list[VideoDevice]:
             found.append(VideoDevice(device, opened=False))
             continue
         mode = capture_mode(capture)
-        found.append(VideoDevice(device, True, int(mode["width"]), int(mode["height"]), float(mode["fps"])))
+        modes = _accepted_modes(capture) if probe_modes else ()
+        found.append(VideoDevice(device, True, int(mode["width"]), int(mode["height"]), float(mode["fps"]), modes))
         capture.release()
     return found
 
 
-def snap(name: str, config: CameraConfig, out: str | Path) -> np.ndarray:
-    """Connect, take the newest frame after warm-up, save it (PNG/JPEG by suffix, atomically)."""
+def _accepted_modes(capture: Any) -> tuple[tuple[int, int, float], ...]:
+    cv2 = import_cv2()
+    accepted = []
+    for width, height, fps in CANDIDATE_MODES:
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                            (cv2.CAP_PROP_FPS, fps)):
+            capture.set(prop, value)
+        mode = capture_mode(capture)
+        if (mode["width"], mode["height"]) == (width, height) and abs(mode["fps"] - fps) <= 0.5:
+            accepted.append((width, height, float(fps)))
+    return tuple(accepted)
+
+
+def snap(name: str, config: CameraConfig, out: str | Path) -> list[Path]:
+    """Connect, take the newest frame after warm-up, save it (PNG/JPEG by suffix, atomically);
+    a depth camera's depth goes beside it as ``<out stem>_depth.png`` (16-bit, millimetres).
+    Returns the files written."""
     import imageio.v3 as iio
 
     with make_camera(name, config) as camera:
-        image = camera.latest().image
+        frame = camera.latest()
     out = Path(out)
-    with atomic_output(out, overwrite=True) as tmp:
-        iio.imwrite(tmp, image, extension=out.suffix or ".png")
-    return image
+    written = [(out, frame.image, out.suffix or ".png")]
+    if frame.depth is not None:
+        written.append((out.with_name(f"{out.stem}_depth.png"), frame.depth, ".png"))
+    for path, image, extension in written:
+        with atomic_output(path, overwrite=True) as tmp:
+            iio.imwrite(tmp, image, extension=extension)
+    return [path for path, _, _ in written]
 
 
 @dataclass
