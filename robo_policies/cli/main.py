@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import yaml
@@ -178,6 +179,29 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("dst", help="destination path")
     convert.add_argument("options", nargs="*", metavar="key=value")
     convert.set_defaults(run=_dataset_convert)
+    view = dataset_commands.add_parser(
+        "view", help="one episode as a video: cameras side by side over plots of state and action",
+        description=(
+            "Draw one episode: every camera side by side, under them the low-dimensional "
+            "observations and the actions over the episode with a cursor at the present step, "
+            "and the episode's task string. Options: episode=<i> (0), out=<file.mp4|file.html> "
+            "(episode_<i>.mp4), fps=<f> (the recorded rate)."
+        ),
+    )
+    view.add_argument("path", help="a .zarr dataset")
+    view.add_argument("options", nargs="*", metavar="key=value")
+    view.set_defaults(run=_dataset_view)
+    stats = dataset_commands.add_parser(
+        "stats", help="per-key min/max/mean/std and a histogram of episode lengths",
+        description=(
+            "Print per-key min, max, mean and std (per dimension; over every pixel for cameras) "
+            "and write them as stats.json with a histogram of episode lengths "
+            "(episode_lengths.png). Option: out=<dir> (default: outputs/stats/<dataset name>)."
+        ),
+    )
+    stats.add_argument("path", help="a .zarr dataset")
+    stats.add_argument("options", nargs="*", metavar="key=value")
+    stats.set_defaults(run=_dataset_stats)
     return parser
 
 
@@ -545,6 +569,35 @@ def _dataset_convert(args: argparse.Namespace) -> None:
     options = dict(_parse_option(option) for option in args.options)
     convert(args.src, args.dst, **options)
     print(f"wrote {args.dst}")
+
+
+def _dataset_view(args: argparse.Namespace) -> None:
+    from robo_policies.data.view import view_episode
+
+    options = _options(args.options, {"episode": 0, "out": "", "fps": 0.0})
+    episode = int(options["episode"])
+    view = view_episode(args.path, episode, options["out"] or f"episode_{episode}.mp4", float(options["fps"]))
+    print(f"wrote {view.path}: {view.frames} frames of {view.width}x{view.height}, task {view.task or '(none)'!r}")
+
+
+def _dataset_stats(args: argparse.Namespace) -> None:
+    from robo_policies.data.stats import dataset_stats
+
+    options = _options(args.options, {"out": f"outputs/stats/{Path(args.path).stem}"})
+    _, table = dataset_stats(args.path, options["out"])
+    print(table)
+    print(f"wrote {Path(options['out']) / 'stats.json'} and {Path(options['out']) / 'episode_lengths.png'}")
+
+
+def _options(texts: list[str], defaults: dict[str, object]) -> dict[str, object]:
+    """``key=value`` options over ``defaults``; a key not among them is an error naming them."""
+    options = dict(defaults)
+    for text in texts:
+        key, value = _parse_option(text)
+        if key not in defaults:
+            raise ConfigError(f"unknown option {key!r}; options: {', '.join(defaults)}")
+        options[key] = value
+    return options
 
 
 def _parse_option(text: str) -> tuple[str, object]:

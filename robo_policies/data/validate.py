@@ -32,6 +32,21 @@ class KeySummary:
     dtype: str
     min: np.ndarray | None = None
     max: np.ndarray | None = None
+    sum: np.ndarray | None = None
+    """Per element of a step, over every step (float64): with ``sum_sq`` the mean and std."""
+    sum_sq: np.ndarray | None = None
+    count: int = 0
+
+    @property
+    def mean(self) -> np.ndarray | None:
+        return None if self.sum is None or not self.count else self.sum / self.count
+
+    @property
+    def std(self) -> np.ndarray | None:
+        mean = self.mean
+        if mean is None or self.sum_sq is None:
+            return None
+        return np.sqrt(np.maximum(self.sum_sq / self.count - mean ** 2, 0.0))
 
 
 @dataclass
@@ -74,7 +89,7 @@ class DatasetSummary:
 
 
 def summarize_dataset(path: str | Path, strict: bool = False,
-                      keys: Sequence[str] | None = None) -> DatasetSummary:
+                      keys: Sequence[str] | None = None, moments: bool = False) -> DatasetSummary:
     """Read a whole dataset and describe it.
 
     Every chunk of every array is read (a corrupt or truncated chunk is a DatasetError
@@ -82,7 +97,8 @@ def summarize_dataset(path: str | Path, strict: bool = False,
     also be usable for training: at least one episode, ``data/action`` and every one of
     ``keys`` present, every chunk of the episodes' rows stored (zarr reads a missing chunk
     back as its fill value, so a deleted chunk file would otherwise pass as zeros) and no
-    NaN or inf. ``keys`` limits the scan to those arrays (plus ``action``).
+    NaN or inf. ``keys`` limits the scan to those arrays (plus ``action``). ``moments`` also
+    sums what the mean and std need (``robo dataset stats``).
     """
     buffer = ReplayBuffer.open(path, mode="r")
     if strict and buffer.n_episodes == 0:
@@ -101,7 +117,7 @@ def summarize_dataset(path: str | Path, strict: bool = False,
     )
     for key in wanted:
         if key in buffer:
-            summary.keys[key] = _scan_array(buffer, key, strict=strict)
+            summary.keys[key] = _scan_array(buffer, key, strict=strict, moments=moments)
     for name in buffer.meta_keys:
         decoded(buffer.location, f"meta/{name}", lambda name=name: buffer.meta(name))
     return summary
@@ -121,9 +137,9 @@ def validate_dataset(path: str | Path, keys: Sequence[str] | None = None,
         raise type(problem)(str(problem).replace(str(path), str(name))) from None
 
 
-def _scan_array(buffer: ReplayBuffer, key: str, strict: bool) -> KeySummary:
+def _scan_array(buffer: ReplayBuffer, key: str, strict: bool, moments: bool = False) -> KeySummary:
     """Decode every chunk of ``data/<key>`` in the episodes' range; find missing chunks,
-    NaN/inf and the value range."""
+    NaN/inf and the value range (and the sums of the mean and std with ``moments``)."""
     array = buffer[key]
     summary = KeySummary(shape=tuple(array.shape[1:]), dtype=str(array.dtype))
     if strict:
@@ -143,6 +159,13 @@ def _scan_array(buffer: ReplayBuffer, key: str, strict: bool) -> KeySummary:
         lo, hi = flat.min(0), flat.max(0)
         summary.min = lo if summary.min is None else np.minimum(summary.min, lo)
         summary.max = hi if summary.max is None else np.maximum(summary.max, hi)
+        if not moments:
+            continue
+        wide = flat.astype(np.float64)
+        total, total_sq = wide.sum(0), np.square(wide).sum(0)
+        summary.sum = total if summary.sum is None else summary.sum + total
+        summary.sum_sq = total_sq if summary.sum_sq is None else summary.sum_sq + total_sq
+        summary.count += len(flat)
     return summary
 
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
-import imageio
 import numpy as np
 from tqdm import tqdm
 
 from robo_policies.data.replay_buffer import is_image
 from robo_policies.envs.episode import step_episode
+from robo_policies.utils.video import Mp4Writer
 
 DEFAULT_EVAL_SEED = 100000
 """First evaluation seed used by ``robo eval``: far above the seeds ``robo collect`` uses."""
@@ -277,7 +277,7 @@ def evaluate(
             envs[render] = make_env(render_mode="rgb_array") if render else make_env()
         return envs[render]
 
-    video = _VideoWriter(Path(video_path)) if n_video else None
+    video = Mp4Writer(Path(video_path)) if n_video else None
     start_time = time.perf_counter()
     records: list[dict[str, Any]] = []
     call_ms: list[float] = []
@@ -341,7 +341,7 @@ def _run_episode(
     max_steps: int | None,
     obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None,
     episode_callback: EpisodeCallback | None,
-    video: _VideoWriter | None,
+    video: Mp4Writer | None,
 ) -> tuple[dict[str, Any], list[float], list[int], list[float]]:
     """One episode: its record, the model-call times and NFEs the policy appended during it,
     and per executed action the time of the call it came from over that call's actions."""
@@ -464,42 +464,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-class _VideoWriter:
-    """Streams frames into one mp4, written to a temp file and moved into place on finish."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fps: float | None = None
-        self._tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.mp4'}")
-        self._writer: Any = None
-        self._size: tuple[int, int] | None = None
-
-    def append(self, frame: np.ndarray) -> None:
-        """Write one (H, W, 3) uint8 frame; every frame must have the first one's size."""
-        # H.264 in yuv420p needs even sizes: pad by replicating the last row/column.
-        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
-        if pad_h or pad_w:
-            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = imageio.get_writer(
-                self._tmp, format="FFMPEG", fps=self.fps or 10, macro_block_size=1
-            )
-            self._size = frame.shape[:2]
-        elif frame.shape[:2] != self._size:
-            raise ValueError(f"render size changed from {self._size} to {frame.shape[:2]}")
-        self._writer.append_data(frame)
-
-    def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            os.replace(self._tmp, self.path)
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._tmp.unlink(missing_ok=True)
