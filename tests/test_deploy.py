@@ -239,6 +239,24 @@ def test_a_policy_the_robot_cannot_feed_is_refused_before_anything_is_sent(tmp_p
     assert run.code == 0, run.err  # the twin's task does show the goal
 
 
+def test_a_state_arm_policy_on_the_real_arm_is_refused_naming_the_simulator_keys_before_any_packet(tmp_path, robo):
+    # arm_pick_place's state policy reads the cube, the target and the tool position: the real
+    # so101_arm has encoders only. Refused before the bus is opened: no torque-enable packet,
+    # not even a ping, reaches the servos.
+    shapes = {key: space.shape for key, space in
+              get_task("arm_pick_place").env().unwrapped.observation_space.spaces.items()}
+    policy = make_policy(shapes=shapes, action_dim=6)
+    policy.save(tmp_path / "policy", metadata={"task": "arm_pick_place"})
+    with FakeFeetechBus(dict.fromkeys(range(1, 7), STS3215)) as fake:
+        run = robo("deploy", f"robot={calibrated_arm(tmp_path)}", f"port={fake.port}",
+                   f"checkpoint={tmp_path / 'policy'}", "policy_hz=10", "duration_s=1",
+                   f"out={tmp_path / 'out'}", "progress=false")
+        assert run.code == 2 and run.err.count("\n") == 1, run.err
+        assert "observation key(s) ['cube_pos', 'cube_quat', 'eef_pos', 'target_pos'] missing" in run.err
+        assert fake.instructions == []
+        assert [fake.value(motor_id, "torque_enable") for motor_id in range(1, 7)] == [0] * 6
+
+
 def test_deploy_starts_and_completes_on_a_bus_that_loses_every_seventh_status_packet(tmp_path, robo):
     # Issue 15: a 6-motor sync read failed as a whole under packet loss. At the default
     # rt_priority, from the first ping on; scripts/bench_faulty_bus.py runs it 10 times per robot.
