@@ -46,10 +46,9 @@ class SimTwin(Robot):
             raise ConfigError(f"{name}: {len(self._action_names)} action names {self._action_names} for "
                              f"task {task}, whose action has shape {probe.action_space.shape}")
         rendered = [camera for camera in probe.CAMERAS if image_key(camera) in self._features]
-        fps = 1.0 / (period_s or probe.control_dt)
         probe.close()
         clock = robot_kwargs.get("clock", WALL_CLOCK)
-        cameras = {camera: RenderedCamera(camera, lambda camera=camera: self._sim.camera_image(camera), fps, clock)
+        cameras = {camera: RenderedCamera(camera, lambda camera=camera: self._sim.camera_image(camera), clock)
                    for camera in rendered}
         super().__init__(name, period_s=period_s, cameras=cameras, **robot_kwargs)
 

@@ -4,7 +4,8 @@ The twin's cameras are the ones its image task renders (the same MJCF cameras, s
 renderer settings), so a policy sees in ``robo deploy sim=true`` exactly what it saw in
 ``robo eval``. They go through the robot's camera path like a device's: frame timestamps on
 the robot's clock, frame ages in ``deploy.json``, the stall timeout. There is no capture
-thread: a frame is rendered when ``capture()`` is called, so a twin run stays reproducible.
+thread: a frame is rendered when ``capture()`` is called, so a twin run stays reproducible,
+and none is ever dropped (the camera has no rate of its own: ``fps`` stays 0).
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ class RenderedCamera(Camera):
 
     Args:
         render: returns the present image, ``(H, W, 3) uint8`` RGB.
-        fps: the rate the simulation captures at (its control rate), for the drop count.
     """
 
-    def __init__(self, name: str, render: Callable[[], np.ndarray], fps: float, clock: Clock = WALL_CLOCK) -> None:
+    def __init__(self, name: str, render: Callable[[], np.ndarray], clock: Clock = WALL_CLOCK) -> None:
         super().__init__(name, clock)
         self._render = render
-        self._rate = fps
         self._connected = False
 
     @property
@@ -37,7 +36,6 @@ class RenderedCamera(Camera):
 
     def connect(self, first_frame_timeout_s: float = 5.0) -> None:
         """Ready to capture; the first frame is rendered by the first ``capture()``."""
-        self.fps = self._rate
         self._connected = True
 
     def disconnect(self) -> None:
