@@ -302,3 +302,103 @@ def test_missing_decoder_names_file_and_codec(v30: Path, monkeypatch: pytest.Mon
     with pytest.raises(DatasetError, match=r"videos/observation.images.top/chunk-000/file-000.mp4 is AV1; this PyAV "
                                            r"build has no AV1 decoder \(libdav1d or libaom-av1\)"):
         dataset["top_image"][0]
+
+
+# -- converting ---------------------------------------------------------------------------
+
+
+def test_convert_lerobot_directory_to_zarr(robo, v30: Path, tmp_path: Path) -> None:
+    out = tmp_path / "from_lerobot.zarr"
+    result = robo("dataset", "convert", v30, out)
+    assert result.code == 0, result.err
+    buffer = ReplayBuffer.open(out)
+    values = steps()
+    assert buffer.episode_ends.tolist() == np.cumsum(LENGTHS).tolist()
+    np.testing.assert_array_equal(buffer["state"][:], values["observation.state"])
+    np.testing.assert_array_equal(buffer["action"][:], values["action"])
+    assert buffer.meta("task_index").tolist() == list(EPISODE_TASKS)
+    assert buffer.attrs["tasks"] == TASKS and buffer.attrs["fps"] == FPS
+    assert buffer.attrs["source"] == f"lerobot v3.0 {v30}"
+    for camera, key in enumerate(["top_image", "wrist_image"]):
+        assert buffer[key].shape == (sum(LENGTHS), SIZE, SIZE, 3)
+        assert mean_abs_error(buffer[key][:], expected_frames(camera)) < MAX_MEAN_ABS_ERROR
+
+
+def recorded_zarr(path: Path) -> Path:
+    """A dataset shaped like ``robo record``'s: cameras, a recorded clock, tasks, per-episode meta."""
+    rng = np.random.default_rng(1)
+    buffer = ReplayBuffer.create(path, attrs={"robot": "so101", "fps": 10.0, "tasks": TASKS, "source": "robo record",
+                                              "action_names": ["a", "b"]})
+    for episode, n in enumerate(LENGTHS):
+        buffer.add_episode(
+            {"joint_pos": rng.normal(size=(n, 5)).astype(np.float32), "gripper": rng.normal(size=(n, 1)),
+             "front_image": np.stack([frame(0, episode, t) for t in range(n)]),
+             "timestamp": np.cumsum(rng.uniform(0.09, 0.11, n)), "action": rng.normal(size=(n, 2)).astype(np.float32),
+             "reward": rng.uniform(size=n), "done": np.arange(n) == n - 1},
+            {"task_index": EPISODE_TASKS[episode], "seed": 100 + episode, "success": episode != 1,
+             "start_time": 1.7e9 + episode})
+    return path
+
+
+@pytest.mark.parametrize("images", ["png", "video"])
+def test_zarr_to_lerobot_to_zarr_round_trip(robo, tmp_path: Path, images: str) -> None:
+    source = ReplayBuffer.open(recorded_zarr(tmp_path / "recorded.zarr"))
+    lerobot, back = tmp_path / "recorded_lerobot", tmp_path / "back.zarr"
+    assert robo("dataset", "convert", source.location, lerobot, "format=lerobot", f"images={images}").code == 0
+    assert sorted(p.name for p in lerobot.iterdir()) == ["data", "meta"] + (["videos"] if images == "video" else [])
+    info = json.loads((lerobot / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_frames"] == sum(LENGTHS)
+    assert info["features"]["observation.images.front"]["dtype"] == images.replace("png", "image")
+    assert {"observation.joint_pos", "robo.timestamp", "next.reward", "next.done", "timestamp"} <= set(info["features"])
+    assert robo("dataset", "convert", lerobot, back).code == 0
+    copy = ReplayBuffer.open(back)
+    assert copy.keys == source.keys and copy.meta_keys == source.meta_keys
+    assert copy.episode_ends.tolist() == source.episode_ends.tolist()
+    for key in source.keys:
+        assert copy[key].dtype == source[key].dtype and copy[key].shape == source[key].shape, key
+        if key != "front_image" or images == "png":
+            np.testing.assert_array_equal(copy[key][:], source[key][:], err_msg=key)
+    if images == "video":
+        assert mean_abs_error(copy["front_image"][:], source["front_image"][:]) < MAX_MEAN_ABS_ERROR
+    for name in source.meta_keys:
+        np.testing.assert_array_equal(copy.meta(name), source.meta(name), err_msg=name)
+    assert {k: v for k, v in copy.attrs.items() if k != "source"} == {
+        k: v for k, v in source.attrs.items() if k != "source"}
+    # What LeRobot's loader reads: tasks by the pandas index, per-episode tasks, video spans.
+    tasks = pq.read_table(lerobot / "meta/tasks.parquet")
+    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["task"]
+    assert tasks["task"].to_pylist() == TASKS
+    episodes = pq.read_table(lerobot / "meta/episodes/chunk-000/file-000.parquet").to_pydict()
+    assert episodes["tasks"] == [[TASKS[t]] for t in EPISODE_TASKS]
+    assert episodes["dataset_to_index"] == np.cumsum(LENGTHS).tolist()
+    data = pq.read_table(lerobot / "data/chunk-000/file-000.parquet")
+    np.testing.assert_allclose(data["timestamp"].to_numpy(), steps()["timestamp"])
+    if images == "video":
+        assert episodes["videos/observation.images.front/from_timestamp"] == (
+            (np.cumsum(LENGTHS) - LENGTHS) / 10).tolist()
+
+
+def test_lerobot_output_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robo_policies.data.lerobot import writer
+
+    source = recorded_zarr(tmp_path / "recorded.zarr")
+    monkeypatch.setattr(writer, "_write_tasks", lambda *args: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        convert(source, tmp_path / "out", format="lerobot")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recorded.zarr"]
+
+
+def test_train_directly_from_a_lerobot_directory(robo, v30: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = robo("train", f"dataset={v30}", f"out={out}", "policy=mlp_bc", "policy.net=mlp", "policy.n_obs_steps=1",
+                  "policy.horizon=4", "policy.n_action_steps=2", "policy.hidden_dim=32", "policy.n_blocks=1",
+                  "train.steps=4", "train.batch_size=8", "train.threads=1", "train.loader_workers=0", "progress=false")
+    assert result.code == 0, result.err
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 4 and np.isfinite(summary["final_loss"])
+    import yaml
+
+    config = yaml.safe_load((out / "checkpoint" / "config.yaml").read_text())
+    assert config["image_keys"] == ["top_image", "wrist_image"]
+    assert config["obs_shapes"] == {"environment_state": [3], "state": [4], "top_image": [SIZE, SIZE, 3],
+                                    "wrist_image": [SIZE, SIZE, 3]}

@@ -275,9 +275,13 @@ def _episode_meta(layout: Layout, table: pa.Table, frames: _Frames, stored: dict
 
 
 def _attrs(layout: Layout, meta: dict[str, np.ndarray], stored: dict[str, Any]) -> dict[str, Any]:
+    """The attributes a directory we wrote kept, else fps, robot_type and tasks; and the source."""
+    source = {"source": f"lerobot {layout.version} {layout.root}"}
+    if "attrs" in stored:
+        return {**stored["attrs"], **source}
     attrs: dict[str, Any] = {"fps": layout.fps}
     if layout.info.get("robot_type"):
         attrs["robot_type"] = layout.info["robot_type"]
     if "task_index" in meta:
         attrs["tasks"] = layout.tasks
-    return {**attrs, **(stored.get("attrs") or {}), "source": f"lerobot {layout.version} {layout.root}"}
+    return {**attrs, **source}
