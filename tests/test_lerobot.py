@@ -388,11 +388,31 @@ def test_lerobot_output_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recorded.zarr"]
 
 
+def test_convert_key_override_on_the_command_line(robo, v21: Path, tmp_path: Path) -> None:
+    out = tmp_path / "renamed.zarr"
+    assert robo("dataset", "convert", v21, out, "keys={observation.images.top: agentview_image}").code == 0
+    assert ReplayBuffer.open(out).keys == ["action", "agentview_image", "done", "environment_state", "reward",
+                                           "state", "timestamp"]
+
+
+TINY_IMAGE_POLICY = ("policy=mlp_bc", "policy.net=mlp", "policy.n_obs_steps=1", "policy.horizon=4",
+                     "policy.n_action_steps=2", "policy.hidden_dim=32", "policy.n_blocks=1", "train.batch_size=8",
+                     "train.threads=1", "progress=false")
+
+
+@pytest.mark.slow
+def test_train_from_a_lerobot_directory_with_a_spawned_loader_worker(robo, v21: Path, tmp_path: Path) -> None:
+    """The worker gets the lazy frames pickled and opens the mp4s itself."""
+    result = robo("train", f"dataset={v21}", f"out={tmp_path / 'run'}", *TINY_IMAGE_POLICY, "train.steps=3",
+                  "train.loader_workers=1")
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 3
+
+
 def test_train_directly_from_a_lerobot_directory(robo, v30: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = robo("train", f"dataset={v30}", f"out={out}", "policy=mlp_bc", "policy.net=mlp", "policy.n_obs_steps=1",
-                  "policy.horizon=4", "policy.n_action_steps=2", "policy.hidden_dim=32", "policy.n_blocks=1",
-                  "train.steps=4", "train.batch_size=8", "train.threads=1", "train.loader_workers=0", "progress=false")
+    result = robo("train", f"dataset={v30}", f"out={out}", *TINY_IMAGE_POLICY, "train.steps=4",
+                  "train.loader_workers=0")
     assert result.code == 0, result.err
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 4 and np.isfinite(summary["final_loss"])
