@@ -132,7 +132,9 @@ class Layout:
             return [self.root / self.info["data_path"].format(episode_chunk=self._chunk(row),
                                                               episode_index=int(row["episode_index"]))
                     for row in self.episodes]
-        places = dict.fromkeys((int(row["data/chunk_index"]), int(row["data/file_index"])) for row in self.episodes)
+        where = self.root / "meta/episodes"
+        places = dict.fromkeys((int(require(row, "data/chunk_index", where)), int(require(row, "data/file_index", where)))
+                               for row in self.episodes)
         return [self.root / self.info["data_path"].format(chunk_index=chunk, file_index=file)
                 for chunk, file in places]
 

@@ -152,9 +152,13 @@ def _camera_stats(frames: Any, n_steps: int) -> dict[str, list]:
     pixels = n_steps * int(np.prod(frames.shape[1:3]))
     mean = total / pixels
     std = np.sqrt(np.maximum(squares / pixels - mean**2, 0))
-    as_image = lambda values: (values / 255).reshape(3, 1, 1).tolist()  # noqa: E731
-    return {"min": as_image(low), "max": as_image(high), "mean": as_image(mean), "std": as_image(std),
-            "count": [n_steps]}
+    return {"min": _per_channel(low), "max": _per_channel(high), "mean": _per_channel(mean),
+            "std": _per_channel(std), "count": [n_steps]}
+
+
+def _per_channel(values: np.ndarray) -> list:
+    """0..255 channel values as LeRobot's (3, 1, 1) image statistics in 0..1."""
+    return (values / 255).reshape(3, 1, 1).tolist()
 
 
 def _camera_feature(shape: tuple[int, ...], images: str, codec: str, fps: float) -> dict[str, Any]:
