@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         "info", help="episodes, steps, keys with shapes and dtypes, action ranges",
         description="Print episodes, steps, keys with shapes and dtypes, and action ranges.",
     )
-    info.add_argument("path", help="a .zarr dataset")
+    info.add_argument("path", help="a .zarr dataset or a LeRobot directory")
     info.set_defaults(run=_dataset_info)
     validate = dataset_commands.add_parser(
         "validate", help="check a dataset end to end; exit 1 naming the first problem",
@@ -165,14 +165,15 @@ def _parser() -> argparse.ArgumentParser:
             "message naming the first problem."
         ),
     )
-    validate.add_argument("path", help="a .zarr dataset")
+    validate.add_argument("path", help="a .zarr dataset or a LeRobot directory")
     validate.set_defaults(run=_dataset_validate)
     convert = dataset_commands.add_parser(
-        "convert", help="convert between robomimic HDF5, OGBench npz and zarr",
+        "convert", help="convert between robomimic HDF5, OGBench npz, LeRobot directories and zarr",
         description=(
             "Convert a dataset; the direction follows the suffixes: .hdf5/.h5 -> .zarr, "
-            ".zarr -> .hdf5, .npz -> .zarr. Options as key=value, e.g. filter_key=train "
-            "(robomimic mask), overwrite=true."
+            ".zarr -> .hdf5, .npz -> .zarr; a LeRobot directory (meta/info.json) -> .zarr, and "
+            ".zarr -> a LeRobot v3.0 directory with format=lerobot. Options as key=value, e.g. "
+            "filter_key=train (robomimic mask), images=png (LeRobot, lossless), overwrite=true."
         ),
     )
     convert.add_argument("src", help="source file or directory")
@@ -188,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
             "(episode_<i>.mp4), fps=<f> (the recorded rate)."
         ),
     )
-    view.add_argument("path", help="a .zarr dataset")
+    view.add_argument("path", help="a .zarr dataset or a LeRobot directory")
     view.add_argument("options", nargs="*", metavar="key=value")
     view.set_defaults(run=_dataset_view)
     stats = dataset_commands.add_parser(
@@ -199,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
             "(episode_lengths.png). Option: out=<dir> (default: outputs/stats/<dataset name>)."
         ),
     )
-    stats.add_argument("path", help="a .zarr dataset")
+    stats.add_argument("path", help="a .zarr dataset or a LeRobot directory")
     stats.add_argument("options", nargs="*", metavar="key=value")
     stats.set_defaults(run=_dataset_stats)
     return parser

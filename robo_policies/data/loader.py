@@ -20,16 +20,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from robo_policies.data.replay_buffer import ReplayBuffer, is_image
+from robo_policies.data.datasets import AnyDataset
+from robo_policies.data.replay_buffer import is_image
 from robo_policies.data.sampler import SequenceSampler
 
 PREFETCH_BATCHES = 4
 """Batches each worker reads ahead of the training step."""
 
 
-def training_arrays(buffer: ReplayBuffer, keys: list[str]) -> dict[str, Any]:
-    """``keys`` of ``buffer`` as a window sampler reads them: camera images as the zarr arrays
-    themselves (read frame by frame when a batch needs them), everything else in memory."""
+def training_arrays(buffer: AnyDataset, keys: list[str]) -> dict[str, Any]:
+    """``keys`` of ``buffer`` as a window sampler reads them: camera images as the dataset's
+    own arrays (zarr arrays, or a LeRobot directory's lazy frames: read frame by frame when a
+    batch needs them), everything else in memory."""
     images = [key for key in keys if is_image(buffer[key].shape[1:], buffer[key].dtype)]
     in_memory = buffer.as_numpy([key for key in keys if key not in images])
     return {**in_memory, **{key: buffer[key] for key in images}}

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import zarr.storage
 
-from robo_policies.data.replay_buffer import CHUNK_BYTES, DatasetError, ReplayBuffer, decoded
+from robo_policies.data.datasets import AnyDataset, open_dataset
+from robo_policies.data.replay_buffer import CHUNK_BYTES, DatasetError, decoded
 from robo_policies.utils.errors import DatasetKeyError
 
 ACTION_KEY = "action"
@@ -100,7 +101,7 @@ def summarize_dataset(path: str | Path, strict: bool = False,
     NaN or inf. ``keys`` limits the scan to those arrays (plus ``action``). ``moments`` also
     sums what the mean and std need (``robo dataset stats``).
     """
-    buffer = ReplayBuffer.open(path, mode="r")
+    buffer = open_dataset(path)
     if strict and buffer.n_episodes == 0:
         raise DatasetError(f"{path}: no episodes (meta/episode_ends is empty); nothing to train on")
     wanted = list(buffer.keys) if keys is None else list(dict.fromkeys([*keys, ACTION_KEY]))
@@ -137,7 +138,7 @@ def validate_dataset(path: str | Path, keys: Sequence[str] | None = None,
         raise type(problem)(str(problem).replace(str(path), str(name))) from None
 
 
-def _scan_array(buffer: ReplayBuffer, key: str, strict: bool, moments: bool = False) -> KeySummary:
+def _scan_array(buffer: AnyDataset, key: str, strict: bool, moments: bool = False) -> KeySummary:
     """Decode every chunk of ``data/<key>`` in the episodes' range; find missing chunks,
     NaN/inf and the value range (and the sums of the mean and std with ``moments``)."""
     array = buffer[key]
@@ -147,7 +148,8 @@ def _scan_array(buffer: ReplayBuffer, key: str, strict: bool, moments: bool = Fa
     numeric = np.issubdtype(array.dtype, np.number)
     # Whole chunks, about CHUNK_BYTES at a time: one read per camera frame would take minutes.
     row_bytes = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
-    step = array.chunks[0] * max(1, CHUNK_BYTES // (row_bytes * array.chunks[0]))
+    chunk_rows = array.chunks[0] if hasattr(array, "chunks") else len(array)  # numpy: one block
+    step = chunk_rows * max(1, CHUNK_BYTES // (row_bytes * chunk_rows))
     for begin in range(0, buffer.n_steps, step):
         end = min(begin + step, buffer.n_steps)
         block = decoded(buffer.location, f"data/{key}", lambda: array[begin:end], where=f" in rows {begin}:{end}")
@@ -169,12 +171,14 @@ def _scan_array(buffer: ReplayBuffer, key: str, strict: bool, moments: bool = Fa
     return summary
 
 
-def _require_stored_chunks(buffer: ReplayBuffer, key: str) -> None:
+def _require_stored_chunks(buffer: AnyDataset, key: str) -> None:
     """Every chunk file of ``data/<key>`` that holds episode rows exists (local stores written
     by this library: other writers may skip chunks of fill values, which then read as such)."""
+    if not buffer.stores_every_chunk:
+        return
     array = buffer[key]
     store = array.store
-    if not buffer.stores_every_chunk or not isinstance(store, zarr.storage.LocalStore):
+    if not isinstance(store, zarr.storage.LocalStore):
         return
     rows_chunks = -(-buffer.n_steps // array.chunks[0])
     for coords in itertools.product(range(rows_chunks), *map(range, array.cdata_shape[1:])):

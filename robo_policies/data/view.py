@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_policies.data.replay_buffer import ReplayBuffer, is_image
+from robo_policies.data.datasets import AnyDataset, open_dataset
+from robo_policies.data.replay_buffer import is_image
 from robo_policies.utils.atomic import atomic_write_text
 from robo_policies.utils.errors import ConfigError
 from robo_policies.utils.video import Mp4Writer
@@ -42,7 +43,7 @@ class EpisodeView:
     task: str
 
 
-def episode_task(buffer: ReplayBuffer, episode: int) -> str:
+def episode_task(buffer: AnyDataset, episode: int) -> str:
     """The episode's task string: its ``tasks`` entry (recordings, LeRobot), else the dataset's
     simulated ``task``, else ""."""
     tasks = buffer.attrs.get("tasks")
@@ -57,7 +58,7 @@ def view_episode(dataset: str | Path, episode: int, out: str | Path, fps: float 
     out = Path(out)
     if out.suffix not in (".mp4", ".html"):
         raise ConfigError(f"out={out}: write an .mp4 or an .html file")
-    buffer = ReplayBuffer.open(dataset)
+    buffer = open_dataset(dataset)
     if not 0 <= episode < buffer.n_episodes:
         raise ConfigError(f"{dataset}: no episode {episode}; it has {buffer.n_episodes} (0..{buffer.n_episodes - 1})")
     steps = buffer.episode(episode)

@@ -1,4 +1,4 @@
-"""Train a policy on a zarr dataset: one readable loop from data to checkpoint.
+"""Train a policy on a dataset (zarr, or a LeRobot directory): one readable loop from data to checkpoint.
 
 Reading order: load the dataset and split episodes -> fit the normaliser on the training
 split -> build the policy, its EMA copy, AdamW and the cosine schedule -> (resume) -> loop:
@@ -25,7 +25,8 @@ from diffusers.training_utils import EMAModel
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episode_split, window_offsets
+from robo_policies.data import Normalizer, SequenceSampler, episode_split, window_offsets
+from robo_policies.data.datasets import AnyDataset, open_dataset
 from robo_policies.data.loader import training_arrays, training_batches
 from robo_policies.data.validate import validate_dataset
 from robo_policies.envs.registry import task_observation_keys
@@ -78,7 +79,7 @@ def train(
     start_time = time.perf_counter()
 
     # Data: every window of the training episodes; low-dim arrays in memory, images on disk.
-    buffer = ReplayBuffer.open(dataset)
+    buffer = open_dataset(dataset)  # a zarr dataset, or a LeRobot directory read in place
     obs_keys = policy_config.obs_keys or [key for key in buffer.keys if key not in NOT_OBSERVATIONS]
     validate_dataset(dataset, keys=[*obs_keys, "action"])  # bad data never becomes a model
     if not policy_config.obs_keys:
@@ -190,7 +191,7 @@ def train(
                        time.perf_counter() - start_time, digests, dist.is_main)
 
 
-def _require_task_observations(buffer: ReplayBuffer) -> None:
+def _require_task_observations(buffer: AnyDataset) -> None:
     """A policy that takes every observation of its dataset needs every one its recorded task
     gives, or it would never see what is missing."""
     task = buffer.attrs.get("task")

@@ -1,6 +1,9 @@
-"""Dataset converters: robomimic HDF5 <-> zarr ReplayBuffer, OGBench npz -> zarr ReplayBuffer.
+"""Dataset converters: robomimic HDF5 <-> zarr ReplayBuffer, OGBench npz -> zarr ReplayBuffer,
+LeRobotDataset directory <-> zarr ReplayBuffer.
 
-:func:`convert` picks the converter from the file suffixes; the CLI (``robo dataset convert
+:func:`convert` picks the converter from the file suffixes (a directory with
+``meta/info.json`` counts as the kind ``lerobot``, and the option ``format=lerobot`` names the
+kind of a destination without a suffix); the CLI (``robo dataset convert
 SRC DST key=value ...``) calls it. Each converter registers its pair of suffixes with
 :func:`register_converter`, naming the function by ``"module:function"`` so it is imported
 only when used (h5py for HDF5, say); adding a format is one module plus one registration. The
@@ -21,6 +24,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
+from robo_policies.data.lerobot import is_lerobot_dir
 from robo_policies.utils.errors import ConfigError
 
 __all__ = ["Converter", "converters", "convert", "register_converter"]
@@ -64,6 +68,11 @@ register_converter((".zarr",), (".hdf5", ".h5"), "robo_policies.data.convert.rob
                    "zarr -> robomimic HDF5 (options overwrite, compression)")
 register_converter((".npz",), (".zarr",), "robo_policies.data.convert.ogbench_npz:npz_to_zarr",
                    "OGBench npz -> zarr (options overwrite, drop_trailing)")
+LEROBOT = "lerobot"
+register_converter((LEROBOT,), (".zarr",), "robo_policies.data.convert.lerobot:lerobot_to_zarr",
+                   "LeRobotDataset v2.1/v3.0 directory -> zarr (options keys, overwrite)")
+register_converter((".zarr",), (LEROBOT,), "robo_policies.data.convert.lerobot:zarr_to_lerobot",
+                   "zarr -> LeRobotDataset v3.0 directory, with format=lerobot (options codec, images, fps, overwrite)")
 
 
 def convert(src: str | Path, dst: str | Path, **options: Any) -> Path:
@@ -71,7 +80,8 @@ def convert(src: str | Path, dst: str | Path, **options: Any) -> Path:
     ``dst``. An unsupported pair of suffixes or an option the converter does not take is a
     ``ConfigError`` naming what is supported."""
     src_path, dst_path = Path(src), Path(dst)
-    src_suffix, dst_suffix = src_path.suffix.lower(), dst_path.suffix.lower()
+    src_suffix = LEROBOT if is_lerobot_dir(src_path) else src_path.suffix.lower()
+    dst_suffix = str(options.pop("format")).lower() if "format" in options else dst_path.suffix.lower()
     for converter in _CONVERTERS:
         if src_suffix in converter.sources and dst_suffix in converter.destinations:
             return _call(converter.function(), src_path, dst_path, options)
