@@ -40,8 +40,24 @@ from robo_policies.heads.registry import config_fields
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
     from robo_policies.sampling.warmstart import WarmStart
 
-NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask", "timestamp"})
-"""Dataset keys that are never policy inputs."""
+NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask", "timestamp",
+                              "index", "frame_index", "episode_index", "task_index"})
+"""Dataset keys that are never policy inputs by default: labels, outcomes and bookkeeping."""
+NEXT_STEP_PREFIX = "next_"
+"""Keys starting with this are next-step copies of observations (robomimic's ``next_obs.<key>``,
+OGBench's ``next_observations``, stored as ``next_state``): a policy acting now cannot read them."""
+NON_INPUT_KEYS_ATTR = "non_input_keys"
+"""Dataset attribute in which a converter lists the arrays it stored that are not observations
+(OGBench's ``qpos``/``qvel``, robomimic's ``states``), where the name alone does not say so."""
+
+
+def default_observation_keys(keys: Iterable[str], attrs: Mapping[str, Any]) -> list[str]:
+    """The dataset keys a policy reads when ``policy.obs_keys`` is empty: every key except
+    ``NOT_OBSERVATIONS``, next-step copies (``NEXT_STEP_PREFIX``) and those the dataset's
+    ``NON_INPUT_KEYS_ATTR`` lists. Naming a key in ``policy.obs_keys`` makes it an input anyway."""
+    listed = set(attrs.get(NON_INPUT_KEYS_ATTR) or ())
+    return [key for key in keys
+            if key not in NOT_OBSERVATIONS and key not in listed and not key.startswith(NEXT_STEP_PREFIX)]
 
 
 @dataclass
@@ -67,7 +83,12 @@ class PolicyConfig:
     n_action_steps: int = 8
     """Ta: actions executed per model call."""
     obs_keys: list[str] = field(default_factory=list)
-    """Observation keys to use; empty: every dataset key except actions and rewards."""
+    """Observation keys to use; empty: every dataset key but actions, rewards, bookkeeping,
+    next-step copies (next_*) and the arrays the dataset's attrs non_input_keys lists."""
+    discrete_action_dims: Optional[list[int]] = None
+    """Action dimensions that only take their two ends (a gripper), which sampler=rti snaps;
+    unset (null): the dataset's attrs discrete_action_dims, else its task's, else none. The
+    saved policy's config.yaml holds the dims used."""
     down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])
     """UNet channels per level."""
     kernel_size: int = 5
@@ -319,6 +340,9 @@ class Policy(ActsInEpisodes, nn.Module):
                 f"n_action_steps={config.n_action_steps} must be in [1, horizon - n_obs_steps + 1"
                 f" = {config.horizon - config.n_obs_steps + 1}]"
             )
+        out_of_range = [dim for dim in config.discrete_action_dims or () if not 0 <= dim < action_dim]
+        if out_of_range:
+            raise ConfigError(f"policy.discrete_action_dims {out_of_range} out of range for {action_dim}-D actions")
         self.config = config
         self.obs_shapes = {key: tuple(shape) for key, shape in obs_shapes.items()}
         self.image_keys = sorted(image_keys)
