@@ -40,26 +40,6 @@ from robo_policies.heads.registry import config_fields
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
     from robo_policies.sampling.warmstart import WarmStart
 
-NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask", "timestamp",
-                              "index", "frame_index", "episode_index", "task_index"})
-"""Dataset keys that are never policy inputs by default: labels, outcomes and bookkeeping."""
-NEXT_STEP_PREFIX = "next_"
-"""Keys starting with this are next-step copies of observations (robomimic's ``next_obs.<key>``,
-OGBench's ``next_observations``, stored as ``next_state``): a policy acting now cannot read them."""
-NON_INPUT_KEYS_ATTR = "non_input_keys"
-"""Dataset attribute in which a converter lists the arrays it stored that are not observations
-(OGBench's ``qpos``/``qvel``, robomimic's ``states``), where the name alone does not say so."""
-
-
-def default_observation_keys(keys: Iterable[str], attrs: Mapping[str, Any]) -> list[str]:
-    """The dataset keys a policy reads when ``policy.obs_keys`` is empty: every key except
-    ``NOT_OBSERVATIONS``, next-step copies (``NEXT_STEP_PREFIX``) and those the dataset's
-    ``NON_INPUT_KEYS_ATTR`` lists. Naming a key in ``policy.obs_keys`` makes it an input anyway."""
-    listed = set(attrs.get(NON_INPUT_KEYS_ATTR) or ())
-    return [key for key in keys
-            if key not in NOT_OBSERVATIONS and key not in listed and not key.startswith(NEXT_STEP_PREFIX)]
-
-
 @dataclass
 class PolicyConfig:
     """Architecture and sampling settings of a policy (``configs/policy/*.yaml``): what every
@@ -84,7 +64,8 @@ class PolicyConfig:
     """Ta: actions executed per model call."""
     obs_keys: list[str] = field(default_factory=list)
     """Observation keys to use; empty: every dataset key but actions, rewards, bookkeeping,
-    next-step copies (next_*) and the arrays the dataset's attrs non_input_keys lists."""
+    next-step copies (next_*) and the arrays the dataset's attrs non_input_keys lists
+    (robo_policies/data/observation_keys.py)."""
     discrete_action_dims: Optional[list[int]] = None
     """Action dimensions that only take their two ends (a gripper), which sampler=rti snaps;
     unset (null): the dataset's attrs discrete_action_dims, else its task's, else none. The

@@ -302,14 +302,14 @@ def test_npz_splits_episodes_at_terminals(tmp_path: Path) -> None:
     root = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(root["meta/episode_ends"][:], [3, 6, 10])
     buffer = ReplayBuffer.open(out)
-    assert buffer.keys == ["action", "obs", "qpos", "qvel", "reward", "terminal"]
+    assert buffer.keys == ["action", "qpos", "qvel", "reward", "state", "terminal"]
     with np.load(src) as npz:
-        for name, key in [("obs", "observations"), ("action", "actions"), ("qpos", "qpos")]:
+        for name, key in [("state", "observations"), ("action", "actions"), ("qpos", "qpos")]:
             np.testing.assert_array_equal(buffer[name][:], npz[key])
             assert buffer[name].dtype == npz[key].dtype
         np.testing.assert_array_equal(buffer.episode(1)["action"], npz["actions"][3:6])
     assert buffer.attrs["source_format"] == "ogbench_npz"
-    assert buffer.attrs["npz_keys"]["obs"] == "observations"
+    assert buffer.attrs["npz_keys"]["state"] == "observations"
 
 
 def test_npz_errors_name_file_and_key(tmp_path: Path) -> None:

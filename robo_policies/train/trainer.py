@@ -30,7 +30,8 @@ from robo_policies.data import Normalizer, ReplayBuffer, SequenceSampler, episod
 from robo_policies.data.loader import training_arrays, training_batches
 from robo_policies.data.validate import validate_dataset
 from robo_policies.envs.registry import get_task, task_names, task_observation_keys
-from robo_policies.policy import Policy, PolicyConfig, default_observation_keys, split_observation_keys
+from robo_policies.data.observation_keys import default_observation_keys
+from robo_policies.policy import Policy, PolicyConfig, split_observation_keys
 from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
