@@ -364,7 +364,7 @@ class Policy(ActsInEpisodes, nn.Module):
         its networks treat rows independently, so the copies share nothing but the encoding.
         """
         cond = self.encode(batch)
-        action = self.normalizer.normalize("action", batch["action"])
+        action = self.normalizer.normalize("action", batch["action"].float())  # robomimic stores float64
         is_pad = batch.get("action_is_pad")
         copies = self.config.samples_per_obs
         if copies > 1:

@@ -95,7 +95,7 @@ def train(
     val_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, val_episodes)
     modes = {**{k: policy_config.obs_norm for k in low_dim}, "action": policy_config.action_norm}
     normalizer = Normalizer.fit(arrays, modes, rows=train_windows.anchor)
-    policy_config = dataclasses.replace(policy_config, discrete_action_dims=_discrete_action_dims(policy_config, buffer))
+    policy_config = dataclasses.replace(policy_config, discrete_action_dims=resolve_discrete_action_dims(policy_config, buffer))
     if dist.is_main:
         print(describe_inputs(buffer, obs_keys, images, policy_config.discrete_action_dims), flush=True)
     metadata = {"task": buffer.attrs.get("task"), "env_kwargs": buffer.attrs.get("env_kwargs") or {},
@@ -208,7 +208,7 @@ def _require_task_observations(buffer: ReplayBuffer) -> None:
             f"policy.obs_keys=[...] to train on fewer observations on purpose")
 
 
-def _discrete_action_dims(config: PolicyConfig, buffer: ReplayBuffer) -> list[int]:
+def resolve_discrete_action_dims(config: PolicyConfig, buffer: ReplayBuffer) -> list[int]:
     """``policy.discrete_action_dims`` when set, else the dataset's attrs ``discrete_action_dims``
     (written by a tool that knows them), else its recorded task's, else none: what the saved
     policy keeps so that ``sampler=rti`` snaps them on any env."""
