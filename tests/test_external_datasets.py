@@ -116,7 +116,7 @@ def test_robomimic_image_policy_trains_without_next_obs_and_evaluates_on_a_gym_i
     assert policy.obs_shapes["agentview_image"] == (IMAGE_SIDE, IMAGE_SIDE, 3)
     assert saved["metadata"]["task"] is None
     run_config = yaml.safe_load((run / "config.yaml").read_text())
-    assert run_config["task"] is None and run_config["dataset"] == str(dataset)
+    assert "task" not in run_config and run_config["dataset"] == str(dataset)
 
     evaluated = robo("eval", f"checkpoint={run}", f"env.id={CAMERA_ENV_ID}", *EVAL)
     assert evaluated.code == 0, evaluated.err
@@ -174,10 +174,11 @@ def test_train_settings_without_task_name_the_dataset_and_no_task() -> None:
     from robo_policies.commands.model_config import train_run_config
 
     cfg = train_run_config(["dataset=/data/lift_image.zarr", "policy=flow"])
-    assert cfg.task is None and cfg.dataset == "/data/lift_image.zarr"
+    assert "task" not in cfg and cfg.dataset == "/data/lift_image.zarr"
     assert cfg.out == "outputs/train/lift_image_flow"
     cfg = train_run_config(["task=arm_pick_place"])
     assert cfg.dataset == "data/arm_pick_place.zarr" and cfg.out == "outputs/train/arm_pick_place_diffusion"
+    assert train_run_config(["task.name=toy_reach"]).dataset == "data/toy_reach.zarr"  # a task without a yaml
     with pytest.raises(ConfigError, match="dataset=<path.zarr> is required"):
         train_run_config([])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from robo_policies.commands.config import TaskConfig, compose_config, store_settings
 from robo_policies.heads import HeadConfig
@@ -30,7 +30,7 @@ class TrainRunConfig:
     defaults: list = field(
         default_factory=lambda: ["_self_", {"task": None}, {"policy": "diffusion"}, {"train": "cpu"}]
     )
-    task: Optional[TaskConfig] = None
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(name=""))
     """Task group: task=<name> trains on data/<name>.zarr when no dataset is given. Optional: a
     dataset names its own task (attrs task, read by evaluation), and one converted from
     elsewhere needs none."""
@@ -56,15 +56,19 @@ class TrainRunConfig:
 
 def train_run_config(overrides: list[str]) -> DictConfig:
     """``robo train``'s settings composed with ``overrides``, with an empty ``dataset`` and
-    ``out`` filled in (see their docs), so the saved run config names what was trained on."""
+    ``out`` filled in (see their docs) and no ``task`` when none was named, so the saved run
+    config names what was trained on and no task that was not used."""
     cfg = compose_config("train", overrides)
+    task = cfg.task.name
     if not cfg.dataset:
-        if not cfg.task:
+        if not task:
             raise ConfigError("dataset=<path.zarr> is required (or task=<name> to train on data/<name>.zarr)")
-        cfg.dataset = f"data/{cfg.task.name}.zarr"
+        cfg.dataset = f"data/{task}.zarr"
     if not cfg.out:
-        name = cfg.task.name if cfg.task else Path(cfg.dataset).stem
-        cfg.out = f"outputs/train/{name}_{cfg.policy.head.name}"
+        cfg.out = f"outputs/train/{task or Path(cfg.dataset).stem}_{cfg.policy.head.name}"
+    if not task:
+        with open_dict(cfg):
+            del cfg["task"]
     return cfg
 
 
