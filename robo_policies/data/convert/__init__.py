@@ -63,7 +63,7 @@ register_converter((".hdf5", ".h5"), (".zarr",), "robo_policies.data.convert.rob
 register_converter((".zarr",), (".hdf5", ".h5"), "robo_policies.data.convert.robomimic_hdf5:zarr_to_robomimic",
                    "zarr -> robomimic HDF5 (options overwrite, compression)")
 register_converter((".npz",), (".zarr",), "robo_policies.data.convert.ogbench_npz:npz_to_zarr",
-                   "OGBench npz -> zarr (options overwrite, drop_trailing)")
+                   "OGBench npz -> zarr (options overwrite, drop_trailing, obs_key)")
 
 
 def convert(src: str | Path, dst: str | Path, **options: Any) -> Path:

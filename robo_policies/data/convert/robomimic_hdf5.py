@@ -50,9 +50,9 @@ Metadata:
 Going back (zarr -> HDF5) a buffer without ``robomimic_keys`` (one recorded by ``robo collect``,
 say) is mapped by the rule above read backwards: ``action``/``reward``/``done`` ->
 ``actions``/``rewards``/``dones``, ``next_obs.<key>`` -> ``next_obs/<key>``, the buffer's
-observations (``data.observation_keys``) -> ``obs/<key>`` and every other key (``states``,
-``executed_action``, ``qpos``, ...) -> a dataset of that name in the demo, so it stays a
-non-input on the way back in; without ``meta/demo_index`` the demos are numbered 0..n-1.
+observations (``data.observation_keys``) -> ``obs/<key>`` and every other key
+(``executed_action``, or ``qpos`` where ``non_input_keys`` lists it) -> a dataset of that name
+in the demo, so it stays a non-input on the way back in; without ``meta/demo_index`` the demos are numbered 0..n-1.
 Nothing else of the buffer is lost: each per-episode ``meta/<name>`` (seed, success,
 task_index, ...) becomes an attribute of its demo, and the buffer attributes the robomimic
 layout does not hold itself (``task``, ``tasks``, ``env_kwargs``, ...) go, with the meta names,
