@@ -40,10 +40,6 @@ from robo_policies.heads.registry import config_fields
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
     from robo_policies.sampling.warmstart import WarmStart
 
-NOT_OBSERVATIONS = frozenset({"action", "executed_action", "reward", "done", "terminal", "mask", "timestamp"})
-"""Dataset keys that are never policy inputs."""
-
-
 @dataclass
 class PolicyConfig:
     """Architecture and sampling settings of a policy (``configs/policy/*.yaml``): what every
@@ -67,7 +63,13 @@ class PolicyConfig:
     n_action_steps: int = 8
     """Ta: actions executed per model call."""
     obs_keys: list[str] = field(default_factory=list)
-    """Observation keys to use; empty: every dataset key except actions and rewards."""
+    """Observation keys to use; empty: every dataset key but actions, rewards, bookkeeping,
+    next-step copies (next_*) and the arrays the dataset's attrs non_input_keys lists
+    (robo_policies/data/observation_keys.py)."""
+    discrete_action_dims: Optional[list[int]] = None
+    """Action dimensions that only take their two ends (a gripper), which sampler=rti snaps;
+    unset (null): the dataset's attrs discrete_action_dims, else its task's, else none. The
+    saved policy's config.yaml holds the dims used."""
     down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])
     """UNet channels per level."""
     kernel_size: int = 5
@@ -319,6 +321,9 @@ class Policy(ActsInEpisodes, nn.Module):
                 f"n_action_steps={config.n_action_steps} must be in [1, horizon - n_obs_steps + 1"
                 f" = {config.horizon - config.n_obs_steps + 1}]"
             )
+        out_of_range = [dim for dim in config.discrete_action_dims or () if not 0 <= dim < action_dim]
+        if out_of_range:
+            raise ConfigError(f"policy.discrete_action_dims {out_of_range} out of range for {action_dim}-D actions")
         self.config = config
         self.obs_shapes = {key: tuple(shape) for key, shape in obs_shapes.items()}
         self.image_keys = sorted(image_keys)
@@ -359,7 +364,7 @@ class Policy(ActsInEpisodes, nn.Module):
         its networks treat rows independently, so the copies share nothing but the encoding.
         """
         cond = self.encode(batch)
-        action = self.normalizer.normalize("action", batch["action"])
+        action = self.normalizer.normalize("action", batch["action"].float())  # robomimic stores float64
         is_pad = batch.get("action_is_pad")
         copies = self.config.samples_per_obs
         if copies > 1:

@@ -28,7 +28,8 @@ from robo_policies.data.loader import training_arrays, training_batches
 from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.mujoco_env import fast_renderer
-from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
+from robo_policies.data.observation_keys import default_observation_keys
+from robo_policies.policy import Policy, PolicyConfig, split_observation_keys
 
 
 def frame_ms(task_name: str, frames: int = 200) -> float:
@@ -65,7 +66,7 @@ def steps_per_s(task_name: str, steps: int = 300) -> float:
 def loader_and_step(path: Path, batch_size: int, steps: int, n_obs_steps: int) -> dict[str, float]:
     """Windows/s the loader delivers (0 and 1 workers) and the training step consumes."""
     buffer = ReplayBuffer.open(path)
-    keys = [key for key in buffer.keys if key not in NOT_OBSERVATIONS]
+    keys = default_observation_keys(buffer.keys, buffer.attrs)
     shapes = {key: tuple(buffer[key].shape[1:]) for key in keys}
     low_dim, images = split_observation_keys(keys, shapes, {key: buffer[key].dtype for key in keys})
     arrays = training_arrays(buffer, [*keys, "action"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 import zarr
 
 from robo_policies.data.convert import convert
+from robo_policies.data.observation_keys import default_observation_keys
 from robo_policies.utils.errors import ConfigError
 from robo_policies.data.convert.ogbench_npz import npz_to_zarr
 from robo_policies.data.convert.robomimic_hdf5 import robomimic_to_zarr, zarr_to_robomimic
@@ -302,14 +304,14 @@ def test_npz_splits_episodes_at_terminals(tmp_path: Path) -> None:
     root = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(root["meta/episode_ends"][:], [3, 6, 10])
     buffer = ReplayBuffer.open(out)
-    assert buffer.keys == ["action", "obs", "qpos", "qvel", "reward", "terminal"]
+    assert buffer.keys == ["action", "qpos", "qvel", "reward", "state", "terminal"]
     with np.load(src) as npz:
-        for name, key in [("obs", "observations"), ("action", "actions"), ("qpos", "qpos")]:
+        for name, key in [("state", "observations"), ("action", "actions"), ("qpos", "qpos")]:
             np.testing.assert_array_equal(buffer[name][:], npz[key])
             assert buffer[name].dtype == npz[key].dtype
         np.testing.assert_array_equal(buffer.episode(1)["action"], npz["actions"][3:6])
     assert buffer.attrs["source_format"] == "ogbench_npz"
-    assert buffer.attrs["npz_keys"]["obs"] == "observations"
+    assert buffer.attrs["npz_keys"]["state"] == "observations"
 
 
 def test_npz_errors_name_file_and_key(tmp_path: Path) -> None:
@@ -371,3 +373,115 @@ def test_a_registered_converter_joins_convert(tmp_path, monkeypatch) -> None:
     assert convert(tmp_path / "a.txt", tmp_path / "b.zarr") == tmp_path / "b.zarr"
     assert "text -> zarr (test)" in str(pytest.raises(ConfigError, convert, tmp_path / "a.txt",
                                                       tmp_path / "b.npz").value)
+
+
+# -- non-inputs, cameras, round trips ------------------------------------------------------------
+
+
+def test_robomimic_lists_every_array_outside_obs_as_a_non_input(robomimic_file: Path, tmp_path: Path) -> None:
+    buffer = ReplayBuffer.open(robomimic_to_zarr(robomimic_file, tmp_path / "demos.zarr"))
+    assert buffer.attrs["non_input_keys"] == [
+        "done", "next_obs.agentview_image", "next_obs.robot0_eef_pos", "next_obs.robot0_joint_pos", "reward",
+        "states"]
+    assert default_observation_keys(buffer.keys, buffer.attrs) == [
+        "agentview_image", "robot0_eef_pos", "robot0_joint_pos"]
+
+
+def test_robomimic_cameras_are_stored_one_frame_per_chunk(robomimic_file: Path, tmp_path: Path) -> None:
+    root = zarr.open_group(str(robomimic_to_zarr(robomimic_file, tmp_path / "demos.zarr")), mode="r")
+    for key in ("agentview_image", "next_obs.agentview_image"):
+        assert root[f"data/{key}"].chunks == (1, 8, 8, 3)
+    assert root["data/robot0_eef_pos"].chunks[0] > 1  # low-dim arrays: many steps per chunk
+
+
+def conversion_peak_bytes(tmp_path: Path, demos: int) -> int:
+    """Peak memory numpy and Python allocate converting a file of ``demos`` camera demos."""
+    src = tmp_path / f"cameras_{demos}.hdf5"
+    frames = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), np.uint8)
+    with h5py.File(src, "w") as f:
+        for number in range(demos):
+            demo = f.create_group(f"data/demo_{number}")
+            demo["obs/agentview_image"] = frames
+            demo["next_obs/agentview_image"] = frames
+            demo["actions"] = np.zeros((10, 7))
+    tracemalloc.start()
+    try:
+        robomimic_to_zarr(src, tmp_path / f"cameras_{demos}.zarr")
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_robomimic_converts_demo_by_demo_in_bounded_memory(tmp_path: Path) -> None:
+    """The file is read one demo at a time: peak memory does not grow with the number of demos
+    (4 demos hold 1 MB of camera frames, 16 hold 4 MB)."""
+    few, many = conversion_peak_bytes(tmp_path, 4), conversion_peak_bytes(tmp_path, 16)
+    assert many < 1.2 * few, (few, many)
+
+
+def test_npz_maps_observations_to_the_task_key_and_lists_the_rest_as_non_inputs(tmp_path: Path) -> None:
+    observations = np.random.default_rng(2).normal(size=(10, 6)).astype(np.float32)
+    src = make_npz(tmp_path / "cube.npz", observations=observations, next_observations=observations + 1,
+                   masks=np.ones(10, np.float32))
+    buffer = ReplayBuffer.open(npz_to_zarr(src, tmp_path / "cube.zarr"))
+    assert buffer.keys == ["action", "mask", "next_state", "qpos", "qvel", "reward", "state", "terminal"]
+    np.testing.assert_array_equal(buffer["next_state"][:], observations + 1)
+    assert buffer.attrs["non_input_keys"] == ["mask", "next_state", "qpos", "qvel", "reward", "terminal"]
+    assert default_observation_keys(buffer.keys, buffer.attrs) == ["state"]
+
+
+def test_npz_camera_observations_become_image_frames(tmp_path: Path) -> None:
+    frames = np.random.default_rng(3).integers(0, 256, (10, 8, 8, 3), np.uint8)
+    src = make_npz(tmp_path / "visual.npz", observations=frames, next_observations=frames, qpos=None, qvel=None)
+    root = zarr.open_group(str(npz_to_zarr(src, tmp_path / "visual.zarr")), mode="r")
+    assert root["data/image"].chunks == (1, 8, 8, 3) and root["data/next_image"].dtype == np.uint8
+    named = npz_to_zarr(src, tmp_path / "named.zarr", obs_key="front")
+    assert ReplayBuffer.open(named).keys == ["action", "front", "next_front", "reward", "terminal"]
+
+
+def recorded_buffer(path: Path) -> ReplayBuffer:
+    """A buffer as `robo collect`/`robo record` write them: attrs task, tasks and settings,
+    per-episode seed, success and task index, a camera and an executed action."""
+    rng = np.random.default_rng(4)
+    buffer = ReplayBuffer.create(path, attrs={
+        "task": "arm_pick_place", "tasks": ["pick the cube", "place it"], "env_kwargs": {"obs_mode": "both"},
+        "fps": 10.0, "collect_config": {"episodes": 3, "action_noise": 0.1}})
+    for episode, steps in enumerate((3, 5, 4)):
+        buffer.add_episode(
+            {"joint_pos": rng.normal(size=(steps, 6)).astype(np.float32),
+             "wrist_image": rng.integers(0, 256, (steps, 8, 8, 3), np.uint8),
+             "action": rng.normal(size=(steps, 6)).astype(np.float32),
+             "executed_action": rng.normal(size=(steps, 6)).astype(np.float32),
+             "reward": np.zeros(steps, np.float32)},
+            {"seed": np.int64(episode + 7), "success": bool(episode % 2), "task_index": np.int64(episode % 2),
+             "start_time": 1.7e9 + episode})
+    return buffer
+
+
+def test_zarr_to_hdf5_to_zarr_loses_nothing(tmp_path: Path) -> None:
+    original = recorded_buffer(tmp_path / "arm.zarr")
+    back = ReplayBuffer.open(convert(convert(original.location, tmp_path / "arm.hdf5"), tmp_path / "back.zarr"))
+    assert back.keys == original.keys
+    for key in original.keys:
+        assert back[key].dtype == original[key].dtype, key
+        np.testing.assert_array_equal(back[key][:], original[key][:], err_msg=key)
+    np.testing.assert_array_equal(back.episode_ends, original.episode_ends)
+    assert back.meta_keys == sorted([*original.meta_keys, "demo_index"])
+    for name in original.meta_keys:
+        assert back.meta(name).dtype == original.meta(name).dtype, name
+        np.testing.assert_array_equal(back.meta(name), original.meta(name), err_msg=name)
+    for name, value in original.attrs.items():
+        assert back.attrs[name] == value, name
+    # non-inputs stay non-inputs: only the recorded observations are under obs/
+    assert default_observation_keys(back.keys, back.attrs) == ["joint_pos", "wrist_image"]
+    with h5py.File(tmp_path / "arm.hdf5", "r") as f:
+        assert sorted(f["data/demo_1"]) == ["actions", "executed_action", "obs", "rewards"]
+        assert f["data/demo_1"].attrs["seed"] == 8 and f["data/demo_1"].attrs["success"]
+
+
+def test_a_damaged_carried_attribute_is_named(tmp_path: Path) -> None:
+    hdf5 = convert(recorded_buffer(tmp_path / "arm.zarr").location, tmp_path / "arm.hdf5")
+    with h5py.File(hdf5, "a") as f:
+        f["data"].attrs["robo_policies"] = "{not json"
+    with pytest.raises(DatasetError, match=f"{hdf5}: data attr robo_policies is not"):
+        convert(hdf5, tmp_path / "back.zarr")

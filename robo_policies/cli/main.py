@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         ("collect", "CollectConfig", "record scripted-expert demonstrations into a zarr dataset",
          "robo collect task=arm_pick_place episodes=50 out=data/arm.zarr seed=7", _collect),
         ("train", "TrainRunConfig", "train a policy on a dataset (resumable; torchrun for N processes)",
-         "robo train task=diffdrive_nav dataset=data/nav.zarr policy=diffusion out=runs/nav "
-         "train.steps=3000 seed=0\n  torchrun --nproc_per_node=2 -m robo_policies train ...", _train),
+         "robo train task=diffdrive_nav policy=diffusion out=runs/nav train.steps=3000 seed=0\n"
+         "  robo train dataset=data/lift.zarr out=runs/lift   (a converted dataset: no task)\n  torchrun --nproc_per_node=2 -m robo_policies train ...", _train),
         ("eval", "EvalRunConfig", "evaluate a saved policy in simulation: results table, eval.json, video",
          "robo eval checkpoint=runs/nav episodes=50 seed=100000\n"
          "  robo eval checkpoint=runs/x env.id=MyEnv-v0 env.import=my_pkg", _eval),
@@ -276,11 +276,12 @@ def _collect(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from robo_policies.commands.model_config import train_run_config
     from robo_policies.policy import PolicyConfig
     from robo_policies.train.config import TrainConfig
     from robo_policies.train.trainer import train
 
-    cfg = compose_config("train", args.overrides)
+    cfg = train_run_config(args.overrides)
     result = train(
         dataset=cfg.dataset,
         out=cfg.out,

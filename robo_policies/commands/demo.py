@@ -25,6 +25,7 @@ from robo_policies.envs import get_task
 from robo_policies.envs.collect import collect
 from robo_policies.envs.runner import EvalResult, format_results_table
 from robo_policies.commands.evaluate import evaluate_checkpoint
+from robo_policies.commands.model_config import train_run_config
 from robo_policies.policy import PolicyConfig
 from robo_policies.train.config import TrainConfig
 from robo_policies.train.trainer import train
@@ -91,7 +92,7 @@ def train_from_recipe(
     overrides += [f"train.{k}={v}" for k, v in recipe.train.items()]
     if steps:
         overrides.append(f"train.steps={steps}")
-    train_cfg = compose_config("train", overrides)
+    train_cfg = train_run_config(overrides)
     train(train_cfg.dataset, train_cfg.out,
           PolicyConfig(**OmegaConf.to_container(train_cfg.policy)),
           TrainConfig(**OmegaConf.to_container(train_cfg.train)),

@@ -107,7 +107,9 @@ def make_warm_start(
     cfg: DictConfig, task_name: str | None, policy: PolicyLike, source: str
 ) -> WarmStart | None:
     """The RTI warm start ``cfg.sampler`` asks for (None: full solves). Discrete action
-    dimensions default to the task's; ``rti.calibrate`` sets the start noise from held-out data."""
+    dimensions default to those saved with the policy (``policy.discrete_action_dims``), then,
+    for a policy saved before they were, to the task's; ``rti.calibrate`` sets the start noise
+    from held-out data."""
     if cfg.sampler == "full":
         return None
     if cfg.sampler != "rti":
@@ -116,6 +118,8 @@ def make_warm_start(
         raise ConfigError(f"{source}: {type(policy).__name__} picks among fresh samples at every call; "
                          "sampler=rti does not apply (use sampler=full)")
     settings = WarmStartConfig(**OmegaConf.to_container(cfg.rti))
+    if settings.discrete_dims is None:
+        settings.discrete_dims = saved_discrete_dims(policy)
     if settings.discrete_dims is None:
         on_task = task_name and not ("env" in cfg and cfg.env.id)
         task_dims = get_task(task_name).discrete_action_dims if on_task else ()
@@ -126,6 +130,15 @@ def make_warm_start(
         settings.start_noise = held_out_start_noise(policy, saved_metadata(source))
         print(f"rti.start_noise calibrated on held-out episodes: {settings.start_noise:.4f}")
     return WarmStart(settings)
+
+
+def saved_discrete_dims(policy: PolicyLike) -> list[int] | None:
+    """The discrete action dimensions saved with a policy (a composition: its lead parent's,
+    whose sampler it follows); None when it was saved before they were stored."""
+    single = policy.lead if isinstance(policy, ComposedPolicy) else policy
+    if not isinstance(single, Policy) or single.config.discrete_action_dims is None:
+        return None
+    return list(single.config.discrete_action_dims)
 
 
 def held_out_start_noise(policy: Policy, metadata: Mapping[str, Any], pairs: int = 256) -> float:

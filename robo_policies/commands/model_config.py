@@ -9,16 +9,18 @@ only for these commands, and ``robo --help`` or ``robo collect`` start without t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from robo_policies.commands.config import TaskConfig, store_settings
+from robo_policies.commands.config import TaskConfig, compose_config, store_settings
 from robo_policies.heads import HeadConfig
 from robo_policies.policy import PolicyConfig
 from robo_policies.rl.config import RLConfig
 from robo_policies.sampling.warmstart import WarmStartConfig
 from robo_policies.train.config import TrainConfig
+from robo_policies.utils.errors import ConfigError
 
 
 @dataclass
@@ -26,27 +28,48 @@ class TrainRunConfig:
     """Settings of ``robo train``."""
 
     defaults: list = field(
-        default_factory=lambda: ["_self_", {"task": "diffdrive_nav"}, {"policy": "diffusion"},
-                                 {"train": "cpu"}]
+        default_factory=lambda: ["_self_", {"task": None}, {"policy": "diffusion"}, {"train": "cpu"}]
     )
-    task: TaskConfig = field(default_factory=TaskConfig)
-    """Task group: task=<name>; names the default dataset (evaluation reads the dataset's task)."""
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(name=""))
+    """Task group: task=<name> trains on data/<name>.zarr when no dataset is given. Optional: a
+    dataset names its own task (attrs task, read by evaluation), and one converted from
+    elsewhere needs none."""
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(head=HeadConfig()))
     """Policy group: policy=diffusion | flow | energy | mlp_bc | diffusion_dp_paper (configs/policy/);
     the head's own settings are policy.head.<field> (e.g. policy.head.solver=heun with
     policy=flow; robo_policies/heads/<head>.py)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation group: train=cpu | dp_paper (configs/train/)."""
-    dataset: str = "data/${task.name}.zarr"
-    """Training dataset (.zarr; convert other formats with `robo dataset convert`)."""
-    out: str = "outputs/train/${task.name}_${policy.head.name}"
-    """Run directory: checkpoints/, checkpoint/ (final policy), tensorboard/, curve.png."""
+    dataset: str = ""
+    """Training dataset (.zarr; convert other formats with `robo dataset convert`); empty:
+    data/<task>.zarr."""
+    out: str = ""
+    """Run directory: checkpoints/, checkpoint/ (final policy), tensorboard/, curve.png; empty:
+    outputs/train/<task, else the dataset's name>_<head>."""
     seed: int = 0
     """Seeds the episode split, initial weights, batch sampling and diffusion noise."""
     resume: bool = False
     """Continue from `out`'s last checkpoint with the same step count and schedule."""
     progress: bool = True
     """Show a progress bar."""
+
+
+def train_run_config(overrides: list[str]) -> DictConfig:
+    """``robo train``'s settings composed with ``overrides``, with an empty ``dataset`` and
+    ``out`` filled in (see their docs) and no ``task`` when none was named, so the saved run
+    config names what was trained on and no task that was not used."""
+    cfg = compose_config("train", overrides)
+    task = cfg.task.name
+    if not cfg.dataset:
+        if not task:
+            raise ConfigError("dataset=<path.zarr> is required (or task=<name> to train on data/<name>.zarr)")
+        cfg.dataset = f"data/{task}.zarr"
+    if not cfg.out:
+        cfg.out = f"outputs/train/{task or Path(cfg.dataset).stem}_{cfg.policy.head.name}"
+    if not task:
+        with open_dict(cfg):
+            del cfg["task"]
+    return cfg
 
 
 def sampling_settings() -> DictConfig:

@@ -57,7 +57,8 @@ class WarmStartConfig:
     the policy's training dataset (the validation episodes recorded at training)."""
     discrete_dims: Optional[List[int]] = None
     """Action dimensions that are discrete (e.g. a gripper), snapped to -1/+1 in the guess;
-    None: ``robo eval`` uses the task's (``Task.discrete_action_dims``)."""
+    None: those saved with the policy (``policy.discrete_action_dims``), else the task's
+    (``Task.discrete_action_dims``)."""
 
 
 class WarmStart:

@@ -9,6 +9,7 @@ The same code runs as one process or as N data-parallel processes under torchrun
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import json
 import sys
@@ -29,8 +30,9 @@ from robo_policies.data import Normalizer, SequenceSampler, episode_split, windo
 from robo_policies.data.datasets import AnyDataset, open_dataset
 from robo_policies.data.loader import training_arrays, training_batches
 from robo_policies.data.validate import validate_dataset
-from robo_policies.envs.registry import task_observation_keys
-from robo_policies.policy import NOT_OBSERVATIONS, Policy, PolicyConfig, split_observation_keys
+from robo_policies.envs.registry import get_task, task_names, task_observation_keys
+from robo_policies.data.observation_keys import default_observation_keys
+from robo_policies.policy import Policy, PolicyConfig, split_observation_keys
 from robo_policies.utils.scalars import ScalarLog
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
@@ -80,7 +82,7 @@ def train(
 
     # Data: every window of the training episodes; low-dim arrays in memory, images on disk.
     buffer = open_dataset(dataset)  # a zarr dataset, or a LeRobot directory read in place
-    obs_keys = policy_config.obs_keys or [key for key in buffer.keys if key not in NOT_OBSERVATIONS]
+    obs_keys = policy_config.obs_keys or default_observation_keys(buffer.keys, buffer.attrs)
     validate_dataset(dataset, keys=[*obs_keys, "action"])  # bad data never becomes a model
     if not policy_config.obs_keys:
         _require_task_observations(buffer)
@@ -94,6 +96,9 @@ def train(
     val_windows = SequenceSampler(arrays, buffer.episode_ends, offsets, val_episodes)
     modes = {**{k: policy_config.obs_norm for k in low_dim}, "action": policy_config.action_norm}
     normalizer = Normalizer.fit(arrays, modes, rows=train_windows.anchor)
+    policy_config = dataclasses.replace(policy_config, discrete_action_dims=resolve_discrete_action_dims(policy_config, buffer))
+    if dist.is_main:
+        print(describe_inputs(buffer, obs_keys, images, policy_config.discrete_action_dims), flush=True)
     metadata = {"task": buffer.attrs.get("task"), "env_kwargs": buffer.attrs.get("env_kwargs") or {},
                 "dataset": str(dataset), "seed": seed, "val_episodes": val_episodes.tolist()}
 
@@ -202,6 +207,35 @@ def _require_task_observations(buffer: AnyDataset) -> None:
             f"{buffer.location}: missing key 'data/{lacking[0]}' that task {task!r} observes (dataset keys: "
             f"{buffer.keys}); a policy trained on it would never see it. Re-collect the data, or pass "
             f"policy.obs_keys=[...] to train on fewer observations on purpose")
+
+
+def resolve_discrete_action_dims(config: PolicyConfig, buffer: ReplayBuffer) -> list[int]:
+    """``policy.discrete_action_dims`` when set, else the dataset's attrs ``discrete_action_dims``
+    (written by a tool that knows them), else its recorded task's, else none: what the saved
+    policy keeps so that ``sampler=rti`` snaps them on any env."""
+    if config.discrete_action_dims is not None:
+        return [int(dim) for dim in config.discrete_action_dims]
+    if buffer.attrs.get("discrete_action_dims") is not None:
+        return [int(dim) for dim in buffer.attrs["discrete_action_dims"]]
+    task = buffer.attrs.get("task")
+    return list(get_task(task).discrete_action_dims) if task in task_names() else []
+
+
+def describe_inputs(buffer: ReplayBuffer, obs_keys: list[str], image_keys: list[str],
+                    discrete_dims: list[int]) -> str:
+    """What the policy is built from, printed before training: each observation key with its
+    per-step shape and dtype, the dataset keys left out, and the action size."""
+    width = max(len(key) for key in obs_keys) if obs_keys else 0
+    lines = [f"observations (policy.obs_keys chooses them) from {buffer.location}:"]
+    for key in obs_keys:
+        shape = str(tuple(buffer[key].shape[1:]))
+        kind = "camera image" if key in image_keys else "low-dim"
+        lines.append(f"  {key:<{width}}  {shape:<14} {str(buffer[key].dtype):<8} {kind}")
+    left_out = [key for key in buffer.keys if key not in obs_keys and key != "action"]
+    lines.append(f"not inputs: {', '.join(left_out) or 'none'}")
+    lines.append(f"action: {buffer['action'].shape[1]} dims; discrete (policy.discrete_action_dims): "
+                 f"{discrete_dims or 'none'}")
+    return "\n".join(lines)
 
 
 def _loader_workers(config: TrainConfig, image_keys: list[str]) -> int:

@@ -67,7 +67,7 @@ register_converter((".hdf5", ".h5"), (".zarr",), "robo_policies.data.convert.rob
 register_converter((".zarr",), (".hdf5", ".h5"), "robo_policies.data.convert.robomimic_hdf5:zarr_to_robomimic",
                    "zarr -> robomimic HDF5 (options overwrite, compression)")
 register_converter((".npz",), (".zarr",), "robo_policies.data.convert.ogbench_npz:npz_to_zarr",
-                   "OGBench npz -> zarr (options overwrite, drop_trailing)")
+                   "OGBench npz -> zarr (options overwrite, drop_trailing, obs_key)")
 LEROBOT = "lerobot"
 register_converter((LEROBOT,), (".zarr",), "robo_policies.data.convert.lerobot:lerobot_to_zarr",
                    "LeRobotDataset v2.1/v3.0 directory -> zarr (options keys, overwrite)")

@@ -7,10 +7,19 @@ per-step arrays are optional. Episodes are split after every terminal.
 
 Key mapping (npz key -> ReplayBuffer ``data/<key>``)::
 
-    observations -> obs          next_observations -> next_obs
+    observations -> state        next_observations -> next_state
     actions      -> action       rewards           -> reward
     terminals    -> terminal     masks             -> mask
     any other per-step array keeps its name (qpos, qvel, button_states, ...)
+
+``state`` is what the ``ogbench_cube_single`` task observes (OGBench's state vector), so a
+policy trained on a converted state dataset runs there as it is. Pixel datasets, whose
+observations are (H, W, 3) uint8 frames, store them as ``image`` (``next_image``); the
+``obs_key`` option names the observation otherwise.
+
+Only the observation is a policy input: every other array is stored but listed in the attrs
+``non_input_keys`` (``data.observation_keys``), so training leaves ``qpos``, ``qvel`` and
+the next-step copy out unless ``policy.obs_keys`` names them.
 
 Dtypes and shapes are kept exactly. ``terminal`` is kept although ``meta/episode_ends`` holds
 the same information, so no array of the source is lost. The attrs record
@@ -34,13 +43,14 @@ from typing import Any
 import numpy as np
 
 from robo_policies.utils.atomic import atomic_output
-from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
+from robo_policies.data.observation_keys import NEXT_STEP_PREFIX, NON_INPUT_KEYS_ATTR
+from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer, is_image
 from robo_policies.data.validate import validate_dataset
 
 SOURCE_FORMAT = "ogbench_npz"
+STATE_KEY, IMAGE_KEY = "state", "image"
+"""Default names of OGBench's ``observations``: a state vector, or camera frames."""
 NPZ_KEYS = {
-    "observations": "obs",
-    "next_observations": "next_obs",
     "actions": "action",
     "rewards": "reward",
     "terminals": "terminal",
@@ -56,6 +66,7 @@ def npz_to_zarr(
     *,
     overwrite: bool = False,
     drop_trailing: bool = False,
+    obs_key: str = "",
 ) -> Path:
     """Convert an OGBench-style ``.npz`` to a zarr ReplayBuffer at ``dst`` (atomically).
 
@@ -65,6 +76,8 @@ def npz_to_zarr(
         overwrite: replace an existing ``dst``.
         drop_trailing: drop (with a warning) steps after the last terminal instead of
             raising.
+        obs_key: the buffer key of ``observations`` (``next_<obs_key>`` for
+            ``next_observations``); empty: ``state``, or ``image`` for camera frames.
 
     Raises:
         DatasetError: naming the file and key, for a file that is not an npz archive, a
@@ -113,9 +126,12 @@ def npz_to_zarr(
                 raise DatasetError(f"{src}: 'terminals' has no 1; no complete episode")
             warnings.warn(f"{message}; dropped", stacklevel=2)
 
+        obs_shape, obs_dtype = npz.header("observations")
+        obs_key = obs_key or (IMAGE_KEY if is_image(obs_shape[1:], obs_dtype) else STATE_KEY)
+        renamed = {**NPZ_KEYS, "observations": obs_key, "next_observations": NEXT_STEP_PREFIX + obs_key}
         mapping: dict[str, str] = {}
         for key in keys:
-            name = NPZ_KEYS.get(key, key)
+            name = renamed.get(key, key)
             if name in mapping:
                 raise DatasetError(
                     f"{src}: '{key}' and '{mapping[name]}' would both be stored as data/{name}"
@@ -126,6 +142,7 @@ def npz_to_zarr(
             "source_format": SOURCE_FORMAT,
             "source_file": src.name,
             "npz_keys": mapping,
+            NON_INPUT_KEYS_ATTR: sorted(name for name in mapping if name not in (obs_key, "action")),
         }
         with atomic_output(dst, overwrite=overwrite) as tmp:
             buffer = ReplayBuffer.create(tmp, attrs=attrs)

@@ -16,6 +16,12 @@ Key mapping (robomimic path inside ``demo_N`` -> ReplayBuffer ``data/<key>``):
 * ``<group>/<key>`` for any other group (e.g. ``next_obs``) -> ``<group>.<key>``
   (``next_obs/agentview_image`` -> ``next_obs.agentview_image``).
 
+Only ``obs/`` holds observations in robomimic's layout, so every other buffer key but
+``action`` (``next_obs.*``, ``states``, ``reward``, ...) is listed in the attrs
+``non_input_keys``: training leaves them out unless ``policy.obs_keys`` names them
+(``data.observation_keys``). Camera images (``obs/agentview_image``, (T, H, W, 3) uint8) become
+image arrays stored one frame per chunk, as recorded ones are, and train an image policy.
+
 The names ``action``, ``reward`` and ``done`` are reserved: an obs key with one of those names,
 or any two entries that map to the same buffer key, is an error. The exact mapping used is
 stored in the buffer attrs under ``robomimic_keys`` (``{buffer key: path in demo}``), so the way
@@ -33,6 +39,9 @@ Metadata:
   ``mask/<filter_key>`` in the file's order, restricted to the demos converted.
 * attrs ``source_format`` (``"robomimic_hdf5"``), ``source_file`` (the file name) and, when
   used, ``robomimic_filter_key``.
+* the data attribute ``robo_policies`` (JSON ``{"attrs": {...}, "meta": [...]}``), written by
+  the way back (below), restores the buffer attributes and the per-episode ``meta/<name>``
+  arrays (stored as demo attributes) of the buffer it was written from.
 * other attributes of ``data/``, of the file and of each demo (robosuite's ``model_file``, say)
   go to ``robomimic_data_attrs``, ``robomimic_file_attrs`` and ``robomimic_demo_attrs``
   (``{"N": {name: value}}``); numpy values are stored as ``{"ndarray": ..., "dtype": ...}`` so
@@ -40,9 +49,14 @@ Metadata:
 
 Going back (zarr -> HDF5) a buffer without ``robomimic_keys`` (one recorded by ``robo collect``,
 say) is mapped by the rule above read backwards: ``action``/``reward``/``done`` ->
-``actions``/``rewards``/``dones``, ``next_obs.<key>`` -> ``next_obs/<key>``, ``states`` ->
-``states`` and every other key -> ``obs/<key>``; without ``meta/demo_index`` the demos are
-numbered 0..n-1.
+``actions``/``rewards``/``dones``, ``next_obs.<key>`` -> ``next_obs/<key>``, the buffer's
+observations (``data.observation_keys``) -> ``obs/<key>`` and every other key
+(``executed_action``, or ``qpos`` where ``non_input_keys`` lists it) -> a dataset of that name
+in the demo, so it stays a non-input on the way back in; without ``meta/demo_index`` the demos are numbered 0..n-1.
+Nothing else of the buffer is lost: each per-episode ``meta/<name>`` (seed, success,
+task_index, ...) becomes an attribute of its demo, and the buffer attributes the robomimic
+layout does not hold itself (``task``, ``tasks``, ``env_kwargs``, ...) go, with the meta names,
+into the data attribute ``robo_policies``, so zarr -> HDF5 -> zarr gives the buffer back.
 """
 
 from __future__ import annotations
@@ -57,6 +71,7 @@ import h5py
 import numpy as np
 
 from robo_policies.utils.atomic import atomic_output
+from robo_policies.data.observation_keys import NON_INPUT_KEYS_ATTR, default_observation_keys
 from robo_policies.data.replay_buffer import DatasetError, ReplayBuffer
 from robo_policies.data.validate import first_non_finite, validate_dataset
 
@@ -66,6 +81,15 @@ RENAMED = {"actions": "action", "rewards": "reward", "dones": "done"}
 RESERVED = frozenset(RENAMED.values())
 """Buffer keys an obs key may not take."""
 _DEMO_NAME = re.compile(r"demo_(\d+)")
+ROBO_POLICIES_ATTR = "robo_policies"
+"""Data attribute carrying what the robomimic layout has no place for (module docstring)."""
+DERIVED_ATTRS = frozenset({
+    "format", "version", "source_format", "source_file", "env_args", "env_args_json", "robomimic_keys",
+    "robomimic_masks", "robomimic_filter_key", "robomimic_data_attrs", "robomimic_file_attrs",
+    "robomimic_demo_attrs", NON_INPUT_KEYS_ATTR,
+})
+"""Buffer attributes that ``robomimic_to_zarr`` derives from the file, so the way back does
+not carry them in ``robo_policies``."""
 
 
 # -- robomimic HDF5 -> zarr ---------------------------------------------------------------
@@ -118,16 +142,20 @@ def robomimic_to_zarr(
             raise DatasetError(f"{src}: no demos{which} to convert")
         layout = _check_demos(data, demos, src, obs_keys)
 
+        carried = _read_carried(data, src)
         attrs: dict[str, Any] = {"source_format": SOURCE_FORMAT, "source_file": src.name}
         attrs.update(_env_args_attrs(data, src))
         attrs["robomimic_keys"] = layout
+        attrs[NON_INPUT_KEYS_ATTR] = sorted(key for key, path in layout.items()
+                                            if not path.startswith("obs/") and key != "action")
         kept = set(demos.values())
         attrs["robomimic_masks"] = {
             key: [number for number in numbers if number in kept] for key, numbers in masks.items()
         }
         if filter_key is not None:
             attrs["robomimic_filter_key"] = filter_key
-        data_attrs = _attrs_to_json(data.attrs, f"{src}: data", skip=("env_args", "total"))
+        attrs.update(carried["attrs"])
+        data_attrs = _attrs_to_json(data.attrs, f"{src}: data", skip=("env_args", "total", ROBO_POLICIES_ATTR))
         if data_attrs:
             attrs["robomimic_data_attrs"] = data_attrs
         file_attrs = _attrs_to_json(file.attrs, f"{src}: file")
@@ -135,7 +163,8 @@ def robomimic_to_zarr(
             attrs["robomimic_file_attrs"] = file_attrs
         demo_attrs = {}
         for name, number in demos.items():
-            extra = _attrs_to_json(data[name].attrs, f"{src}: data/{name}", skip=("num_samples",))
+            extra = _attrs_to_json(data[name].attrs, f"{src}: data/{name}",
+                                   skip=("num_samples", *carried["meta"]))
             if extra:
                 demo_attrs[str(number)] = extra
         if demo_attrs:
@@ -149,9 +178,32 @@ def robomimic_to_zarr(
                            for key, path in layout.items()}
                 for key, path in layout.items():  # what `robo dataset validate` would refuse
                     _require_finite(episode[key], src, f"data/{name}/{path}")
-                buffer.add_episode(episode, {"demo_index": np.int64(number)})
+                meta = {meta_name: _demo_meta(group, meta_name, src) for meta_name in carried["meta"]}
+                buffer.add_episode(episode, {"demo_index": np.int64(number), **meta})
             validate_dataset(tmp, name=dst)  # what training would refuse never lands at dst
     return dst
+
+
+def _read_carried(data: h5py.Group, src: Path) -> dict[str, Any]:
+    """``{"attrs": {...}, "meta": [...]}`` from the data attribute ``robo_policies`` (empty
+    when the file was not written from a buffer that had any)."""
+    raw = data.attrs.get(ROBO_POLICIES_ATTR)
+    if raw is None:
+        return {"attrs": {}, "meta": []}
+    try:
+        carried = json.loads(raw)
+        return {"attrs": dict(carried["attrs"]), "meta": [str(name) for name in carried["meta"]]}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise DatasetError(f"{src}: data attr {ROBO_POLICIES_ATTR} is not "
+                           f'{{"attrs": {{...}}, "meta": [...]}} JSON ({err})') from err
+
+
+def _demo_meta(group: h5py.Group, name: str, src: Path) -> np.ndarray:
+    """The per-episode value ``meta/<name>`` stored as an attribute of demo ``group``."""
+    if name not in group.attrs:
+        raise DatasetError(f"{src}: {group.name} has no attr '{name}', which data attr "
+                           f"{ROBO_POLICIES_ATTR} lists as per-episode meta")
+    return np.asarray(group.attrs[name])
 
 
 def _require_finite(array: np.ndarray, src: Path, where: str) -> None:
@@ -365,16 +417,15 @@ def _from_json(value: Any) -> Any:
 # -- zarr -> robomimic HDF5 ---------------------------------------------------------------
 
 
-def default_layout(key: str) -> str:
-    """Where a buffer key without a stored mapping goes in a robomimic demo."""
+def default_layout(key: str, observations: set[str]) -> str:
+    """Where a buffer key without a stored mapping goes in a robomimic demo; ``observations``
+    are the buffer's input keys (``data.observation_keys``)."""
     reverse = {value: key for key, value in RENAMED.items()}
     if key in reverse:
         return reverse[key]
     if key.startswith("next_obs."):
         return f"next_obs/{key[len('next_obs.'):]}"
-    if key == "states":
-        return "states"
-    return f"obs/{key}"
+    return f"obs/{key}" if key in observations else key
 
 
 def zarr_to_robomimic(
@@ -399,7 +450,8 @@ def zarr_to_robomimic(
     buffer = ReplayBuffer.open(src)
     attrs = buffer.attrs
     stored = attrs.get("robomimic_keys") or {}
-    layout = {key: stored.get(key, default_layout(key)) for key in buffer.keys}
+    observations = set(default_observation_keys(buffer.keys, attrs))
+    layout = {key: stored.get(key, default_layout(key, observations)) for key in buffer.keys}
     _check_layout(layout, src)
     if buffer.n_episodes == 0:
         raise DatasetError(f"{src}: no episodes to write")
@@ -419,6 +471,10 @@ def zarr_to_robomimic(
                 "in meta/demo_index"
             )
     demo_attrs = attrs.get("robomimic_demo_attrs") or {}
+    meta_names = [name for name in buffer.meta_keys if name != "demo_index"]
+    meta = {name: buffer.meta(name) for name in meta_names}
+    carried = {"attrs": {name: value for name, value in attrs.items() if name not in DERIVED_ATTRS},
+               "meta": meta_names}
 
     with atomic_output(dst, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w-") as file:
@@ -433,6 +489,8 @@ def zarr_to_robomimic(
                     group.create_dataset(layout[key], data=value, compression=compression)
                 for name, value in demo_attrs.get(str(number), {}).items():
                     group.attrs[name] = _from_json(value)
+                for name, values in meta.items():
+                    group.attrs[name] = values[index]
                 steps = len(episode["action"])
                 group.attrs["num_samples"] = np.int64(steps)
                 total += steps
@@ -442,6 +500,8 @@ def zarr_to_robomimic(
                 data.attrs["env_args"] = env_args
             for name, value in (attrs.get("robomimic_data_attrs") or {}).items():
                 data.attrs[name] = _from_json(value)
+            if carried["attrs"] or carried["meta"]:
+                data.attrs[ROBO_POLICIES_ATTR] = json.dumps(carried)
             for key, mask in masks.items():
                 names = [f"demo_{number}" for number in mask]
                 file.create_dataset(f"mask/{key}", data=np.array(names, dtype="S"))
