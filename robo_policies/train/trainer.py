@@ -209,7 +209,7 @@ def _require_task_observations(buffer: AnyDataset) -> None:
             f"policy.obs_keys=[...] to train on fewer observations on purpose")
 
 
-def resolve_discrete_action_dims(config: PolicyConfig, buffer: ReplayBuffer) -> list[int]:
+def resolve_discrete_action_dims(config: PolicyConfig, buffer: AnyDataset) -> list[int]:
     """``policy.discrete_action_dims`` when set, else the dataset's attrs ``discrete_action_dims``
     (written by a tool that knows them), else its recorded task's, else none: what the saved
     policy keeps so that ``sampler=rti`` snaps them on any env."""
@@ -221,7 +221,7 @@ def resolve_discrete_action_dims(config: PolicyConfig, buffer: ReplayBuffer) -> 
     return list(get_task(task).discrete_action_dims) if task in task_names() else []
 
 
-def describe_inputs(buffer: ReplayBuffer, obs_keys: list[str], image_keys: list[str],
+def describe_inputs(buffer: AnyDataset, obs_keys: list[str], image_keys: list[str],
                     discrete_dims: list[int]) -> str:
     """What the policy is built from, printed before training: each observation key with its
     per-step shape and dtype, the dataset keys left out, and the action size."""
