@@ -274,24 +274,26 @@ def test_errors_name_the_file_and_the_problem(v21: Path, v30: Path, tmp_path: Pa
         LeRobotDataset(root)
 
 
+def rewrite_column(path: Path, column: str, edit) -> None:
+    """Rewrite one column of a parquet file after ``edit`` changed a copy of it in place."""
+    data = pq.read_table(path)
+    values = data[column].to_numpy().copy()
+    edit(values)
+    pq.write_table(data.set_column(data.column_names.index(column), column, pa.array(values)), path)
+
+
 def test_inconsistent_episode_index_names_file_and_row(v21: Path, tmp_path: Path) -> None:
     root = edited_copy(v21, tmp_path)
-    path = root / "data/chunk-000/episode_000001.parquet"
-    data = pq.read_table(path)
-    episode = data["episode_index"].to_numpy().copy()
-    episode[7] = 0  # a frame of episode 0 in the middle of episode 1
-    pq.write_table(data.set_column(data.column_names.index("episode_index"), "episode_index", pa.array(episode)), path)
+    rewrite_column(root / "data/chunk-000/episode_000001.parquet", "episode_index",
+                   lambda episode: episode.__setitem__(7, 0))  # a frame of episode 0 in the middle of episode 1
     with pytest.raises(DatasetError, match=r"episode_000001.parquet row 7: episode_index 0 follows episode 1"):
         LeRobotDataset(root)
 
 
 def test_frame_index_gap_names_file_and_row(v30: Path, tmp_path: Path) -> None:
     root = edited_copy(v30, tmp_path)
-    path = root / "data/chunk-000/file-000.parquet"
-    data = pq.read_table(path)
-    frame_index = data["frame_index"].to_numpy().copy()
-    frame_index[25] += 1
-    pq.write_table(data.set_column(data.column_names.index("frame_index"), "frame_index", pa.array(frame_index)), path)
+    rewrite_column(root / "data/chunk-000/file-000.parquet", "frame_index",
+                   lambda frame_index: frame_index.__setitem__(25, frame_index[25] + 1))
     with pytest.raises(DatasetError, match=r"file-000.parquet row 25: frame_index is 8, expected 7 \(episode_index 1\)"):
         LeRobotDataset(root)
 

@@ -151,59 +151,44 @@ def _parser() -> argparse.ArgumentParser:
 
     dataset_commands = _command_group(commands, "dataset", "inspect, check and convert datasets",
                                       "Inspect, check and convert datasets.")
-    info = dataset_commands.add_parser(
-        "info", help="episodes, steps, keys with shapes and dtypes, action ranges",
-        description="Print episodes, steps, keys with shapes and dtypes, and action ranges.",
-    )
-    info.add_argument("path", help="a .zarr dataset or a LeRobot directory")
-    info.set_defaults(run=_dataset_info)
-    validate = dataset_commands.add_parser(
-        "validate", help="check a dataset end to end; exit 1 naming the first problem",
-        description=(
-            "Read every chunk of a dataset and check its structure, episode boundaries, array "
-            "lengths, the presence of data/action and the absence of NaN/inf. Exits 1 with a "
-            "message naming the first problem."
-        ),
-    )
-    validate.add_argument("path", help="a .zarr dataset or a LeRobot directory")
-    validate.set_defaults(run=_dataset_validate)
-    convert = dataset_commands.add_parser(
-        "convert", help="convert between robomimic HDF5, OGBench npz, LeRobot directories and zarr",
-        description=(
-            "Convert a dataset; the direction follows the suffixes: .hdf5/.h5 -> .zarr, "
-            ".zarr -> .hdf5, .npz -> .zarr; a LeRobot directory (meta/info.json) -> .zarr, and "
-            ".zarr -> a LeRobot v3.0 directory with format=lerobot. Options as key=value, e.g. "
-            "filter_key=train (robomimic mask), images=png (LeRobot, lossless), overwrite=true."
-        ),
-    )
-    convert.add_argument("src", help="source file or directory")
-    convert.add_argument("dst", help="destination path")
-    convert.add_argument("options", nargs="*", metavar="key=value")
-    convert.set_defaults(run=_dataset_convert)
-    view = dataset_commands.add_parser(
-        "view", help="one episode as a video: cameras side by side over plots of state and action",
-        description=(
-            "Draw one episode: every camera side by side, under them the low-dimensional "
-            "observations and the actions over the episode with a cursor at the present step, "
-            "and the episode's task string. Options: episode=<i> (0), out=<file.mp4|file.html> "
-            "(episode_<i>.mp4), fps=<f> (the recorded rate)."
-        ),
-    )
-    view.add_argument("path", help="a .zarr dataset or a LeRobot directory")
-    view.add_argument("options", nargs="*", metavar="key=value")
-    view.set_defaults(run=_dataset_view)
-    stats = dataset_commands.add_parser(
-        "stats", help="per-key min/max/mean/std and a histogram of episode lengths",
-        description=(
-            "Print per-key min, max, mean and std (per dimension; over every pixel for cameras) "
-            "and write them as stats.json with a histogram of episode lengths "
-            "(episode_lengths.png). Option: out=<dir> (default: outputs/stats/<dataset name>)."
-        ),
-    )
-    stats.add_argument("path", help="a .zarr dataset or a LeRobot directory")
-    stats.add_argument("options", nargs="*", metavar="key=value")
-    stats.set_defaults(run=_dataset_stats)
+    dataset_path = "a .zarr dataset or a LeRobot directory"
+    for name, summary, description, run, arguments in (
+        ("info", "episodes, steps, keys with shapes and dtypes, action ranges",
+         "Print episodes, steps, keys with shapes and dtypes, and action ranges.",
+         _dataset_info, [("path", dataset_path)]),
+        ("validate", "check a dataset end to end; exit 1 naming the first problem",
+         "Read every chunk of a dataset and check its structure, episode boundaries, array lengths, the "
+         "presence of data/action and the absence of NaN/inf. Exits 1 with a message naming the first problem.",
+         _dataset_validate, [("path", dataset_path)]),
+        ("convert", "convert between robomimic HDF5, OGBench npz, LeRobot directories and zarr",
+         "Convert a dataset; the direction follows the suffixes: .hdf5/.h5 -> .zarr, .zarr -> .hdf5, "
+         ".npz -> .zarr; a LeRobot directory (meta/info.json) -> .zarr, and .zarr -> a LeRobot v3.0 "
+         "directory with format=lerobot. Options as key=value, e.g. filter_key=train (robomimic mask), "
+         "images=png (LeRobot, lossless), overwrite=true.",
+         _dataset_convert, [("src", "source file or directory"), ("dst", "destination path"), OPTIONS]),
+        ("view", "one episode as a video: cameras side by side over plots of state and action",
+         "Draw one episode: every camera side by side, under them the low-dimensional observations and "
+         "the actions over the episode with a cursor at the present step, and the episode's task string. "
+         "Options: episode=<i> (0), out=<file.mp4|file.html> (episode_<i>.mp4), fps=<f> (the recorded rate).",
+         _dataset_view, [("path", dataset_path), OPTIONS]),
+        ("stats", "per-key min/max/mean/std and a histogram of episode lengths",
+         "Print per-key min, max, mean and std (per dimension; over every pixel for cameras) and write "
+         "them as stats.json with a histogram of episode lengths (episode_lengths.png). Option: "
+         "out=<dir> (default: outputs/stats/<dataset name>).",
+         _dataset_stats, [("path", dataset_path), OPTIONS]),
+    ):
+        command = dataset_commands.add_parser(name, help=summary, description=description)
+        for argument, text in arguments:
+            if argument == "options":
+                command.add_argument("options", nargs="*", metavar="key=value", help=text)
+            else:
+                command.add_argument(argument, help=text)
+        command.set_defaults(run=run)
     return parser
+
+
+OPTIONS = ("options", "settings as key=value")
+"""The trailing ``key=value`` options of a dataset command."""
 
 
 class _SettingsHelp(argparse.Action):
