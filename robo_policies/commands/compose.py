@@ -47,6 +47,7 @@ from robo_policies.envs.targets import check_readers
 from robo_policies.policy import Policy, policy_metadata
 from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.threads import use_threads
 
 SEARCHES = ("grid", "coarse_to_fine")
 TIE_BREAK = (
@@ -122,6 +123,7 @@ def run_compose(cfg: DictConfig) -> tuple[list[Candidate], Candidate, Path]:
         raise ConfigError(
             f"checkpoints=[A,B,...] needs at least two parent policies, got {list(cfg.checkpoints)}"
         )
+    use_threads(cfg.threads)
     directories = [resolve_saved(checkpoint) for checkpoint in cfg.checkpoints]
     for directory in directories:
         kind = kind_of(directory)

@@ -31,6 +31,7 @@ from robo_policies.policy import Policy
 from robo_policies.sampling.composition import ComposedPolicy
 from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, calibrate_start_noise
 from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.threads import use_threads
 
 
 def sampling_overrides(cfg: DictConfig) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[EvalResult, Path]:
     """Run ``robo eval`` with its composed config; returns the result and the output directory."""
     if not cfg.checkpoint:
         raise ConfigError("checkpoint=<dir> is required (a saved policy or a run directory)")
+    use_threads(cfg.threads)
     policy_dir = resolve_saved(cfg.checkpoint)
     policy = load_saved(policy_dir, overrides=sampling_overrides(cfg))
     metadata = saved_metadata(policy_dir)

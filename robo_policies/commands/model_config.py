@@ -108,6 +108,8 @@ class RolloutConfig:
     """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.calibrate, rti.discrete_dims."""
     progress: bool = True
     """Show a progress bar."""
+    threads: int = 0
+    """torch CPU threads (0: every core the process may use but one; utils/threads.py)."""
 
 
 @dataclass

@@ -47,6 +47,7 @@ from robo_policies.rl.replay import TransitionBuffer, mixed_batch
 from robo_policies.rl.saved import FinetunedPolicy, load_base_policy, save_finetuned
 from robo_policies.utils.errors import CheckpointError, ConfigError
 from robo_policies.utils.scalars import ScalarLog
+from robo_policies.utils.threads import use_threads
 
 load_builtin_algorithms()  # ``algo=<name>`` options of the config ``robo finetune`` composes
 
@@ -101,6 +102,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("checkpoint=<dir> is required (the trained policy to fine-tune)")
     if cfg.sampler != "full":
         raise ConfigError("robo finetune acts with the method's own selection; sampler must be full")
+    use_threads(cfg.threads)
     out = Path(cfg.out)
     rl = get_algorithm(cfg.algo).make_config(OmegaConf.to_container(cfg.rl))
     state_dir = out / "checkpoint"

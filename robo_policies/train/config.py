@@ -45,7 +45,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """Resumable checkpoints kept on disk."""
     threads: int = 0
-    """torch CPU threads per process (0: torch's default)."""
+    """torch CPU threads per process (0: every core the process may use but one, so another
+    busy program cannot stall the pool; utils/threads.py)."""
     loader_workers: int = -1
     """Processes reading batches ahead of the step (0: none; -1: one for a dataset with camera
     images, none for low-dim data, which is held in memory)."""

@@ -34,6 +34,7 @@ from robo_policies.envs.registry import get_task, task_names, task_observation_k
 from robo_policies.data.observation_keys import default_observation_keys
 from robo_policies.policy import Policy, PolicyConfig, split_observation_keys
 from robo_policies.utils.scalars import ScalarLog
+from robo_policies.utils.threads import use_threads
 from robo_policies.train import distributed
 from robo_policies.train.checkpoint import last_checkpoint, load_training_state, save_checkpoint
 from robo_policies.train.config import TrainConfig
@@ -66,8 +67,7 @@ def train(
 ) -> TrainResult:
     """Train ``policy_config`` on ``dataset``; checkpoints and logs go under ``out``."""
     dist = distributed.setup(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     run_dir = Path(out)
     resume_from = last_checkpoint(run_dir) if resume else None
     if resume and resume_from is None:
