@@ -147,13 +147,40 @@ def test_time_and_cond_change_the_output(kind: str):
 # --- capacity and horizon ---------------------------------------------------------------
 
 
+PUBLISHED_LOW_DIM_PARAMS = 65_792_263
+"""diffusion_policy's ConditionalUnet1D for its low-dim configuration (action 7, global cond
+obs 20 x To 2 = 40, down_dims 256/512/1024, kernel 5, 8 groups, step embedding 256), counted
+layer by layer from the published code: the "65.8 M" of the paper's setup."""
+
+
 def test_diffusion_policy_preset_parameter_count():
-    """diffusion_policy's low-dim PushT UNet (down_dims 256/512/1024, kernel 5, 8 groups,
-    step embedding 256, global cond 20 * 2 = 40, action 2) has about 65.8 M parameters."""
     unet = ConditionalUnet1D(
-        action_dim=2, cond_dim=40, down_dims=(256, 512, 1024), kernel_size=5, n_groups=8, time_dim=256
+        action_dim=7, cond_dim=40, down_dims=(256, 512, 1024), kernel_size=5, n_groups=8, time_dim=256
     )
-    assert abs(_n_params(unet) / 65.8e6 - 1) < 0.10
+    assert abs(_n_params(unet) / PUBLISHED_LOW_DIM_PARAMS - 1) < 0.005
+    assert abs(_n_params(unet) / 65.8e6 - 1) < 0.005
+
+
+def test_up_path_runs_one_level_coarser_without_the_finest_skip():
+    """Each up level takes [features, skip] at the coarser level's width and length and
+    upsamples after; the finest level's output is never concatenated."""
+    unet = ConditionalUnet1D(2, COND_DIM, down_dims=(8, 16, 32), time_dim=8)
+    first_convs = [level.first.conv1[0] for level in unet.up_levels]
+    assert [conv.in_channels for conv in first_convs] == [2 * 32, 2 * 16]
+    assert [conv.out_channels for conv in first_convs] == [16, 8]
+    assert [up.in_channels for up in unet.upsamples] == [16, 8]
+
+
+@pytest.mark.parametrize(
+    ("down_dims", "horizon"),
+    [((8, 16), 10), ((8, 16, 32), 12), ((8, 16, 32), 4)],
+)
+def test_odd_lengths_inside_the_unet_keep_the_shape(down_dims: tuple[int, ...], horizon: int):
+    """Any horizon divisible by 2**(levels-1) works, even where a level's length is odd
+    (10 -> 5; 12 -> 6 -> 3; 4 -> 2 -> 1; one level takes any horizon: see above)."""
+    unet = ConditionalUnet1D(2, COND_DIM, down_dims=down_dims, time_dim=8)
+    x, t, cond = _inputs(2, horizon, 2)
+    assert unet(x, t, cond).shape == (2, horizon, 2)
 
 
 def test_indivisible_horizon_is_rejected_with_the_numbers():

@@ -46,7 +46,8 @@ MODELS = {
     "unet": PolicyConfig(net="unet"),
     "unet_dp": PolicyConfig(net="unet", down_dims=[256, 512, 1024], time_dim=128),
 }
-"""Backbones: the demo's MLP, the default small UNet and diffusion_policy's UNet size."""
+"""Backbones: the demo's MLP, the default small UNet and diffusion_policy's UNet widths
+(256/512/1024) with a step embedding of 128, not the low-dim preset's 256."""
 
 
 def bench_inference(

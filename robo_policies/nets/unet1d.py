@@ -4,6 +4,11 @@ Convolving along the chunk's time axis builds in that neighbouring actions are a
 and the UNet's down/up path lets each output step see the whole chunk. The diffusion
 time and the observation embedding enter every residual block as a per-channel scale and
 bias (FiLM), rather than as extra input channels, so conditioning reaches every depth.
+
+The layout is diffusion_policy's ConditionalUnet1D (Chi et al., 2023), so the
+``diffusion_dp_paper`` preset trains the published network: its low-dim configuration
+(action 7, global condition 40, down_dims 256/512/1024, kernel 5, step embedding 256) has
+65,792,263 parameters here as there (tests/test_nets.py pins it).
 """
 
 from __future__ import annotations
@@ -36,11 +41,8 @@ class ConvBlock(nn.Sequential):
 
 class FiLMResBlock(nn.Module):
     """Two ConvBlocks with the conditioning vector applied between them as
-    ``h * (1 + scale) + bias`` per channel, plus a (1x1-projected) skip connection.
-
-    ``1 + scale`` makes a freshly initialised block close to unconditioned rather than
-    multiplying its features by a small random number.
-    """
+    ``scale * h + bias`` per channel (the published FiLM form), plus a (1x1-projected)
+    skip connection, which keeps the block's input flowing however the scale starts."""
 
     def __init__(
         self, in_channels: int, out_channels: int, cond_dim: int, kernel_size: int, n_groups: int
@@ -55,18 +57,36 @@ class FiLMResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, bias = rearrange(self.film(cond), "b (two c) -> two b c 1", two=2)
-        h = self.conv1(x) * (1 + scale) + bias
+        h = scale * self.conv1(x) + bias
         return self.conv2(h) + self.skip(x)
+
+
+class ResBlockPair(nn.Module):
+    """Two FiLM residual blocks, ``in -> out -> out`` channels: the work done at one level."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, cond_dim: int, kernel_size: int, n_groups: int
+    ) -> None:
+        super().__init__()
+        self.first = FiLMResBlock(in_channels, out_channels, cond_dim, kernel_size, n_groups)
+        self.second = FiLMResBlock(out_channels, out_channels, cond_dim, kernel_size, n_groups)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x, cond), cond)
 
 
 class ConditionalUnet1D(nn.Module):
     """Predicts a (B, Tp, A) chunk-shaped target from a noisy chunk ``x``, its time ``t``
     and the observation embedding ``cond`` (B, C).
 
-    Level i has two FiLM residual blocks at ``down_dims[i]`` channels; between levels the
-    chunk is halved by a stride-2 conv on the way down and doubled by a transposed conv on
-    the way up, where it is concatenated with the same-resolution features from the way
-    down. So Tp must be divisible by ``2 ** (len(down_dims) - 1)``: see ``check_horizon``.
+    Level i works at ``down_dims[i]`` channels and length Tp / 2**i. Way down: level 0 runs
+    on the chunk; each deeper level halves the length (stride-2 conv) and runs. Two more
+    blocks (the mid path) run at the coarsest level. Way up, coarsest first: the features
+    are concatenated with the output level i had on the way down, mapped to
+    ``down_dims[i - 1]`` channels at level i's length, and only then doubled in length
+    (transposed conv) to reach level i - 1. So the finest level's output feeds only the way
+    down (no skip from it), and the up path runs one level coarser than its output, as in
+    diffusion_policy. Tp must be divisible by ``2 ** (len(down_dims) - 1)``: ``check_horizon``.
 
     Args:
         action_dim: A.
@@ -74,7 +94,8 @@ class ConditionalUnet1D(nn.Module):
         down_dims: channels per level, finest first.
         kernel_size: temporal kernel of the residual blocks' convolutions (odd).
         n_groups: GroupNorm groups (reduced where a layer has fewer channels; see group_norm).
-        time_dim: size of the time embedding fed, with ``cond``, to every FiLM layer.
+        time_dim: size of the time embedding (sinusoidal -> Linear to 4x -> Mish -> Linear)
+            fed, concatenated with ``cond``, to every FiLM layer.
     """
 
     def __init__(
@@ -100,28 +121,24 @@ class ConditionalUnet1D(nn.Module):
         )
         film_dim = time_dim + cond_dim
 
-        def res_block(cin: int, cout: int) -> FiLMResBlock:
-            return FiLMResBlock(cin, cout, film_dim, kernel_size, n_groups)
+        def pair(cin: int, cout: int) -> ResBlockPair:
+            return ResBlockPair(cin, cout, film_dim, kernel_size, n_groups)
 
-        # Way down: level i maps in_dims[i] -> down_dims[i] channels at length Tp / 2**i.
-        in_dims = (action_dim, *self.down_dims[:-1])
+        coarser, finer = self.down_dims[1:], self.down_dims[:-1]
         self.down_levels = nn.ModuleList(
-            nn.ModuleList([res_block(cin, cout), res_block(cout, cout)])
-            for cin, cout in zip(in_dims, self.down_dims)
+            pair(cin, cout) for cin, cout in zip((action_dim, *finer), self.down_dims)
         )
-        self.downsamples = nn.ModuleList(
-            nn.Conv1d(d, d, 3, stride=2, padding=1) for d in self.down_dims[:-1]
-        )
+        # downsamples[i] halves level i's output on its way into level i + 1.
+        self.downsamples = nn.ModuleList(nn.Conv1d(d, d, 3, stride=2, padding=1) for d in finer)
         deepest = self.down_dims[-1]
-        self.mid = nn.ModuleList([res_block(deepest, deepest), res_block(deepest, deepest)])
-        # Way up, coarsest first: double the length of level i+1's output, concatenate
-        # level i's skip features, and map back to down_dims[i] channels.
-        self.upsamples = nn.ModuleList(
-            nn.ConvTranspose1d(d, d, 4, stride=2, padding=1) for d in reversed(self.down_dims[1:])
-        )
+        self.mid = pair(deepest, deepest)
+        # Coarsest first: up_levels[j] takes [features, skip] at level L-1-j's length and
+        # width, and upsamples[j] doubles its output's length.
         self.up_levels = nn.ModuleList(
-            nn.ModuleList([res_block(coarse + fine, fine), res_block(fine, fine)])
-            for coarse, fine in zip(reversed(self.down_dims[1:]), reversed(self.down_dims[:-1]))
+            pair(2 * coarse, fine) for coarse, fine in zip(reversed(coarser), reversed(finer))
+        )
+        self.upsamples = nn.ModuleList(
+            nn.ConvTranspose1d(d, d, 4, stride=2, padding=1) for d in reversed(finer)
         )
         finest = self.down_dims[0]
         self.final = nn.Sequential(
@@ -140,16 +157,12 @@ class ConditionalUnet1D(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         self.check_horizon(x.shape[1])
         film = torch.cat([self.time_mlp(t), cond], dim=-1)
-        h = rearrange(x, "b t a -> b a t")
+        h = self.down_levels[0](rearrange(x, "b t a -> b a t"), film)
         skips = []
-        for i, (block1, block2) in enumerate(self.down_levels):
-            h = block2(block1(h, film), film)
-            if i < len(self.downsamples):
-                skips.append(h)
-                h = self.downsamples[i](h)
-        for block in self.mid:
-            h = block(h, film)
-        for upsample, (block1, block2) in zip(self.upsamples, self.up_levels):
-            h = torch.cat([upsample(h), skips.pop()], dim=1)
-            h = block2(block1(h, film), film)
+        for downsample, level in zip(self.downsamples, self.down_levels[1:]):
+            h = level(downsample(h), film)
+            skips.append(h)
+        h = self.mid(h, film)
+        for level, upsample in zip(self.up_levels, self.upsamples):
+            h = upsample(level(torch.cat([h, skips.pop()], dim=1), film))
         return rearrange(self.final(h), "b a t -> b t a")
