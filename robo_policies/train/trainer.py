@@ -40,6 +40,9 @@ from robo_policies.train.checkpoint import last_checkpoint, load_training_state,
 from robo_policies.train.config import TrainConfig
 from robo_policies.utils.errors import ConfigError, DatasetKeyError
 
+PROJECTION_STEPS = 20
+"""Steps timed before the projected run time is printed (past the first batches' start-up)."""
+
 
 @dataclass
 class TrainResult:
@@ -131,6 +134,7 @@ def train(
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step",
                disable=not (progress and dist.is_main))
     losses: list[float] = []
+    first_step, loop_start = step, time.perf_counter()
     batches = training_batches(train_windows, per_process_batch, seed, dist.rank, step, config.steps,
                                _loader_workers(config, images))
     for batch in batches:
@@ -149,6 +153,8 @@ def train(
         step += 1
         losses.append(loss.item())
         bar.update(1)
+        if step - first_step == PROJECTION_STEPS and dist.is_main and progress:
+            tqdm.write(projected_time(time.perf_counter() - loop_start, PROJECTION_STEPS, config.steps - step))
 
         if step % config.log_every == 0 or step == config.steps:
             bar.set_postfix(loss=f"{np.mean(losses[-config.log_every:]):.4f}", refresh=False)
@@ -219,6 +225,15 @@ def resolve_discrete_action_dims(config: PolicyConfig, buffer: AnyDataset) -> li
         return [int(dim) for dim in buffer.attrs["discrete_action_dims"]]
     task = buffer.attrs.get("task")
     return list(get_task(task).discrete_action_dims) if task in task_names() else []
+
+
+def projected_time(seconds: float, steps: int, remaining: int) -> str:
+    """One line: the time per step measured over the first ``steps`` and what the
+    ``remaining`` steps will take at that rate (data loading, logging and checkpoints included)."""
+    per_step = seconds / steps
+    total = per_step * remaining
+    duration = f"{total / 60:.1f} min" if total >= 90 else f"{total:.0f} s"
+    return f"{1000 * per_step:.1f} ms per step over the first {steps}: the {remaining} left take about {duration}"
 
 
 def describe_inputs(buffer: AnyDataset, obs_keys: list[str], image_keys: list[str],
