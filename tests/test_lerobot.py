@@ -371,11 +371,23 @@ def test_zarr_to_lerobot_to_zarr_round_trip(robo, tmp_path: Path, images: str) -
     episodes = pq.read_table(lerobot / "meta/episodes/chunk-000/file-000.parquet").to_pydict()
     assert episodes["tasks"] == [[TASKS[t]] for t in EPISODE_TASKS]
     assert episodes["dataset_to_index"] == np.cumsum(LENGTHS).tolist()
-    data = pq.read_table(lerobot / "data/chunk-000/file-000.parquet")
-    np.testing.assert_allclose(data["timestamp"].to_numpy(), steps()["timestamp"])
+    # One data file (and one mp4 per camera) per episode, numbered on; each video starts at 0.
+    assert episodes["data/file_index"] == list(range(len(LENGTHS))) and set(episodes["data/chunk_index"]) == {0}
+    data = [pq.read_table(lerobot / f"data/chunk-000/file-{i:03d}.parquet") for i in range(len(LENGTHS))]
+    np.testing.assert_allclose(np.concatenate([part["timestamp"].to_numpy() for part in data]),
+                               steps()["timestamp"])
+    assert [part["index"].to_pylist()[0] for part in data] == (np.cumsum(LENGTHS) - LENGTHS).tolist()
     if images == "video":
-        assert episodes["videos/observation.images.front/from_timestamp"] == (
-            (np.cumsum(LENGTHS) - LENGTHS) / 10).tolist()
+        assert episodes["videos/observation.images.front/from_timestamp"] == [0.0] * len(LENGTHS)
+        assert episodes["videos/observation.images.front/to_timestamp"] == (np.array(LENGTHS) / 10).tolist()
+        assert sorted(p.name for p in (lerobot / "videos/observation.images.front/chunk-000").iterdir()) == [
+            f"file-{i:03d}.mp4" for i in range(len(LENGTHS))]
+    stats = json.loads((lerobot / "meta/stats.json").read_text())  # aggregated over the episodes
+    joints = source["joint_pos"][:].astype(np.float64)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["mean"], joints.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["std"], joints.std(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["min"], joints.min(0))
+    assert stats["observation.joint_pos"]["count"] == [sum(LENGTHS)]
 
 
 def test_lerobot_output_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
