@@ -539,8 +539,8 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     assert buffer.attrs["tasks"] == ["drive forward", "turn"] and buffer.meta("task_index").tolist() == [0, 0, 1]
 
 
-def test_record_format_lerobot_writes_a_v30_directory_that_reads_back_appends_and_trains(tmp_path, dynamixel_base,
-                                                                                          clock):
+def test_record_format_lerobot_writes_a_v30_directory_that_reads_back_appends_and_trains(tmp_path, robo,
+                                                                                          dynamixel_base, clock):
     """Two episodes with a replayed camera into format=lerobot: LeRobotDataset reads the same
     actions and clock as the zarr recording of the same keys and the frames within the codec's
     loss; a second session appends a third episode with a new task; a policy trains on it."""
@@ -548,9 +548,7 @@ def test_record_format_lerobot_writes_a_v30_directory_that_reads_back_appends_an
 
     from robo_policies.data.lerobot.dataset import LeRobotDataset
     from robo_policies.data.validate import validate_dataset
-    from robo_policies.policy import Policy, PolicyConfig
-    from robo_policies.train.config import TrainConfig
-    from robo_policies.train.trainer import train
+    from robo_policies.policy import Policy
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -598,11 +596,13 @@ def test_record_format_lerobot_writes_a_v30_directory_that_reads_back_appends_an
                                                                          "file-002.parquet"]
     assert len(list((root / "videos/observation.images.front/chunk-000").iterdir())) == 3
     np.testing.assert_array_equal(lerobot["action"][:10], zarr["action"][:])  # the first two kept as they were
-    result = train(root, tmp_path / "run", PolicyConfig(net="mlp", n_obs_steps=1, horizon=4, n_action_steps=2,
-                                                      image_feature_dim=8, samples_per_obs=1),
-                   TrainConfig(steps=2, batch_size=4, log_every=1, checkpoint_every=2, val_ratio=0.0,
-                               loader_workers=0), progress=False)
-    assert Policy.load(result.policy_dir).obs_shapes["front_image"] == (16, 24, 3)
+    run = robo("train", f"dataset={root}", f"out={tmp_path / 'run'}", "policy=mlp_bc", "policy.net=mlp",
+               "policy.n_obs_steps=1", "policy.horizon=4", "policy.n_action_steps=2", "policy.hidden_dim=32",
+               "policy.n_blocks=1", "train.batch_size=4", "train.steps=3", "train.threads=1",
+               "train.loader_workers=0", "progress=false")
+    assert run.code == 0, run.err
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 3
+    assert Policy.load(tmp_path / "run" / "checkpoint").obs_shapes["front_image"] == (16, 24, 3)
 
 
 def test_record_refuses_an_out_of_the_other_format(tmp_path, dynamixel_base, clock):
