@@ -179,5 +179,5 @@ def open_dataset(out: str | Path, robot: Robot, fps: float, format: str = "zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = {"robot": robot.name, "fps": fps, "action_names": robot.action_names, "source": DATASET_SOURCE}
     if format == "lerobot":
-        return LeRobotWriter.create(out, fps=fps, attrs=attrs)
+        return LeRobotWriter(out, fps=fps, attrs=attrs)
     return ReplayBuffer.create(out, attrs=attrs)

@@ -53,7 +53,7 @@ def zarr_to_lerobot(src: str | Path, dst: str | Path, *, codec: str = "av1", ima
         raise DatasetError(f"{src}: no episodes to write")
     meta = {name: buffer.meta(name) for name in buffer.meta_keys}
     with atomic_output(dst, overwrite=overwrite) as tmp:
-        writer = LeRobotWriter.create(tmp, fps=float(rate), attrs=buffer.attrs, codec=codec, images=images)
+        writer = LeRobotWriter(tmp, fps=float(rate), attrs=buffer.attrs, codec=codec, images=images)
         writer.add_episodes((buffer.episode(episode), {name: values[episode] for name, values in meta.items()})
                             for episode in range(buffer.n_episodes))
     return Path(dst)

@@ -68,48 +68,47 @@ class LeRobotWriter:
     """A v3.0 directory that episodes are added to; each :meth:`add_episode` leaves it a
     complete dataset holding that episode (see the module docstring)."""
 
-    def __init__(self, root: Path, *, fps: float, attrs: Mapping[str, Any], codec: str, images: str,
-                 episodes: list[dict[str, Any]], stored: dict[str, Any] | None) -> None:
+    def __init__(self, root: Path, *, fps: float, attrs: Mapping[str, Any], codec: str = "av1",
+                 images: str = "video") -> None:
+        """A writer of a new directory at ``root``, created with the first episode. ``attrs``
+        (the dataset attributes: ``robot``, ``tasks``, ...) travel in info.json; ``codec`` and
+        ``images`` as in :func:`~robo_policies.data.convert.lerobot.zarr_to_lerobot`."""
         if images not in IMAGE_MODES:
             raise ConfigError(f"images={images!r}: choose one of {', '.join(IMAGE_MODES)}")
-        self.root = root
-        self.fps = fps
+        self.root = Path(root)
+        self.fps = float(fps)
         self.codec = codec
         self.images = images
+        self.chunks_size = CHUNKS_SIZE
         self._attrs = dict(attrs)
-        self._episodes = episodes
-        """A row of the episodes parquet per committed episode, stats columns included."""
-        stored = stored or {}
-        self._features: dict[str, dict[str, Any]] = stored.get("features", {})
-        self._keys: dict[str, dict[str, Any]] = stored.get("keys", {})
+        self._episodes: list[dict[str, Any]] = []
+        """A row of the episodes parquet per episode, stats columns included."""
+        self._features: dict[str, dict[str, Any]] = {}
+        """meta/info.json's features, fixed by the first episode."""
+        self._keys: dict[str, dict[str, Any]] = {}
         """``{feature: {"key": our key, "shape": per-step shape}}``, fixed by the first episode."""
-        self._meta_names: list[str] | None = stored.get("meta")
-
-    @classmethod
-    def create(cls, root: str | Path, *, fps: float, attrs: Mapping[str, Any], codec: str = "av1",
-               images: str = "video") -> LeRobotWriter:
-        """A writer of a new directory at ``root``, created with the first episode. ``attrs``
-        (the dataset attributes: ``robot``, ``tasks``, ...) travel in info.json."""
-        return cls(Path(root), fps=float(fps), attrs=attrs, codec=codec, images=images, episodes=[], stored=None)
+        self._meta_names: list[str] = []
 
     @classmethod
     def open(cls, root: str | Path) -> LeRobotWriter:
         """A writer appending to the directory at ``root``, which this library wrote (its
         info.json keeps the key mapping that new episodes must follow)."""
-        root = Path(root)
         layout = Layout.read(root)
         stored = layout.info.get(ROBO_SECTION)
         if layout.version != WRITTEN_VERSION or not stored or "keys" not in stored:
-            raise DatasetError(f"{root / INFO_PATH}: not a {WRITTEN_VERSION} directory written by robo_policies "
-                               f"(no {ROBO_SECTION!r} section); only those can be appended to")
+            raise DatasetError(f"{layout.root / INFO_PATH}: not a {WRITTEN_VERSION} directory written by "
+                               f"robo_policies (no {ROBO_SECTION!r} section); only those can be appended to")
         videos = [spec for spec in layout.features.values() if spec.get("dtype") == "video"]
-        codec = (videos[0].get("info") or {}).get("video.codec", "av1") if videos else "av1"
         images = "png" if any(spec.get("dtype") == "image" for spec in layout.features.values()) else "video"
-        episodes = read_parquet(root / EPISODES_FILE).to_pylist()
-        writer = cls(root, fps=layout.fps, attrs=stored.get("attrs", {}), codec=codec, images=images,
-                     episodes=episodes, stored={**stored, "features": layout.features})
+        writer = cls(layout.root, fps=layout.fps, attrs=stored.get("attrs", {}), images=images,
+                     codec=(videos[0].get("info") or {}).get("video.codec", "av1") if videos else "av1")
+        writer.chunks_size = int(layout.info.get("chunks_size", CHUNKS_SIZE))
+        writer._episodes = read_parquet(layout.root / EPISODES_FILE).to_pylist()
+        writer._features = layout.features
+        writer._keys = stored["keys"]
+        writer._meta_names = list(stored.get("meta", []))
         writer._remove_uncommitted()
-        if layout.info.get("total_episodes") != len(episodes):  # killed between the commit and info.json
+        if layout.info.get("total_episodes") != writer.n_episodes:  # killed between the commit and info.json
             writer._write_meta()
         return writer
 
@@ -129,7 +128,7 @@ class LeRobotWriter:
 
     @property
     def meta_keys(self) -> list[str]:
-        return list(self._meta_names or [])
+        return list(self._meta_names)
 
     @property
     def step_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -172,7 +171,7 @@ class LeRobotWriter:
             self._define(data, meta)
         length = self._check(data, meta)
         number = self._next_file()
-        place = {"chunk_index": number // CHUNKS_SIZE, "file_index": number % CHUNKS_SIZE}
+        place = {"chunk_index": number // self.chunks_size, "file_index": number % self.chunks_size}
         episode = self.n_episodes
         start = int(self._episodes[-1]["dataset_to_index"]) if self._episodes else 0
         task_index = int(meta["task_index"]) if self._uses_task_index else 0
@@ -248,7 +247,7 @@ class LeRobotWriter:
         if not self._episodes:
             return 0
         last = self._episodes[-1]
-        return int(last["data/chunk_index"]) * CHUNKS_SIZE + int(last["data/file_index"]) + 1
+        return int(last["data/chunk_index"]) * self.chunks_size + int(last["data/file_index"]) + 1
 
     def _remove_uncommitted(self) -> None:
         """Delete what a kill left behind: temporary files, and episode files numbered from
@@ -259,7 +258,7 @@ class LeRobotWriter:
             chunk = re.fullmatch(r"chunk-(\d+)", path.parent.name)
             file = re.fullmatch(r"file-(\d+)\.(parquet|mp4)", path.name)
             if ".tmp-" in path.name or (chunk and file and
-                                        int(chunk[1]) * CHUNKS_SIZE + int(file[1]) >= first_free):
+                                        int(chunk[1]) * self.chunks_size + int(file[1]) >= first_free):
                 path.unlink()
 
     # -- the meta files ----------------------------------------------------------------------------
@@ -284,7 +283,7 @@ class LeRobotWriter:
             "codebase_version": WRITTEN_VERSION,
             "robot_type": self._attrs.get("robot_type", self._attrs.get("robot")),
             "total_episodes": n_episodes, "total_frames": int(self._episodes[-1]["dataset_to_index"]),
-            "total_tasks": len(self.tasks), "chunks_size": CHUNKS_SIZE,
+            "total_tasks": len(self.tasks), "chunks_size": self.chunks_size,
             "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
             "fps": int(self.fps) if float(self.fps).is_integer() else self.fps,
             "splits": {"train": f"0:{n_episodes}"},
