@@ -373,11 +373,23 @@ def test_zarr_to_lerobot_to_zarr_round_trip(robo, tmp_path: Path, images: str) -
     episodes = pq.read_table(lerobot / "meta/episodes/chunk-000/file-000.parquet").to_pydict()
     assert episodes["tasks"] == [[TASKS[t]] for t in EPISODE_TASKS]
     assert episodes["dataset_to_index"] == np.cumsum(LENGTHS).tolist()
-    data = pq.read_table(lerobot / "data/chunk-000/file-000.parquet")
-    np.testing.assert_allclose(data["timestamp"].to_numpy(), steps()["timestamp"])
+    # One data file (and one mp4 per camera) per episode, numbered on; each video starts at 0.
+    assert episodes["data/file_index"] == list(range(len(LENGTHS))) and set(episodes["data/chunk_index"]) == {0}
+    data = [pq.read_table(lerobot / f"data/chunk-000/file-{i:03d}.parquet") for i in range(len(LENGTHS))]
+    np.testing.assert_allclose(np.concatenate([part["timestamp"].to_numpy() for part in data]),
+                               steps()["timestamp"])
+    assert [part["index"].to_pylist()[0] for part in data] == (np.cumsum(LENGTHS) - LENGTHS).tolist()
     if images == "video":
-        assert episodes["videos/observation.images.front/from_timestamp"] == (
-            (np.cumsum(LENGTHS) - LENGTHS) / 10).tolist()
+        assert episodes["videos/observation.images.front/from_timestamp"] == [0.0] * len(LENGTHS)
+        assert episodes["videos/observation.images.front/to_timestamp"] == (np.array(LENGTHS) / 10).tolist()
+        assert sorted(p.name for p in (lerobot / "videos/observation.images.front/chunk-000").iterdir()) == [
+            f"file-{i:03d}.mp4" for i in range(len(LENGTHS))]
+    stats = json.loads((lerobot / "meta/stats.json").read_text())  # aggregated over the episodes
+    joints = source["joint_pos"][:].astype(np.float64)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["mean"], joints.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["std"], joints.std(0), rtol=1e-9)
+    np.testing.assert_allclose(stats["observation.joint_pos"]["min"], joints.min(0))
+    assert stats["observation.joint_pos"]["count"] == [sum(LENGTHS)]
 
 
 def test_lerobot_output_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -424,3 +436,47 @@ def test_train_directly_from_a_lerobot_directory(robo, v30: Path, tmp_path: Path
     assert config["image_keys"] == ["top_image", "wrist_image"]
     assert config["obs_shapes"] == {"environment_state": [3], "state": [4], "top_image": [SIZE, SIZE, 3],
                                     "wrist_image": [SIZE, SIZE, 3]}
+
+
+def test_writer_appends_episodes_across_sessions_and_chunks(tmp_path: Path) -> None:
+    """Each episode its own files; file k lands in chunk k // chunks_size; a reopened directory
+    is appended to with its tasks extended; the reader reads files spread over chunks."""
+    from robo_policies.data.lerobot.writer import LeRobotWriter
+
+    rng = np.random.default_rng(0)
+
+    def episode(n: int, camera: int) -> dict[str, np.ndarray]:
+        return {"state": rng.normal(size=(n, 3)).astype(np.float32), "action": rng.normal(size=(n, 2)),
+                "top_image": np.stack([frame(camera, 0, t) for t in range(n)])}
+
+    root = tmp_path / "written"
+    episodes = [episode(n, 0) for n in (4, 6, 5)]
+    writer = LeRobotWriter(root, fps=10.0, attrs={"robot": "so101", "tasks": ["pick"]}, codec="h264")
+    writer.chunks_size = 2
+    for data in episodes:
+        writer.add_episode(data, {"task_index": 0})
+    assert LeRobotDataset(root).n_episodes == 3
+    writer = LeRobotWriter.open(root)  # a second session, with a new task
+    writer.update_attrs({"tasks": ["pick", "place"]})
+    episodes.append(episode(7, 1))
+    writer.add_episode(episodes[-1], {"task_index": 1})
+    assert sorted(str(p.relative_to(root)) for p in root.glob("data/*/*")) == [
+        "data/chunk-000/file-000.parquet", "data/chunk-000/file-001.parquet", "data/chunk-001/file-000.parquet",
+        "data/chunk-001/file-001.parquet"]
+    assert len(list(root.glob("videos/observation.images.top/chunk-*/file-*.mp4"))) == 4
+    dataset = LeRobotDataset(root)
+    assert dataset.episode_lengths.tolist() == [4, 6, 5, 7] and dataset.meta("task_index").tolist() == [0, 0, 0, 1]
+    assert dataset.attrs["tasks"] == ["pick", "place"]
+    for key in ("state", "action"):
+        np.testing.assert_array_equal(dataset[key], np.concatenate([data[key] for data in episodes]), err_msg=key)
+    frames = np.concatenate([data["top_image"] for data in episodes])
+    assert mean_abs_error(dataset["top_image"][:], frames) < MAX_MEAN_ABS_ERROR
+    stats = json.loads((root / "meta/stats.json").read_text())
+    states = np.concatenate([data["state"] for data in episodes]).astype(np.float64)
+    np.testing.assert_allclose(stats["observation.state"]["std"], states.std(0), rtol=1e-9)
+    np.testing.assert_allclose(np.ravel(stats["observation.images.top"]["mean"]), frames.reshape(-1, 3).mean(0) / 255,
+                               rtol=1e-9)
+    with pytest.raises(DatasetError, match=r"written: key 'state' is \(4,\) per step, the stored episodes' is \(3,\)"):
+        LeRobotWriter.open(root).add_episode({**episode(3, 0), "state": np.zeros((3, 4), np.float32)},
+                                             {"task_index": 0})
+    assert LeRobotDataset(root).n_episodes == 4

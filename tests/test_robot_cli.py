@@ -537,3 +537,88 @@ def test_record_saves_the_sent_actions_and_resumes(tmp_path, capsys, dynamixel_b
     buffer = ReplayBuffer.open(out)
     assert result.episodes_saved == 1 and buffer.n_episodes == 3 and buffer["action"].shape[0] == 15
     assert buffer.attrs["tasks"] == ["drive forward", "turn"] and buffer.meta("task_index").tolist() == [0, 0, 1]
+
+
+def test_record_format_lerobot_writes_a_v30_directory_that_reads_back_appends_and_trains(tmp_path, robo,
+                                                                                          dynamixel_base, clock):
+    """Two episodes with a replayed camera into format=lerobot: LeRobotDataset reads the same
+    actions and clock as the zarr recording of the same keys and the frames within the codec's
+    loss; a second session appends a third episode with a new task; a policy trains on it."""
+    import imageio.v3 as iio
+
+    from robo_policies.data.lerobot.dataset import LeRobotDataset
+    from robo_policies.data.validate import validate_dataset
+    from robo_policies.policy import Policy
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        iio.imwrite(frames / f"{i}.png", np.full((16, 24, 3), 60 * i + 20, np.uint8))
+    config = robot_yaml(tmp_path, "diffdrive_base", camera_timeout_s=1000.0,
+                        cameras={"front": {"type": "replay", "device": str(frames), "fps": 100, "loop": True}})
+    keys = [["enter"], ["w"], ["w"], [], [], [], ["enter"], ["d"], ["d"], ["d"], [], []]
+    recorded = {}
+    for format, out in (("zarr", tmp_path / "teleop.zarr"), ("lerobot", tmp_path / "teleop")):
+        robot = make_robot(load_robot_config(config), period_s=0.05, port=dynamixel_base.port, clock=FakeClock())
+        with robot:
+            record(robot, ScriptedKeys(keys), out, episodes=2, fps=20.0, episode_s=0.25, settings=DriveSettings(),
+                   echo=lambda line: None, task="drive", format=format)
+        recorded[format] = out
+    zarr, lerobot = ReplayBuffer.open(recorded["zarr"]), LeRobotDataset(recorded["lerobot"])
+    assert lerobot.n_episodes == 2 and lerobot.episode_lengths.tolist() == [5, 5]
+    assert lerobot.keys == zarr.keys == ["action", "base_pose", "base_vel", "front_image", "timestamp", "wheel_vel"]
+    for key in ("action", "base_pose", "base_vel", "wheel_vel", "timestamp"):
+        assert lerobot[key].dtype == zarr[key].dtype and lerobot[key].shape == zarr[key].shape, key
+        np.testing.assert_array_equal(lerobot[key], zarr[key][:], err_msg=key)  # the recorded clock too
+    assert np.abs(zarr["action"][:]).max() > 0  # the keys moved the base
+    images = lerobot["front_image"][:]
+    assert images.shape == (10, 16, 24, 3) and images.dtype == np.uint8
+    levels = np.array([20, 80, 140])  # the camera's frames (which one a step got depends on the wall clock)
+    nearest = levels[np.abs(images.mean(axis=(1, 2, 3))[:, None] - levels).argmin(1)]
+    assert np.abs(images.astype(int) - nearest[:, None, None, None]).mean() < 2.0  # AV1 at CRF 30, flat frames
+    assert lerobot.attrs["robot"] == "diffdrive_base" and lerobot.attrs["tasks"] == ["drive"]
+    assert lerobot.meta("task_index").tolist() == [0, 0] and lerobot.meta("start_time").shape == (2,)
+    validate_dataset(recorded["lerobot"])
+
+    robot = make_robot(load_robot_config(config), period_s=0.05, port=dynamixel_base.port, clock=clock)
+    with robot:  # a second session: episode 3 with another task
+        result = record(robot, ScriptedKeys([["enter"], ["a"], [], [], [], [], ["enter"]]), recorded["lerobot"],
+                        episodes=1, fps=20.0, episode_s=0.25, settings=DriveSettings(), echo=lambda line: None,
+                        task="turn left", format="lerobot")
+    assert result.episodes_before == 2 and result.episodes_saved == 1
+    lerobot = LeRobotDataset(recorded["lerobot"])
+    assert lerobot.n_episodes == 3 and lerobot.episode_lengths.tolist() == [5, 5, 5]
+    assert lerobot.attrs["tasks"] == ["drive", "turn left"] and lerobot.meta("task_index").tolist() == [0, 0, 1]
+    root = recorded["lerobot"]
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["total_episodes"] == 3 and info["total_frames"] == 15 and info["total_tasks"] == 2
+    assert sorted(p.name for p in (root / "data/chunk-000").iterdir()) == ["file-000.parquet", "file-001.parquet",
+                                                                         "file-002.parquet"]
+    assert len(list((root / "videos/observation.images.front/chunk-000").iterdir())) == 3
+    np.testing.assert_array_equal(lerobot["action"][:10], zarr["action"][:])  # the first two kept as they were
+    run = robo("train", f"dataset={root}", f"out={tmp_path / 'run'}", "policy=mlp_bc", "policy.net=mlp",
+               "policy.n_obs_steps=1", "policy.horizon=4", "policy.n_action_steps=2", "policy.hidden_dim=32",
+               "policy.n_blocks=1", "train.batch_size=4", "train.steps=3", "train.threads=1",
+               "train.loader_workers=0", "progress=false")
+    assert run.code == 0, run.err
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 3
+    assert Policy.load(tmp_path / "run" / "checkpoint").obs_shapes["front_image"] == (16, 24, 3)
+
+
+def test_record_refuses_an_out_of_the_other_format(tmp_path, dynamixel_base, clock):
+    robot = make_robot(load_robot_config(robot_yaml(tmp_path, "diffdrive_base")), period_s=0.05,
+                       port=dynamixel_base.port, clock=clock)
+    keys = [["enter"], [], [], [], [], [], ["enter"]]
+    with robot:
+        record(robot, ScriptedKeys(keys), tmp_path / "a.zarr", 1, 20.0, 0.25, DriveSettings(), echo=lambda line: None)
+        record(robot, ScriptedKeys(keys), tmp_path / "b", 1, 20.0, 0.25, DriveSettings(), echo=lambda line: None,
+               format="lerobot")
+        with pytest.raises(ConfigError, match=r"b is a LeRobot dataset directory \(it has meta/info.json\): record "
+                                              r"into it with format=lerobot"):
+            record(robot, ScriptedKeys(keys), tmp_path / "b", 1, 20.0, 0.25, DriveSettings(), echo=lambda line: None)
+        with pytest.raises(ConfigError, match=r"a.zarr exists and is not a LeRobot dataset directory"):
+            record(robot, ScriptedKeys(keys), tmp_path / "a.zarr", 1, 20.0, 0.25, DriveSettings(),
+                   echo=lambda line: None, format="lerobot")
+        with pytest.raises(ConfigError, match=r"format='parquet': choose one of zarr, lerobot"):
+            record(robot, ScriptedKeys(keys), tmp_path / "c", 1, 20.0, 0.25, DriveSettings(), echo=lambda line: None,
+                   format="parquet")

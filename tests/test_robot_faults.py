@@ -150,6 +150,54 @@ def test_a_recorder_that_dies_loses_only_the_episode_in_progress(tmp_path, fake_
     validate_dataset(out)
 
 
+def test_a_lerobot_recorder_that_dies_loses_only_the_episode_in_progress(tmp_path, fake_base, clock):
+    from robo_policies.data.lerobot.dataset import LeRobotDataset
+
+    out = tmp_path / "teleop"
+    robot = base(tmp_path, fake_base, clock)
+    keys = KeysThen([["enter"]] + [[]] * 10 + [["enter"]] + [["w"]] * 5, then=die)
+    with robot, pytest.raises(Killed):
+        record(robot, keys, out, episodes=3, fps=16.0, episode_s=0.625, settings=DriveSettings(),
+               echo=lambda line: None, format="lerobot")
+    dataset = LeRobotDataset(out)
+    assert dataset.n_episodes == 1 and dataset.n_steps == 10
+    assert {key: dataset[key].shape[0] for key in dataset.keys} == dict.fromkeys(dataset.keys, 10)
+    assert json.loads((out / "meta/info.json").read_text())["total_episodes"] == 1
+    validate_dataset(out)
+
+
+def test_a_lerobot_recorder_killed_while_saving_keeps_the_committed_episodes_and_appends_after_them(
+        tmp_path, fake_base, clock, monkeypatch):
+    """Killed after episode 2's data file and video are in place but before its meta commit:
+    the directory still reads as episode 1 only; the next session removes episode 2's orphaned
+    files (LeRobot's loader reads every data parquet) and records on from episode 2."""
+    from robo_policies.data.lerobot import writer
+    from robo_policies.data.lerobot.dataset import LeRobotDataset
+
+    out = tmp_path / "teleop"
+    robot = base(tmp_path, fake_base, clock)
+    with robot:
+        record(robot, KeysThen([["enter"]] + [[]] * 10, then=lambda: None), out, episodes=1, fps=16.0,
+               episode_s=0.625, settings=DriveSettings(), echo=lambda line: None, format="lerobot")
+    monkeypatch.setattr(writer, "_write_tasks", lambda *args: die())  # the first meta file of the commit
+    with robot, pytest.raises(Killed):
+        record(robot, KeysThen([["enter"]] + [["w"]] * 10, then=lambda: None), out, episodes=1, fps=16.0,
+               episode_s=0.625, settings=DriveSettings(), echo=lambda line: None, format="lerobot")
+    assert (out / "data/chunk-000/file-001.parquet").is_file()  # written, never committed
+    assert LeRobotDataset(out).n_episodes == 1
+    validate_dataset(out)
+    monkeypatch.undo()
+    writer.LeRobotWriter.open(out)  # opening to append removes what the kill left
+    assert sorted(p.name for p in (out / "data/chunk-000").iterdir()) == ["file-000.parquet"]
+    with robot:
+        record(robot, KeysThen([["enter"]] + [["d"]] * 6, then=lambda: None), out, episodes=1, fps=16.0,
+               episode_s=0.625, settings=DriveSettings(), echo=lambda line: None, format="lerobot")
+    dataset = LeRobotDataset(out)
+    assert dataset.n_episodes == 2 and dataset.episode_lengths.tolist() == [10, 10]
+    assert [p.name for p in out.rglob("*") if ".tmp-" in p.name] == []
+    validate_dataset(out)
+
+
 def test_a_port_lost_while_recording_keeps_the_finished_episodes(tmp_path, fake_base, clock):
     out = tmp_path / "teleop.zarr"
     robot = base(tmp_path, fake_base, clock)
@@ -437,6 +485,35 @@ def test_smoke_wallclock_killed_recorder_loses_only_the_episode_in_progress(tmp_
     assert buffer.n_episodes == 1 and buffer.n_steps == 10
     assert {key: buffer[key].shape[0] for key in buffer.keys} == dict.fromkeys(buffer.keys, 10)  # no partial rows
     assert np.isfinite(buffer["action"][:]).all()
+    validate_dataset(out)
+
+
+@pytest.mark.slow
+def test_smoke_wallclock_killed_lerobot_recorder_loses_only_the_episode_in_progress(tmp_path, wallclock_base):
+    """`robo record format=lerobot` SIGKILLed in episode 2: a valid v3.0 directory with episode 1."""
+    from robo_policies.data.lerobot.dataset import LeRobotDataset
+
+    fake = wallclock_base
+    out = tmp_path / "teleop"
+    command = [sys.executable, "-m", "robo_policies", "record", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
+               f"port={fake.port}", f"out={out}", "format=lerobot", "episodes=3", "fps=20", "episode_s=0.5"]
+    with open(tmp_path / "record.log", "w") as log:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        proc.stdin.write(b"\n")  # Enter: record episode 1 (10 steps)
+        proc.stdin.flush()
+        wallclock_wait_for(lambda: "episode 1 saved" in (tmp_path / "record.log").read_text(), 60.0, proc)
+        proc.stdin.write(b"\nw")  # episode 2, driving forward
+        proc.stdin.flush()
+        wallclock_wait_for(lambda: any(goal_velocities(fake)), 10.0, proc)  # inside episode 2 (0.5 s)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    log = (tmp_path / "record.log").read_text()
+    assert "episode 1 saved: 10 steps" in log and "episode 2 saved" not in log
+    dataset = LeRobotDataset(out)
+    assert dataset.n_episodes == 1 and dataset.n_steps == 10 and np.isfinite(dataset["action"]).all()
     validate_dataset(out)
 
 

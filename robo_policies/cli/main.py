@@ -66,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
          "episodes=20 out=outputs/deploy/arm\n"
          "  robo deploy robot=diffdrive_base checkpoint=runs/nav hz=50 sim=true   (50 Hz loop, 10 Hz policy)",
          _deploy),
-        ("record", "RecordConfig", "teleoperate a robot by keyboard into a crash-safe zarr dataset",
+        ("record", "RecordConfig", "teleoperate a robot into a crash-safe zarr dataset or LeRobot directory",
          "robo record robot=diffdrive_base out=data/real_nav.zarr episodes=20 fps=10 episode_s=30\n"
+         "robo record robot=so101 out=data/pick format=lerobot task='pick the cube'\n"
          "  (an existing dataset is appended to; Enter starts/ends an episode, Esc stops)", _record),
         ("replay", "ReplayConfig", "send a recorded episode's actions to the robot again, through its safety chain",
          "robo replay robot=diffdrive_base dataset=data/real_nav.zarr episode=0", _replay),
@@ -319,12 +320,12 @@ def _record(args: argparse.Namespace) -> None:
 
     cfg = compose_config("record", args.overrides)
     if not cfg.out:
-        raise ConfigError("out=<dataset.zarr> is required")
+        raise ConfigError("out=<dataset.zarr> (or out=<dir> format=lerobot) is required")
     with _teleop_source(cfg) as controller_for, \
             keyboard_session(_robot_config(cfg), cfg.port or None, cfg.fps) as (robot, keys):
         record(robot, keys, cfg.out, cfg.episodes, cfg.fps, cfg.episode_s,
                DriveSettings(**OmegaConf.to_container(cfg.drive)), controller=controller_for(robot), task=cfg.task,
-               image_size=cfg.image_size)
+               image_size=cfg.image_size, format=cfg.format)
 
 
 @contextmanager

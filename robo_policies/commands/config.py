@@ -182,7 +182,11 @@ class RecordConfig(TeleopSourceConfig):
     """Settings of ``robo record``."""
 
     out: str = ""
-    """Dataset (.zarr directory); an existing one is appended to (same robot and fps)."""
+    """Dataset (.zarr directory, or a LeRobot directory with format=lerobot); an existing one is
+    appended to (same robot, fps and format)."""
+    format: str = "zarr"
+    """zarr (a ReplayBuffer) or lerobot (a LeRobotDataset v3.0 directory: a parquet and an mp4 per
+    camera per episode; LeRobot's loader and ``robo train dataset=<dir>`` read it)."""
     episodes: int = 1
     """Episodes to record in this session."""
     fps: float = 10.0

@@ -153,6 +153,11 @@ class ReplayBuffer:
         """Names of the per-episode arrays under ``meta/`` (besides ``episode_ends``)."""
         return sorted(k for k in self._root["meta"].array_keys() if k != "episode_ends")
 
+    @property
+    def step_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-step shape of each key (what a new episode's arrays must match)."""
+        return {key: tuple(self[key].shape[1:]) for key in self.keys}
+
     def __contains__(self, key: str) -> bool:
         return key in self._root["data"]
 

@@ -1,13 +1,16 @@
-"""``robo record``: teleoperation (keyboard, leader arm or gamepad) into a crash-safe zarr dataset.
+"""``robo record``: teleoperation (keyboard, leader arm or gamepad) into a crash-safe dataset.
 
 Each step stores the observation read before acting (one array per key of the robot's
 ``observation_features``, and each camera's frame as ``<name>_image``, uint8, one frame per
 chunk), ``timestamp`` (seconds since the episode's first step, on the robot's clock) and
 ``action``, the command actually sent (``send_action``'s return, after the safety chain): a
 policy learns what the robot was really told to do, not what a key or a leader asked for.
-Episodes are kept in memory and appended with one ``ReplayBuffer.add_episode`` each when they
-end, so a kill or crash mid-episode loses that episode only and the dataset never shows part
-of one. An existing dataset is appended to (it must come from the same robot at the same rate).
+Episodes are kept in memory and appended with one ``add_episode`` each when they end, so a kill
+or crash mid-episode loses that episode only and the dataset never shows part of one. The
+dataset is a zarr ReplayBuffer (``format=zarr``) or a LeRobotDataset v3.0 directory
+(``format=lerobot``, :class:`~robo_policies.data.lerobot.writer.LeRobotWriter`: each episode's
+own parquet and mp4 files, then the meta files). An existing dataset is appended to (it must
+come from the same robot at the same rate, in the same format).
 
 Between episodes the teleop still drives the robot (to reset the scene); Enter starts an
 episode and ends it early, Backspace discards the episode in progress so it can be recorded
@@ -19,11 +22,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from robo_policies.data.lerobot import is_lerobot_dir
 from robo_policies.data.replay_buffer import ReplayBuffer, is_image
 from robo_policies.robots.keyboard import DriveSettings, Keyboard
 from robo_policies.robots.robot import Robot
@@ -33,6 +39,23 @@ from robo_policies.utils.errors import ConfigError
 DATASET_SOURCE = "robo record"
 DISCARD_KEY = "backspace"
 """Pressed while an episode records: drop it and record it again."""
+FORMATS = ("zarr", "lerobot")
+
+
+class EpisodeSink(Protocol):
+    """Where finished episodes go: a zarr :class:`ReplayBuffer` or a
+    :class:`~robo_policies.data.lerobot.writer.LeRobotWriter`."""
+
+    @property
+    def n_episodes(self) -> int: ...
+    @property
+    def attrs(self) -> dict[str, Any]: ...
+    @property
+    def meta_keys(self) -> list[str]: ...
+    @property
+    def step_shapes(self) -> dict[str, tuple[int, ...]]: ...
+    def update_attrs(self, attrs: Mapping[str, Any]) -> None: ...
+    def add_episode(self, data: Mapping[str, np.ndarray], episode_meta: Mapping[str, Any] | None = None) -> None: ...
 
 
 @dataclass
@@ -47,13 +70,15 @@ class RecordResult:
 
 def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: float, episode_s: float,
            settings: DriveSettings, echo: Callable[[str], None] = print,
-           controller: Keyboard | None = None, task: str = "", image_size: int = 0) -> RecordResult:
+           controller: Keyboard | None = None, task: str = "", image_size: int = 0,
+           format: str = "zarr") -> RecordResult:
     """Record up to ``episodes`` teleoperated episodes of ``episode_s`` seconds at ``fps`` from a
     connected robot into ``out`` (created, or appended to), driven by its kind's keys or by
     ``controller`` (a leader arm). ``task`` (e.g. "pick the cube") is kept with each episode:
     the dataset's ``tasks`` attribute lists the task strings, ``meta/task_index`` says which
     one each episode did (LeRobot's layout). ``image_size``: store camera frames as squares
-    of this side, fitted as ``robo deploy`` fits them for a policy (0: as the cameras deliver)."""
+    of this side, fitted as ``robo deploy`` fits them for a policy (0: as the cameras deliver).
+    ``format``: ``zarr`` (a ReplayBuffer) or ``lerobot`` (a LeRobotDataset v3.0 directory)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if not (fps > 0 and episode_s > 0):
@@ -62,7 +87,7 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
         raise ConfigError(f"image_size must be >= 0, got {image_size}")
     if image_size:
         robot.fit_cameras({f"{name}_image": (image_size, image_size, 3) for name in robot.cameras})
-    buffer = open_dataset(out, robot, fps)
+    buffer = open_dataset(out, robot, fps, format)
     before = buffer.n_episodes
     tasks = list(buffer.attrs.get("tasks") or [])
     if task not in tasks:
@@ -112,13 +137,14 @@ def record(robot: Robot, keys: KeySource, out: str | Path, episodes: int, fps: f
     return result
 
 
-def _require_same_shapes(buffer: ReplayBuffer, observation: dict[str, np.ndarray], features: list[str],
+def _require_same_shapes(buffer: EpisodeSink, observation: dict[str, np.ndarray], features: list[str],
                          out: str | Path) -> None:
     """Refuse, before an episode is recorded, steps another shape than the stored ones (a
     camera in another mode, another ``image_size``): they could not join the dataset."""
+    shapes = buffer.step_shapes
     for key in features:
-        if key in buffer:
-            stored, now = tuple(buffer[key].shape[1:]), tuple(np.shape(observation[key]))
+        if key in shapes:
+            stored, now = shapes[key], tuple(np.shape(observation[key]))
             if stored != now:
                 raise ConfigError(f"{out}: {key!r} is stored as {stored} per step, the robot now gives {now} "
                                   f"(another camera mode or image_size?): choose another out")
@@ -130,16 +156,28 @@ def _column(values: list[np.ndarray]) -> np.ndarray:
     return column if is_image(column.shape[1:], column.dtype) else column.astype(np.float32)
 
 
-def open_dataset(out: str | Path, robot: Robot, fps: float) -> ReplayBuffer:
-    """``out`` for appending when it exists (same robot and rate), else a new dataset."""
+def open_dataset(out: str | Path, robot: Robot, fps: float, format: str = "zarr") -> EpisodeSink:
+    """``out`` for appending when it exists (same robot, rate and format), else a new dataset."""
+    if format not in FORMATS:
+        raise ConfigError(f"format={format!r}: choose one of {', '.join(FORMATS)}")
+    from robo_policies.data.lerobot.writer import LeRobotWriter  # pyarrow and PyAV only when needed
+
     out = Path(out)
+    if out.exists() and format == "zarr" and is_lerobot_dir(out):
+        raise ConfigError(f"{out} is a LeRobot dataset directory (it has meta/info.json): record into it with "
+                          f"format=lerobot, or choose another out")
+    if out.exists() and format == "lerobot" and not is_lerobot_dir(out):
+        raise ConfigError(f"{out} exists and is not a LeRobot dataset directory (no meta/info.json; a zarr "
+                          f"dataset is recorded into with format=zarr): choose another out")
     if out.exists():
-        buffer = ReplayBuffer.open(out, mode="a")
+        buffer: EpisodeSink = LeRobotWriter.open(out) if format == "lerobot" else ReplayBuffer.open(out, mode="a")
         attrs = buffer.attrs
         if attrs.get("robot") != robot.name or not math.isclose(attrs.get("fps") or 0.0, fps):
             raise ConfigError(f"{out} holds robot {attrs.get('robot')!r} at {attrs.get('fps')} Hz, not "
                              f"{robot.name!r} at {fps:g} Hz: choose another out")
         return buffer
     out.parent.mkdir(parents=True, exist_ok=True)
-    return ReplayBuffer.create(out, attrs={"robot": robot.name, "fps": fps, "action_names": robot.action_names,
-                                           "source": DATASET_SOURCE})
+    attrs = {"robot": robot.name, "fps": fps, "action_names": robot.action_names, "source": DATASET_SOURCE}
+    if format == "lerobot":
+        return LeRobotWriter(out, fps=fps, attrs=attrs)
+    return ReplayBuffer.create(out, attrs=attrs)

@@ -4,7 +4,8 @@
 with ``meta/info.json``) through :class:`~robo_policies.data.lerobot.dataset.LeRobotDataset`
 and stores every key it maps (cameras decoded to (H, W, 3) uint8 frames), the per-episode meta
 and the attributes. ``robo dataset convert in.zarr out_dir format=lerobot`` writes a v3.0
-directory with :mod:`robo_policies.data.lerobot.writer`. The key mapping and the layouts are
+directory with :class:`~robo_policies.data.lerobot.writer.LeRobotWriter`, the writer ``robo
+record format=lerobot`` adds its episodes with. The key mapping and the layouts are
 documented in :mod:`robo_policies.data.lerobot`.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from robo_policies.data.lerobot.dataset import LeRobotDataset
-from robo_policies.data.lerobot.writer import write_lerobot
+from robo_policies.data.lerobot.writer import LeRobotWriter
 from robo_policies.data.replay_buffer import ReplayBuffer
 from robo_policies.data.validate import validate_dataset
 from robo_policies.utils.atomic import atomic_output
-from robo_policies.utils.errors import ConfigError
+from robo_policies.utils.errors import ConfigError, DatasetError
 
 
 def lerobot_to_zarr(src: str | Path, dst: str | Path, *, keys: dict[str, str] | None = None,
@@ -48,7 +49,11 @@ def zarr_to_lerobot(src: str | Path, dst: str | Path, *, codec: str = "av1", ima
     rate = fps or buffer.attrs.get("fps")
     if not rate:
         raise ConfigError(f"{src} has no fps attribute; pass fps=<Hz> (LeRobot datasets need the frame rate)")
+    if buffer.n_episodes == 0:
+        raise DatasetError(f"{src}: no episodes to write")
+    meta = {name: buffer.meta(name) for name in buffer.meta_keys}
     with atomic_output(dst, overwrite=overwrite) as tmp:
-        tmp.mkdir()
-        write_lerobot(buffer, tmp, fps=float(rate), codec=codec, images=images)
+        writer = LeRobotWriter(tmp, fps=float(rate), attrs=buffer.attrs, codec=codec, images=images)
+        writer.add_episodes((buffer.episode(episode), {name: values[episode] for name, values in meta.items()})
+                            for episode in range(buffer.n_episodes))
     return Path(dst)

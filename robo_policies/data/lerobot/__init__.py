@@ -11,8 +11,8 @@ file per episode; v3.0: episodes concatenated, located by per-episode from/to ti
 * :mod:`.dataset`: :class:`~.dataset.LeRobotDataset`, a read-only dataset with the reading
   interface of :class:`~robo_policies.data.replay_buffer.ReplayBuffer`, so ``robo train
   dataset=<dir>`` trains from the directory without converting it;
-* :mod:`.writer`: a zarr dataset written as a v3.0 directory (``robo dataset convert
-  in.zarr out_dir format=lerobot``).
+* :mod:`.writer`: episodes added one at a time to a v3.0 directory, crash-safe (``robo
+  record format=lerobot``; ``robo dataset convert in.zarr out_dir format=lerobot``).
 
 Key mapping (LeRobot feature -> our key), :func:`.layout.default_key`:
 

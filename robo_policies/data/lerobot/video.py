@@ -127,12 +127,13 @@ class VideoFrames(LazyFrames):
 
 
 def encode_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str = "av1") -> None:
-    """Write (H, W, 3) uint8 ``frames`` as an mp4 at ``fps`` (frame ``i`` at ``i / fps`` s)."""
+    """Write (H, W, 3) uint8 ``frames`` as an mp4 at ``fps`` (frame ``i`` at ``i / fps`` s); the
+    container is mp4 whatever ``path`` ends with (writers use temporary names)."""
     if codec not in ENCODERS:
         raise ConfigError(f"video codec {codec!r} is not supported; choose one of {', '.join(ENCODERS)}")
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration otherwise
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001),
                                       options={"g": str(GOP), "crf": str(CRF)})
         stream.pix_fmt = PIX_FMT
