@@ -216,8 +216,8 @@ class ModelCall:
 
     ms: float
     """Wall time of the whole call (with other episodes in it: the whole batched call)."""
-    nfe: int
-    """Network evaluations the call used."""
+    nfe: int | None
+    """Network evaluations the call used (None: a policy that does not say)."""
     episodes: int
     """Episodes the call served (1: a call of its own; more: one batched call)."""
 

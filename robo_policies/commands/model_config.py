@@ -108,6 +108,10 @@ class RolloutConfig:
     """RTI warm start (sampler=rti): rti.steps, rti.start_noise, rti.calibrate, rti.discrete_dims."""
     progress: bool = True
     """Show a progress bar."""
+    num_envs: int = 1
+    """Episodes run at once, each in its own env, with one batched policy call for all of
+    them; every episode keeps its seed and its own sampling noise, so the results are those
+    of num_envs=1 (robo finetune: its periodic evaluations)."""
 
 
 @dataclass
