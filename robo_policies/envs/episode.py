@@ -6,6 +6,9 @@ callers read the same way: the episode's length and return, and success. What di
 with the caller, inside ``act`` or a hook: the expert's noise and labels, the policy's
 model-call timing, video frames.
 
+``RunningEpisode`` is the same episode stepped from outside, one action at a time, so that
+vectorised evaluation can interleave the episodes of several envs; ``step_episode`` drives one.
+
 Success: each step's ``info["is_success"]``, or ``info["success"]`` where an env has no
 ``is_success``, coerced to bool. An episode's ``success`` is the value at its last step (the
 state the actor left the task in); ``ever_success`` records whether it was reached at all.

@@ -113,7 +113,8 @@ class EvalResult:
         mean_episode_len: mean number of env steps per episode.
         mean_return: mean undiscounted sum of rewards per episode.
         latency_ms_p50, latency_ms_p95: percentiles of the policy's model-call wall times
-            during the run, in milliseconds; ``None`` if the policy made no model calls.
+            during the run, in milliseconds (a call batched for several envs once for each
+            episode it served); ``None`` if the policy made no model calls.
         ms_per_action_p50: median over executed actions of the model time behind each (a
             call's time shared by the actions executed from it): per-step cost at any number
             of actions per call; like ``latency_ms_p50`` it leaves out rare slow calls such
