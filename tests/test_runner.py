@@ -579,3 +579,24 @@ def test_num_envs_needs_a_batch_policy_and_an_env_factory():
                  progress=False, num_envs=2)
     with pytest.raises(ValueError, match="num_envs must be >= 1"):
         evaluate(ExpertPolicy(TOY_TASK), TOY_TASK.env, episodes=2, seed=0, progress=False, num_envs=0)
+
+
+def test_a_policy_without_per_row_noise_is_called_one_episode_at_a_time():
+    from tiny_policies import make_policy
+
+    def run(num_envs):
+        policy = make_policy("flow", shapes={"pos": (1,)}, action_dim=1, n_action_steps=2)
+        policy.noise_per_row = False  # as a fine-tuned agent, whose candidates share one generator
+        episodes = []  # every episode's acting state, to read its calls
+
+        def new_episode(seed, make=policy.new_episode):
+            episodes.append(make(seed))
+            return episodes[-1]
+
+        policy.new_episode = new_episode
+        result = evaluate(policy, TOY_TASK.env, episodes=4, seed=3, progress=False, num_envs=num_envs)
+        return result, episodes
+
+    (serial, _), (vector, episodes) = run(1), run(2)
+    assert outcomes(vector) == outcomes(serial)
+    assert {call.episodes for episode in episodes for call in episode.calls} == {1}
