@@ -35,6 +35,7 @@ from robo_policies.utils.errors import CheckpointError, ConfigError, missing_obs
 from robo_policies.data.normalizer import Normalizer, apply_affine, invert_affine
 from robo_policies.data.replay_buffer import is_image
 from robo_policies.heads import HeadConfig, build_head, head_config
+from robo_policies.heads.base import Generators
 from robo_policies.heads.registry import config_fields
 
 if TYPE_CHECKING:  # the warm start sits above the policy (sampling/) and is handed to it
@@ -209,6 +210,38 @@ class NormalizerModule(nn.Module):
         return invert_affine(y, *self._affine(key))
 
 
+@dataclass(frozen=True)
+class ModelCall:
+    """One model call as an episode saw it: what ``robo eval`` reports per episode."""
+
+    ms: float
+    """Wall time of the whole call (with other episodes in it: the whole batched call)."""
+    nfe: int | None
+    """Network evaluations the call used (None: a policy that does not say)."""
+    episodes: int
+    """Episodes the call served (1: a call of its own; more: one batched call)."""
+
+
+@dataclass
+class EpisodeActing:
+    """The acting state of one episode: what ``act`` keeps from step to step.
+
+    A policy keeps one for its own episode (``reset``, ``act``); vectorised evaluation keeps
+    one per env (``new_episode``) and acts for several at once (``act_batch``).
+    """
+
+    generator: torch.Generator
+    """The episode's sampling noise."""
+    history: deque[dict[str, np.ndarray]]
+    """The last ``n_obs_steps`` observations."""
+    queue: deque[np.ndarray] = field(default_factory=deque)
+    """Actions of the last chunk still to execute."""
+    previous: torch.Tensor | None = None
+    """The warm start's last normalised chunk (1, Tp, A); None: the next call solves in full."""
+    calls: list[ModelCall] = field(default_factory=list)
+    """The model calls that served this episode."""
+
+
 class ActsInEpisodes:
     """How a policy acts step by step: observation history, action queue, sampling noise,
     model-call logs (what ``robo eval`` reports) and an optional warm start.
@@ -222,6 +255,10 @@ class ActsInEpisodes:
     obs_shapes: dict[str, tuple[int, ...]]
     warm_starts = True
     """Whether an RTI warm start applies (false for agents that pick among fresh samples)."""
+    noise_per_row = True
+    """Whether ``predict_chunk(generator=[...])`` draws each observation's noise from its own
+    generator (``heads.base.Generators``). If not, ``act_batch`` calls it one episode at a
+    time, so that an episode's noise never depends on which others share the call."""
 
     def start_acting(self) -> None:
         """Set up the acting state: sampling noise from seed 0, empty logs, no warm start."""
@@ -238,25 +275,58 @@ class ActsInEpisodes:
         depend on nothing before it."""
         if seed is not None:
             self.generator.manual_seed(seed)
-        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.config.n_obs_steps)
-        self._queue: deque[np.ndarray] = deque()
+        self.episode = EpisodeActing(self.generator, deque(maxlen=self.config.n_obs_steps))
+        """The acting state of the policy's own episode (what ``act`` uses)."""
         if self.warm_start is not None:
             self.warm_start.reset()
 
+    def new_episode(self, seed: int) -> EpisodeActing:
+        """The acting state of a new episode whose noise starts from ``seed``; the same as
+        ``reset(seed)`` gives the policy's own episode, but one of many (``act_batch``)."""
+        return EpisodeActing(torch.Generator().manual_seed(seed), deque(maxlen=self.config.n_obs_steps))
+
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One action for the current observation; runs the model only when the queue is empty."""
-        require_observation_keys(obs, self.obs_shapes, "the observation")
-        self._history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
-        if not self._queue:
-            start = time.perf_counter()
-            chunk = self.predict_chunk(self._history_batch())[0].cpu().numpy()
-            self.model_call_ms.append((time.perf_counter() - start) * 1000.0)
-            self.model_call_nfe.append(self.last_nfe)
-            self._queue.extend(chunk[executed_slice(self.config)])
-        return self._queue.popleft()
+        return self.act_batch([self.episode], [obs])[0]
 
-    def _history_batch(self) -> dict[str, torch.Tensor]:
-        return history_batch(list(self._history), self.obs_shapes, self.config.n_obs_steps)
+    def act_batch(
+        self, episodes: Sequence[EpisodeActing], observations: Sequence[Mapping[str, np.ndarray]]
+    ) -> list[np.ndarray]:
+        """One action for each episode's current observation. The episodes whose queue is
+        empty share model calls: one for those solving in full and one for those warm-starting
+        from their previous chunk (a warm start's step count differs from a full solve's)."""
+        for episode, obs in zip(episodes, observations, strict=True):
+            require_observation_keys(obs, self.obs_shapes, "the observation")
+            episode.history.append({key: np.asarray(obs[key]) for key in self.obs_shapes})
+        due = [episode for episode in episodes if not episode.queue]
+        if self.noise_per_row:
+            calls = [[e for e in due if e.previous is None], [e for e in due if e.previous is not None]]
+        else:
+            calls = [[episode] for episode in due]
+        for group in calls:
+            if group:
+                self._refill(group)
+        return [episode.queue.popleft() for episode in episodes]
+
+    def _refill(self, group: Sequence[EpisodeActing]) -> None:
+        """One model call for ``group``: queue the executed part of each episode's chunk."""
+        windows = [history_batch(list(e.history), self.obs_shapes, self.config.n_obs_steps) for e in group]
+        batch = {key: torch.cat([window[key] for window in windows]) for key in self.obs_shapes}
+        if self.warm_start is not None:  # the group's previous chunks, all None or all there
+            previous = [e.previous for e in group]
+            self.warm_start.previous = None if previous[0] is None else torch.cat(previous)
+        generators = [e.generator for e in group]
+        start = time.perf_counter()
+        chunks = self.predict_chunk(batch, generator=generators[0] if len(group) == 1 else generators)
+        chunks = chunks.cpu().numpy()
+        call = ModelCall((time.perf_counter() - start) * 1000.0, self.last_nfe, len(group))
+        self.model_call_ms.append(call.ms)
+        self.model_call_nfe.append(call.nfe)
+        for row, episode in enumerate(group):
+            episode.queue.extend(chunks[row][executed_slice(self.config)])
+            episode.calls.append(call)
+            if self.warm_start is not None:
+                episode.previous = self.warm_start.previous[row:row + 1]
 
 
 def executed_slice(config: Any) -> slice:
@@ -389,15 +459,18 @@ class Policy(ActsInEpisodes, nn.Module):
     # -- inference ----------------------------------------------------------------------
 
     @torch.no_grad()
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None) -> torch.Tensor:
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None,
+                      generator: Generators = None) -> torch.Tensor:
         """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...); a warm
-        start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions)."""
+        start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions).
+        Noise comes from ``generator`` (one, or one per row), default the policy's own."""
         cond = self.encode(obs)
         shift = self.config.n_action_steps if shift is None else shift
+        generator = self.generator if generator is None else generator
         if self.warm_start is None:
-            chunk = self.head.sample(cond, generator=self.generator)
+            chunk = self.head.sample(cond, generator=generator)
         else:
-            chunk = self.warm_start.sample(self.head, cond, self.generator, shift)
+            chunk = self.warm_start.sample(self.head, cond, generator, shift)
         return self.normalizer.unnormalize("action", chunk)
 
     # -- saving and loading -------------------------------------------------------------

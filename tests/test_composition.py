@@ -292,6 +292,19 @@ def test_robo_eval_scores_a_saved_composition(tmp_path, toy_parents):
     assert all(1 <= r["length"] <= 8 and r["model_calls"] >= 1 for r in report["records"])
 
 
+def test_robo_eval_in_several_envs_gives_the_serial_records(tmp_path, toy_parents):
+    parents = [Policy.load(path) for path in toy_parents]
+    ComposedPolicy(parents, [0.5, 0.5]).save(tmp_path / "c", metadata={"task": TOY_TASK.name})
+    records = {}
+    for num_envs in (1, 2):
+        out = tmp_path / f"envs{num_envs}"
+        assert main(["eval", f"checkpoint={tmp_path / 'c'}", "episodes=3", "video_episodes=0",
+                     "progress=false", f"num_envs={num_envs}", f"out={out}"]) == 0
+        records[num_envs] = [{key: r[key] for key in ("seed", "success", "length", "return", "model_calls")}
+                             for r in json.loads((out / "eval.json").read_text())["records"]]
+    assert records[2] == records[1]
+
+
 def test_robo_compose_searches_saves_the_best_and_robo_eval_tests_it(tmp_path, toy_parents, capsys):
     out = tmp_path / "search"
     assert main(["compose", f"checkpoints=[{toy_parents[0]},{toy_parents[1]}]", "step=0.5", "episodes=3",

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from robo_policies.data import Normalizer
-from robo_policies.policy import Policy, PolicyConfig, migrate_flat_config
+from robo_policies.policy import Policy, PolicyConfig, history_batch, migrate_flat_config
 from robo_policies.utils.errors import CheckpointError, ConfigError
 from tiny_policies import tiny_config
 
@@ -42,11 +42,11 @@ def test_model_runs_once_per_executed_chunk():
 def test_history_repeats_the_first_observation_until_full():
     policy = make_policy(n_obs_steps=3, horizon=8, n_action_steps=2)
     policy.act(observation(5))
-    batch = policy._history_batch()
+    batch = history_batch(list(policy.episode.history), policy.obs_shapes, 3)
     assert batch["pos"].shape == (1, 3, 3) and torch.all(batch["pos"] == 5)
     policy.act(observation(6))
     policy.act(observation(7))
-    assert policy._history_batch()["pos"][0, :, 0].tolist() == [5, 6, 7]
+    assert history_batch(list(policy.episode.history), policy.obs_shapes, 3)["pos"][0, :, 0].tolist() == [5, 6, 7]
 
 
 def test_action_steps_must_fit_the_horizon():

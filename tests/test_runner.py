@@ -508,3 +508,95 @@ def test_gym_dict_env_missing_keys_are_named():
     with pytest.raises(TypeError, match="obs_adapter"):  # a flat env without an adapter
         evaluate(SeekPolicy(), make_gym_env_factory(FLAT_ID).make_env, episodes=1, seed=0,
                  progress=False)
+
+
+# -- vectorised evaluation (num_envs) -------------------------------------------------------------
+
+
+def outcomes(result):
+    return [(r["seed"], r["success"], r["length"], r["return"], r["model_calls"]) for r in result.records]
+
+
+@pytest.mark.parametrize("sampler", ["full", "rti"])
+@pytest.mark.parametrize("head", ["diffusion", "energy"])
+def test_num_envs_gives_the_serial_records(head, sampler):
+    from tiny_policies import make_policy
+    from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig
+
+    def run(num_envs):
+        policy = make_policy(head, shapes={"pos": (1,)}, action_dim=1, n_action_steps=2)
+        if sampler == "rti":  # the previous chunk is kept per episode
+            policy.warm_start = WarmStart(WarmStartConfig(steps=2))
+        return evaluate(policy, TOY_TASK.env, episodes=7, seed=3, progress=False, num_envs=num_envs)
+
+    serial = run(1)
+    assert len({r["length"] for r in serial.records}) > 1  # episodes end at different steps
+    for num_envs in (2, 3):
+        vector = run(num_envs)
+        assert outcomes(vector) == outcomes(serial)
+        assert vector.success_rate == serial.success_rate and vector.mean_return == serial.mean_return
+
+
+def test_an_episode_draws_the_same_noise_alone_and_in_a_batch():
+    from tiny_policies import make_policy
+
+    policy = make_policy("diffusion", n_action_steps=1)
+    frames = [{"pos": np.full(3, 0.1 * i, np.float32), "goal": np.zeros(2, np.float32)} for i in range(3)]
+    alone = [policy.new_episode(seed) for seed in (5, 6)]
+    together = [policy.new_episode(seed) for seed in (5, 6)]
+    for obs in frames:
+        expected = [policy.act_batch([episode], [obs])[0] for episode in alone]
+        np.testing.assert_allclose(policy.act_batch(together, [obs, obs]), expected, atol=1e-5)
+    assert [len(e.calls) for e in together] == [3, 3] and together[0].calls[0].episodes == 2
+
+
+def test_num_envs_keeps_the_video_and_the_callback_in_episode_order(tmp_path, read_video):
+    from tiny_policies import make_policy
+
+    target = make_gym_env_factory(FLAT_ID, obs_map={"state": "."}, kwargs={"max_episode_steps": 6})
+    runs = {}
+    for num_envs in (1, 2):
+        video = tmp_path / f"{num_envs}.mp4"
+        result = evaluate(make_policy("flow", shapes={"state": (2,)}, action_dim=1), target.make_env,
+                          episodes=5, seed=0, progress=False, obs_adapter=target.obs_adapter,
+                          video_path=video, video_episodes=3, num_envs=num_envs,
+                          episode_callback=lambda traj, info: {"last_pos": float(traj["state"][-1, 0])})
+        runs[num_envs] = result, read_video(video)[0]
+    (serial, frames), (vector, vector_frames) = runs[1], runs[2]
+    assert vector.records[0].keys() == serial.records[0].keys()
+    assert [r["last_pos"] for r in vector.records] == pytest.approx([r["last_pos"] for r in serial.records])
+    assert len(vector_frames) == len(frames) == 3 * 7
+    np.testing.assert_array_equal(vector_frames, frames)
+
+
+def test_num_envs_needs_a_batch_policy_and_an_env_factory():
+    with pytest.raises(TypeError, match="num_envs=2 needs a policy that acts in several episodes"):
+        evaluate(ExpertPolicy(TOY_TASK), TOY_TASK.env, episodes=2, seed=0, progress=False, num_envs=2)
+    from tiny_policies import make_policy
+
+    with pytest.raises(ValueError, match="num_envs=2 needs an env factory"):
+        evaluate(make_policy(shapes={"pos": (1,)}, action_dim=1), TOY_TASK.env(), episodes=2, seed=0,
+                 progress=False, num_envs=2)
+    with pytest.raises(ValueError, match="num_envs must be >= 1"):
+        evaluate(ExpertPolicy(TOY_TASK), TOY_TASK.env, episodes=2, seed=0, progress=False, num_envs=0)
+
+
+def test_a_policy_without_per_row_noise_is_called_one_episode_at_a_time():
+    from tiny_policies import make_policy
+
+    def run(num_envs):
+        policy = make_policy("flow", shapes={"pos": (1,)}, action_dim=1, n_action_steps=2)
+        policy.noise_per_row = False  # as a fine-tuned agent, whose candidates share one generator
+        episodes = []  # every episode's acting state, to read its calls
+
+        def new_episode(seed, make=policy.new_episode):
+            episodes.append(make(seed))
+            return episodes[-1]
+
+        policy.new_episode = new_episode
+        result = evaluate(policy, TOY_TASK.env, episodes=4, seed=3, progress=False, num_envs=num_envs)
+        return result, episodes
+
+    (serial, _), (vector, episodes) = run(1), run(2)
+    assert outcomes(vector) == outcomes(serial)
+    assert {call.episodes for episode in episodes for call in episode.calls} == {1}

@@ -104,14 +104,14 @@ def test_after_reset_an_episode_repeats_what_a_fresh_policy_does(head):
         policy.warm_start = WarmStart(WarmStartConfig(steps=2, start_noise=0.1))
     used.reset(seed=5)
     run_episode(used, FRAMES[::-1])  # some other episode first
-    leftover = used.warm_start.previous
+    leftover = used.episode.previous
     used.reset(seed=5)
     fresh.reset(seed=5)
     expected = run_episode(fresh, FRAMES)
     np.testing.assert_array_equal(run_episode(used, FRAMES), expected)
     # The other episode's chunk, had it been kept, would have changed the actions.
     fresh.reset(seed=5)
-    fresh.warm_start.previous = leftover
+    fresh.episode.previous = leftover
     assert not np.array_equal(run_episode(fresh, FRAMES), expected)
 
 

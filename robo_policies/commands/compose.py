@@ -14,7 +14,7 @@ Each vector is scored as ``robo eval`` scores a policy (``commands.evaluate.eval
 validation seeds from ``val_seed`` (default 200000), disjoint from ``robo eval``'s test seeds
 (from 100000) and from ``robo collect``'s (from 0): weights chosen on the test episodes
 would overstate the composition (the GPC code's sweep did that). Every vector meets the same
-episodes and the same sampling noise (each composed policy's generator starts at seed 0),
+episodes and the same sampling noise (each episode's generator is seeded with its env seed),
 so differences come from the weights.
 
 The best vector has the highest success rate; ties go to the shorter mean episode (faster

@@ -74,9 +74,9 @@ def evaluate_policy(
     video_episodes: int = 0,
 ) -> EvalResult:
     """``evaluate`` a loaded policy on the target ``cfg`` names (``env.id``, ``task``, else
-    ``recorded_task``) with ``cfg``'s episodes, max_steps and progress. Shared by ``robo
-    eval`` and ``robo compose``, so a weight search scores exactly as ``robo eval`` would;
-    ``source`` names the policy in errors."""
+    ``recorded_task``) with ``cfg``'s episodes, max_steps, progress and num_envs. Shared by
+    ``robo eval`` and ``robo compose``, so a weight search scores exactly as ``robo eval``
+    would; ``source`` names the policy in errors."""
     make_env, obs_adapter, episode_stats, max_steps = env_for(cfg, policy.obs_shapes, recorded_task, source)
     policy.warm_start = make_warm_start(cfg, cfg.task.name if cfg.task else recorded_task, policy, source)
     result = evaluate(
@@ -90,6 +90,7 @@ def evaluate_policy(
         max_steps=cfg.max_steps or max_steps,
         obs_adapter=obs_adapter,
         episode_callback=episode_stats,
+        num_envs=cfg.num_envs,
     )
     warm = policy.warm_start
     result.sampler = {"name": "full"} if warm is None else {"name": "rti", **dataclasses.asdict(warm.config)}

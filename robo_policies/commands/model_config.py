@@ -110,6 +110,10 @@ class RolloutConfig:
     """Show a progress bar."""
     threads: int = 0
     """torch CPU threads (0: every core the process may use but one; utils/threads.py)."""
+    num_envs: int = 1
+    """Episodes run at once, each in its own env, with one batched policy call for all of
+    them; every episode keeps its seed and its own sampling noise, so the results are those
+    of num_envs=1 (robo finetune: its periodic evaluations)."""
 
 
 @dataclass

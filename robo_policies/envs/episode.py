@@ -6,6 +6,9 @@ callers read the same way: the episode's length and return, and success. What di
 with the caller, inside ``act`` or a hook: the expert's noise and labels, the policy's
 model-call timing, video frames.
 
+``RunningEpisode`` is the same episode stepped from outside, one action at a time, so that
+vectorised evaluation can interleave the episodes of several envs; ``step_episode`` drives one.
+
 Success: each step's ``info["is_success"]``, or ``info["success"]`` where an env has no
 ``is_success``, coerced to bool. An episode's ``success`` is the value at its last step (the
 state the actor left the task in); ``ever_success`` records whether it was reached at all.
@@ -79,42 +82,78 @@ def step_episode(
         on_reset: called once after ``env.reset``, before the first action.
         on_step: called after every ``env.step``.
     """
-    adapt = obs_adapter or (lambda raw: raw)
-    raw_obs, info = env.reset(seed=seed)
-    if on_reset is not None:
-        on_reset()
-    obs = adapt(raw_obs)
-    observations = [obs] if keep_observations else None
-    rewards: list[Any] = []
-    total_reward = 0.0
-    success = ever_success = success_reported = False
-    done = False
-    while not done:
-        action = act(obs)
-        raw_obs, reward, terminated, truncated, info = env.step(action)
-        rewards.append(reward)
-        total_reward += float(reward)
-        flag = success_flag(info)
-        success_reported |= flag is not None
-        success = bool(flag)
-        ever_success |= success
-        obs = adapt(raw_obs)
-        if observations is not None:
-            observations.append(obs)
+    episode = RunningEpisode(env, seed, max_steps=max_steps, obs_adapter=obs_adapter,
+                             keep_observations=keep_observations, on_reset=on_reset)
+    while not episode.done:
+        episode.step(act(episode.obs))
         if on_step is not None:
             on_step()
-        done = terminated or truncated or (max_steps is not None and len(rewards) >= max_steps)
-    return Episode(
-        seed=seed,
-        length=len(rewards),
-        total_reward=total_reward,
-        rewards=rewards,
-        success=success,
-        ever_success=ever_success,
-        success_reported=success_reported,
-        info=info,
-        observations=observations,
-    )
+    return episode.result()
+
+
+class RunningEpisode:
+    """An episode stepped from outside, one action at a time: how vectorised evaluation
+    interleaves the episodes of several envs. ``step_episode`` drives one to its end; the
+    arguments are its own, and the constructor resets the env (then calls ``on_reset``).
+
+    Attributes:
+        obs: the current (adapted) observation, the one the next action answers.
+        done: whether the episode has ended (the env ended it, or ``max_steps``).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        seed: int,
+        *,
+        max_steps: int | None = None,
+        obs_adapter: Callable[[Any], Observation] | None = None,
+        keep_observations: bool = False,
+        on_reset: Callable[[], None] | None = None,
+    ) -> None:
+        self.env, self.seed, self.max_steps = env, seed, max_steps
+        self._adapt = obs_adapter or (lambda raw: raw)
+        raw_obs, self.info = env.reset(seed=seed)
+        if on_reset is not None:
+            on_reset()
+        self.obs = self._adapt(raw_obs)
+        self.observations = [self.obs] if keep_observations else None
+        self.rewards: list[Any] = []
+        self.total_reward = 0.0
+        self.success = self.ever_success = self.success_reported = False
+        self.done = False
+
+    def step(self, action: Any) -> bool:
+        """Step the env with ``action``; returns whether the episode has ended."""
+        if self.done:
+            raise RuntimeError(f"episode seed={self.seed} has ended; it takes no more actions")
+        raw_obs, reward, terminated, truncated, self.info = self.env.step(action)
+        self.rewards.append(reward)
+        self.total_reward += float(reward)
+        flag = success_flag(self.info)
+        self.success_reported |= flag is not None
+        self.success = bool(flag)
+        self.ever_success |= self.success
+        self.obs = self._adapt(raw_obs)
+        if self.observations is not None:
+            self.observations.append(self.obs)
+        steps = len(self.rewards)
+        self.done = terminated or truncated or (self.max_steps is not None and steps >= self.max_steps)
+        return self.done
+
+    def result(self) -> Episode:
+        """What the episode did (so far)."""
+        return Episode(
+            seed=self.seed,
+            length=len(self.rewards),
+            total_reward=self.total_reward,
+            rewards=self.rewards,
+            success=self.success,
+            ever_success=self.ever_success,
+            success_reported=self.success_reported,
+            info=self.info,
+            observations=self.observations,
+        )
 
 
 def success_flag(info: dict[str, Any]) -> bool | None:

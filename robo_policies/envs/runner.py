@@ -8,7 +8,14 @@ knows nothing about networks: anything with ``reset()``, ``act(obs)``, ``nfe`` a
 Seeds: episode ``i`` resets the env with ``seed + i``. ``robo collect seed=S`` recorded its
 attempts from seeds S, S+1, ..., so evaluate from a seed far above them (``DEFAULT_EVAL_SEED``,
 100000, as diffusion_policy's test seeds) to keep the evaluation layouts unseen in training.
-``evaluate`` seeds only the env: a policy that samples (diffusion noise, say) seeds itself.
+A policy that keeps per-episode acting state (``BatchPolicy``) draws episode ``i``'s sampling
+noise from a generator seeded with ``seed + i`` too, so an episode's outcome depends on its
+seed alone: not on the episodes before it, nor on those batched with it (``num_envs``).
+
+Vectorised evaluation (``num_envs`` > 1) steps several envs in this process, one episode each,
+and asks the policy for all their actions at once (``act_batch``: one model call for the envs
+whose action queue is empty). Each env is reset by hand when its episode ends, with the next
+episode's seed, so no vector-env autoreset decides seeds or steps a finished env.
 
 Episodes are stepped by ``step_episode`` (``episode.py``), which also says how success is
 read: the flag at the last step, with ``ever_success`` recording whether it was reached at all.
@@ -33,7 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from robo_policies.data.replay_buffer import is_image
-from robo_policies.envs.episode import step_episode
+from robo_policies.envs.episode import RunningEpisode
+from robo_policies.policy import ModelCall
 from robo_policies.utils.video import Mp4Writer
 
 DEFAULT_EVAL_SEED = 100000
@@ -105,7 +113,8 @@ class EvalResult:
         mean_episode_len: mean number of env steps per episode.
         mean_return: mean undiscounted sum of rewards per episode.
         latency_ms_p50, latency_ms_p95: percentiles of the policy's model-call wall times
-            during the run, in milliseconds; ``None`` if the policy made no model calls.
+            during the run, in milliseconds (a call batched for several envs once for each
+            episode it served); ``None`` if the policy made no model calls.
         ms_per_action_p50: median over executed actions of the model time behind each (a
             call's time shared by the actions executed from it): per-step cost at any number
             of actions per call; like ``latency_ms_p50`` it leaves out rare slow calls such
@@ -222,12 +231,17 @@ def evaluate(
     obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None = None,
     episode_callback: EpisodeCallback | None = None,
     desc: str = "eval",
+    num_envs: int = 1,
 ) -> EvalResult:
     """Run ``episodes`` policy episodes; episode ``i`` resets the env with ``seed + i``.
 
-    Each episode: ``env.reset(seed=seed + i)``, ``policy.reset()``, then ``policy.act`` and
+    Each episode: ``env.reset(seed=seed + i)``, a new policy episode, then an action and
     ``env.step`` until the env terminates or truncates (its TimeLimit or own horizon), or
     ``max_steps`` steps. ``episode.py`` says how success is read.
+
+    A policy that keeps one acting state per episode (``BatchPolicy``: ``Policy``, a
+    composition, a fine-tuned agent) starts each episode with ``new_episode(seed + i)``, so its
+    sampling noise too is the episode's own; any other ``PolicyLike`` is ``reset()``.
 
     Args:
         policy: a ``PolicyLike``.
@@ -252,142 +266,234 @@ def evaluate(
             the episode's ``length + 1`` observations (initial, then one per step). The
             trajectory is kept only when a callback is given.
         desc: the progress bar's label.
+        num_envs: episodes run at once, each in its own env from ``make_env`` (a
+            ``BatchPolicy`` and an env factory needed beyond 1): every step, one batched
+            model call serves the envs whose action queue is empty. Episode ``i`` still has
+            seed ``seed + i`` and its own noise, so the records are the serial run's (up to
+            the float rounding of batched matrix products), in episode order; so is the video.
+            A batched call counts once per episode it served in the latency percentiles
+            (what each waited) and is shared among them in ``model_ms`` and per-action times.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     n_video = min(video_episodes, episodes) if video_path is not None else 0
     if video_path is not None and n_video < 1:
         raise ValueError(f"video_episodes must be >= 1 with a video_path, got {video_episodes}")
-
-    given_env = make_env if isinstance(make_env, gym.Env) else None
-    if given_env is not None and n_video and given_env.render_mode != "rgb_array":
-        raise ValueError(
-            "video needs an env with render_mode='rgb_array'; pass an env factory or such an env"
-        )
-    envs: dict[bool, gym.Env] = {}  # built on demand: render env (True) and plain env (False)
-
-    def env_for(render: bool) -> gym.Env:
-        if given_env is not None:
-            return given_env
-        if render not in envs:
-            for other in list(envs):  # the render env is only needed for the first episodes
-                envs.pop(other).close()
-            envs[render] = make_env(render_mode="rgb_array") if render else make_env()
-        return envs[render]
-
+    if isinstance(make_env, gym.Env):
+        if n_video and make_env.render_mode != "rgb_array":
+            raise ValueError(
+                "video needs an env with render_mode='rgb_array'; pass an env factory or such an env"
+            )
+        if num_envs > 1:
+            raise ValueError(f"num_envs={num_envs} needs an env factory to build each env, not an env")
+    actor = policy if isinstance(policy, BatchPolicy) else _OneEpisodeAtATime(policy, num_envs)
+    policy_keys = getattr(policy, "obs_shapes", None)
+    envs = _Envs(make_env, num_envs)
     video = Mp4Writer(Path(video_path)) if n_video else None
+    recorded: dict[int, list[np.ndarray]] = {}  # frames of finished recorded episodes, not yet written
+    written = 0  # recorded episodes written to the video
+
+    def frame(run: _Run) -> np.ndarray:
+        return side_by_side(_rgb(run.episode.env.render()), camera_views(run.episode.obs, policy_keys))
+
+    def start(slot: int, index: int) -> _Run:
+        env = envs.get(slot, render=index < n_video)
+        if index < n_video and video is not None and video.fps is None:
+            video.fps = env.metadata.get("render_fps") or 10
+        episode = RunningEpisode(env, seed + index, max_steps=max_steps,
+                                 obs_adapter=lambda raw: _adapt(raw, obs_adapter),
+                                 keep_observations=episode_callback is not None)
+        run = _Run(index, episode, actor.new_episode(seed + index), [] if index < n_video else None)
+        if run.frames is not None:
+            run.frames.append(frame(run))
+        return run
+
+    def write_video() -> None:
+        """Write the finished recorded episodes that are next in episode order."""
+        nonlocal written
+        while video is not None and written in recorded:
+            for image in recorded.pop(written):
+                video.append(image)
+            written += 1
+
     start_time = time.perf_counter()
-    records: list[dict[str, Any]] = []
-    call_ms: list[float] = []
-    call_nfe: list[int] = []
-    action_ms: list[float] = []
+    records: dict[int, dict[str, Any]] = {}
+    timings: dict[int, _Timings] = {}
+    upcoming = iter(range(episodes))
+    running: dict[int, _Run] = {}  # by env slot
     bar = tqdm(total=episodes, desc=desc, unit="ep", disable=not progress)
     try:
-        for i in range(episodes):
-            render = i < n_video
-            env = env_for(render)
-            if render and video is not None and video.fps is None:
-                video.fps = env.metadata.get("render_fps") or 10
-            record, ms, nfe, per_action = _run_episode(
-                policy,
-                env,
-                seed + i,
-                max_steps,
-                obs_adapter,
-                episode_callback,
-                video if render else None,
-            )
-            records.append(record)
-            call_ms.extend(ms)
-            call_nfe.extend(nfe)
-            action_ms.extend(per_action)
-            bar.update(1)
-            rate = sum(r["success"] for r in records) / len(records)
-            bar.set_postfix(success=f"{rate:.0%}", refresh=False)
+        while len(records) < episodes:
+            for slot in range(num_envs):
+                index = None if slot in running else next(upcoming, None)
+                if index is not None:
+                    running[slot] = start(slot, index)
+            runs = list(running.items())
+            calls_before = [len(run.acting.calls) for _, run in runs]
+            actions = actor.act_batch([run.acting for _, run in runs], [run.episode.obs for _, run in runs])
+            for (slot, run), before, action in zip(runs, calls_before, actions):
+                run.call_steps += [len(run.episode.rewards)] * (len(run.acting.calls) - before)
+                run.episode.step(action)
+                if run.frames is not None:
+                    run.frames.append(frame(run))
+                if not run.episode.done:
+                    continue
+                del running[slot]
+                records[run.index], timings[run.index] = _finish(run, episode_callback)
+                if run.frames is not None:
+                    recorded[run.index] = run.frames
+                    write_video()
+                bar.update(1)
+                rate = sum(r["success"] for r in records.values()) / len(records)
+                bar.set_postfix(success=f"{rate:.0%}", refresh=False)
         if video is not None:
             video.finish()
     finally:
         bar.close()
         if video is not None:
             video.abort()  # no-op after finish()
-        for env in envs.values():
-            env.close()
+        envs.close()
 
+    ordered = [records[i] for i in range(episodes)]
+    call_ms = [ms for i in range(episodes) for ms in timings[i].call_ms]
+    call_nfe = [nfe for i in range(episodes) for nfe in timings[i].call_nfe if nfe is not None]
+    action_ms = [ms for i in range(episodes) for ms in timings[i].action_ms]
     p50, p95 = (float(p) for p in np.percentile(call_ms, [50, 95])) if call_ms else (None, None)
     nfe = int(np.median(call_nfe)) if call_nfe else getattr(policy, "nfe", None)
     return EvalResult(
-        success_rate=sum(r["success"] for r in records) / episodes,
+        success_rate=sum(r["success"] for r in ordered) / episodes,
         episodes=episodes,
-        mean_episode_len=float(np.mean([r["length"] for r in records])),
-        mean_return=float(np.mean([r["return"] for r in records])),
+        mean_episode_len=float(np.mean([r["length"] for r in ordered])),
+        mean_return=float(np.mean([r["return"] for r in ordered])),
         latency_ms_p50=p50,
         latency_ms_p95=p95,
         ms_per_action_p50=float(np.median(action_ms)) if action_ms else None,
-        ms_per_action_mean=float(sum(call_ms) / len(action_ms)) if action_ms else None,
+        ms_per_action_mean=float(sum(r["model_ms"] for r in ordered) / len(action_ms)) if action_ms else None,
         nfe=None if nfe is None else int(nfe),
         seed=seed,
-        records=records,
+        records=ordered,
         seconds=time.perf_counter() - start_time,
         video_path=str(video_path) if n_video else None,
     )
 
 
-def _run_episode(
-    policy: PolicyLike,
-    env: gym.Env,
-    seed: int,
-    max_steps: int | None,
-    obs_adapter: Callable[[Any], dict[str, np.ndarray]] | None,
-    episode_callback: EpisodeCallback | None,
-    video: Mp4Writer | None,
-) -> tuple[dict[str, Any], list[float], list[int], list[float]]:
-    """One episode: its record, the model-call times and NFEs the policy appended during it,
-    and per executed action the time of the call it came from over that call's actions."""
-    calls_before = 0
-    actions_taken = 0
-    call_steps: list[int] = []  # the step at which each model call happened
-    policy_keys = getattr(policy, "obs_shapes", None)
+@runtime_checkable
+class BatchPolicy(Protocol):
+    """A policy that acts in several episodes at once (``policy.ActsInEpisodes``): what
+    ``evaluate`` needs for ``num_envs`` > 1."""
 
-    def start() -> None:
-        nonlocal calls_before
-        policy.reset()
-        calls_before = len(policy.model_call_ms)  # read after reset, which may clear the list
+    def new_episode(self, seed: int) -> Any:
+        """The acting state of a new episode (its noise seeded by ``seed``), whose
+        ``calls`` lists the ``ModelCall``s that served it."""
 
-    def observe(raw: Any) -> dict[str, np.ndarray]:
-        """The policy's observation; with a video, also the frame of this moment."""
-        obs = _adapt(raw, obs_adapter)
-        if video is not None:
-            video.append(side_by_side(_rgb(env.render()), camera_views(obs, policy_keys)))
-        return obs
+    def act_batch(self, episodes: Sequence[Any], observations: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """One action per episode for its observation, with batched model calls."""
 
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        nonlocal actions_taken
-        calls = len(policy.model_call_ms)
-        action = policy.act(obs)
-        call_steps.extend([actions_taken] * (len(policy.model_call_ms) - calls))
-        actions_taken += 1
-        return action
 
-    episode = step_episode(
-        env, seed, act, max_steps=max_steps, obs_adapter=observe,
-        keep_observations=episode_callback is not None, on_reset=start,
-    )
+@dataclass
+class _PlainEpisode:
+    """A plain ``PolicyLike``'s episode: the model calls read off its ``model_call_ms``."""
+
+    seen: int
+    calls: list[ModelCall] = field(default_factory=list)
+
+
+class _OneEpisodeAtATime:
+    """A plain ``PolicyLike`` driven as a ``BatchPolicy``, in one env: ``reset()`` at each
+    episode, ``act`` at each step, each new entry of its ``model_call_ms`` one model call."""
+
+    def __init__(self, policy: PolicyLike, num_envs: int) -> None:
+        if num_envs > 1:
+            raise TypeError(
+                f"num_envs={num_envs} needs a policy that acts in several episodes at once "
+                f"(new_episode, act_batch: robo_policies.policy.ActsInEpisodes); a "
+                f"{type(policy).__name__} has one episode at a time"
+            )
+        self.policy = policy
+
+    def new_episode(self, seed: int) -> _PlainEpisode:
+        self.policy.reset()
+        return _PlainEpisode(seen=len(self.policy.model_call_ms))  # after reset, which may clear it
+
+    def act_batch(self, episodes: Sequence[_PlainEpisode],
+                  observations: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        (episode,), (obs,) = episodes, observations
+        action = self.policy.act(obs)
+        new_ms = self.policy.model_call_ms[episode.seen:]
+        nfe_log = list(getattr(self.policy, "model_call_nfe", []))
+        new_nfe = nfe_log[len(nfe_log) - len(new_ms):] if len(nfe_log) >= len(new_ms) else [None] * len(new_ms)
+        episode.calls += [ModelCall(ms, nfe, 1) for ms, nfe in zip(new_ms, new_nfe)]
+        episode.seen += len(new_ms)
+        return [action]
+
+
+class _Envs:
+    """Each env slot's env, built on demand: a render env for the recorded (first) episodes,
+    then a plain one (the render env is closed); a given env serves the one slot."""
+
+    def __init__(self, make_env: EnvFactory | gym.Env, num_envs: int) -> None:
+        self.make_env = make_env
+        self.built: list[dict[bool, gym.Env]] = [{} for _ in range(num_envs)]
+
+    def get(self, slot: int, render: bool) -> gym.Env:
+        if isinstance(self.make_env, gym.Env):
+            return self.make_env
+        envs = self.built[slot]
+        if render not in envs:
+            for other in list(envs):
+                envs.pop(other).close()
+            envs[render] = self.make_env(render_mode="rgb_array") if render else self.make_env()
+        return envs[render]
+
+    def close(self) -> None:
+        for envs in self.built:
+            for env in envs.values():
+                env.close()
+
+
+@dataclass
+class _Run:
+    """An episode in an env slot: the env's side, the policy's side, and what is recorded."""
+
+    index: int
+    episode: RunningEpisode
+    acting: Any
+    frames: list[np.ndarray] | None
+    call_steps: list[int] = field(default_factory=list)  # the step at which each model call happened
+
+
+@dataclass
+class _Timings:
+    """One episode's model-call times: each call's wall time and NFE, and per executed action
+    its share of the call it came from (the call's time over its episodes and actions)."""
+
+    call_ms: list[float]
+    call_nfe: list[int | None]
+    action_ms: list[float]
+
+
+def _finish(run: _Run, episode_callback: EpisodeCallback | None) -> tuple[dict[str, Any], _Timings]:
+    """A finished episode's record and model-call timings."""
+    episode = run.episode.result()
     if not episode.success_reported:
         raise ValueError(
             f"the env reported neither info['is_success'] nor info['success'] in episode "
-            f"seed={seed}; info keys: {sorted(episode.info)}"
+            f"seed={episode.seed}; info keys: {sorted(episode.info)}"
         )
-
+    calls = run.acting.calls
+    shares = [call.ms / call.episodes for call in calls]
     record: dict[str, Any] = {
-        "seed": seed,
+        "seed": episode.seed,
         "success": episode.success,
         "ever_success": episode.ever_success,
         "length": episode.length,
         "return": episode.total_reward,
-        "model_calls": len(policy.model_call_ms) - calls_before,
-        "model_ms": float(sum(policy.model_call_ms[calls_before:])),
+        "model_calls": len(calls),
+        "model_ms": float(sum(shares)),
     }
     if episode_callback is not None:
         trajectory = episode.observations
@@ -397,13 +503,11 @@ def _run_episode(
         if clashes:
             raise ValueError(f"episode_callback returned reserved record keys {clashes}")
         record.update(extra)
-    call_ms = list(policy.model_call_ms[calls_before:])
-    nfe = getattr(policy, "model_call_nfe", [])
-    served = np.diff([*call_steps, episode.length])  # actions executed from each call (0: superseded)
-    action_ms = [ms / n for ms, n in zip(call_ms, served) for _ in range(n)]
+    served = np.diff([*run.call_steps, episode.length])  # actions executed from each call (0: superseded)
+    action_ms = [share / n for share, n in zip(shares, served) for _ in range(n)]
     # Actions before the first call (a policy that acts without its model) cost nothing.
-    action_ms += [0.0] * (call_steps[0] if call_steps else episode.length)
-    return record, call_ms, list(nfe[len(nfe) - len(call_ms):]), action_ms
+    action_ms += [0.0] * (run.call_steps[0] if run.call_steps else episode.length)
+    return record, _Timings([call.ms for call in calls], [call.nfe for call in calls], action_ms)
 
 
 def _adapt(

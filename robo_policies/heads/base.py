@@ -20,7 +20,7 @@ combines), ``warm_start_time`` and ``noised_guess`` (RTI warm starts), ``uses_ba
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +37,25 @@ if TYPE_CHECKING:
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``field(x, t) -> prediction``: a denoising field with the observation already bound."""
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""The random source of a sampling call: one generator for the whole batch, or one per
+observation (row of ``cond``), so that each row's noise is its own whatever else shares the
+batch (vectorised evaluation runs several episodes, each with its own noise, in one call)."""
+
+
+def randn(shape: Sequence[int], generator: Generators, device: torch.device | None = None,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Standard normal noise of ``shape``; with one generator per observation, their rows
+    (``shape[0]`` split evenly among them, e.g. an energy head's candidates of one observation)
+    are drawn from each in turn, exactly as a batch of one would draw them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    rows, rest = divmod(shape[0], len(generator))
+    if rest:
+        raise ValueError(f"cannot split {shape[0]} noise rows among {len(generator)} generators")
+    return torch.cat([torch.randn((rows, *shape[1:]), generator=g, device=device, dtype=dtype)
+                      for g in generator])
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,7 @@ class ActionHead(nn.Module, ABC):
         x_init: torch.Tensor | None = None,
         t_start: float | None = None,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """Normalised action chunks (B, Tp, A) for ``cond`` (B, C).
 
@@ -130,12 +149,12 @@ class ActionHead(nn.Module, ABC):
         heads that stop early)."""
 
     def initial_noise(
-        self, cond: torch.Tensor, generator: torch.Generator | None, horizon: int | None = None
+        self, cond: torch.Tensor, generator: Generators, horizon: int | None = None
     ) -> torch.Tensor:
         """Standard normal chunks (B, Tp, A), the start of every generative head's sampling
         (``horizon`` replaces Tp: a composition of policies shares one longer chunk)."""
         shape = (cond.shape[0], self.horizon if horizon is None else horizon, self.action_dim)
-        return torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        return randn(shape, generator, device=cond.device, dtype=cond.dtype)
 
     def warm_start_time(self, noise_to_signal: float, steps: int, device: torch.device) -> float | None:
         """Where an RTI warm start of ``steps`` solver steps begins (``sample``'s ``t_start``)
@@ -144,7 +163,7 @@ class ActionHead(nn.Module, ABC):
         raise ConfigError(f"RTI warm starts need a generative head, not {type(self).__name__}")
 
     def noised_guess(
-        self, guess: torch.Tensor, t_start: float | None, generator: torch.Generator | None
+        self, guess: torch.Tensor, t_start: float | None, generator: Generators
     ) -> torch.Tensor:
         """A warm start's guess noised to ``t_start`` (``rti.renoise``); a head without time
         descends from the guess unchanged and draws nothing."""
@@ -205,11 +224,11 @@ class DenoisingHead(ActionHead):
         return float(self.time_grid(steps, t_start, device)[0])
 
     def noised_guess(
-        self, guess: torch.Tensor, t_start: float | None, generator: torch.Generator | None
+        self, guess: torch.Tensor, t_start: float | None, generator: Generators
     ) -> torch.Tensor:
         """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``)."""
         alpha, sigma = self.noise_levels(torch.tensor(t_start))
-        noise = torch.randn(guess.shape, generator=generator, dtype=guess.dtype)
+        noise = randn(guess.shape, generator, dtype=guess.dtype)
         return alpha * guess + sigma * noise.to(guess.device)
 
     def same_interpolant(self, other: DenoisingHead) -> bool:
@@ -252,7 +271,7 @@ class DenoisingHead(ActionHead):
     @abstractmethod
     def solver_step(
         self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
         """Move ``x`` from time ``t`` to ``t_next`` using ``field``."""
 
@@ -263,7 +282,7 @@ class DenoisingHead(ActionHead):
         x_init: torch.Tensor | None = None,
         t_start: float | None = None,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         field: Field | None = None,
     ) -> torch.Tensor:
         """See ``ActionHead.sample``; ``field`` replaces this head's own (it must predict

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from robo_policies.heads.base import BenchSampler, DenoisingHead, Field
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators
 from robo_policies.heads.build import build_backbone
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.utils.errors import ConfigError
@@ -173,6 +173,8 @@ class DiffusionHead(DenoisingHead):
 
     def solver_step(
         self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            generator = list(generator)  # diffusers draws a row from each generator of a list
         return self.sample_scheduler.step(field(x, t), t, x, generator=generator).prev_sample

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_policies.heads.base import ActionHead, BenchSampler
+from robo_policies.heads.base import ActionHead, BenchSampler, Generators
 from robo_policies.heads.build import build_backbone
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.utils.errors import ConfigError
@@ -208,7 +208,7 @@ class EnergyHead(ActionHead):
         x_init: torch.Tensor | None = None,
         t_start: float | None = None,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         energy: Energy | None = None,
     ) -> torch.Tensor:
         """Descend the energy from noise (or ``x_init``); ``t_start`` is unused (no time).

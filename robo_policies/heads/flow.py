@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_policies.heads.base import BenchSampler, DenoisingHead, Field
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators
 from robo_policies.heads.build import build_backbone
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.utils.errors import ConfigError
@@ -137,7 +137,7 @@ class FlowMatchingHead(DenoisingHead):
 
     def solver_step(
         self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: Generators,
     ) -> torch.Tensor:
         dt = t_next - t  # negative: integrating towards the data
         velocity = field(x, t)

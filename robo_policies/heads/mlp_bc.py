@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from robo_policies.heads.base import ActionHead, BenchSampler
+from robo_policies.heads.base import ActionHead, BenchSampler, Generators
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.nets import MLPResNet
 
@@ -68,7 +68,7 @@ class MLPBCHead(ActionHead):
         x_init: torch.Tensor | None = None,
         t_start: float | None = None,
         steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """The regressed chunk; a regression has no start point or steps, so those are ignored."""
         self.last_nfe = 1

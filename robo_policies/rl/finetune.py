@@ -154,7 +154,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     def evaluate_now() -> float:
         agent.eval()
         result = evaluate(FinetunedPolicy(agent), make_env, episodes=cfg.episodes, seed=cfg.eval_seed,
-                          progress=False, max_steps=max_steps, obs_adapter=obs_adapter)
+                          progress=False, max_steps=max_steps, obs_adapter=obs_adapter,
+                          num_envs=cfg.num_envs)
         agent.train()
         point = {"env_steps": progress.env_steps, "success_rate": result.success_rate,
                  "updates": progress.updates, "episodes": progress.episodes}

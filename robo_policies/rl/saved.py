@@ -104,6 +104,7 @@ class FinetunedPolicy(ActsInEpisodes, nn.Module):
     """A fine-tuned agent acting step by step like any policy (``robo eval`` runs it)."""
 
     warm_starts = False  # it picks among fresh samples (and edits) at every call
+    noise_per_row = False  # its samples, edits and critic subsets draw for the whole batch
 
     def __init__(self, agent: FinetuneAgent) -> None:
         super().__init__()
@@ -121,6 +122,7 @@ class FinetunedPolicy(ActsInEpisodes, nn.Module):
     def last_nfe(self) -> int:
         return self.agent.acting_policy.last_nfe
 
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        windows = self.agent.act(obs, self.generator, explore=False)
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor],
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        windows = self.agent.act(obs, self.generator if generator is None else generator, explore=False)
         return self.agent.acting_policy.normalizer.unnormalize("action", windows)

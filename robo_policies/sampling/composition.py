@@ -61,7 +61,7 @@ import yaml
 
 from robo_policies.utils.atomic import atomic_output
 from robo_policies.utils.errors import CheckpointError, ConfigError
-from robo_policies.heads.base import Field
+from robo_policies.heads.base import Field, Generators
 from robo_policies.heads.energy import Energy
 from robo_policies.policy import ActsInEpisodes, Policy, policy_metadata, saved_policy_config
 from robo_policies.sampling.warmstart import sample_chunk
@@ -157,16 +157,19 @@ class ComposedPolicy(ActsInEpisodes):
         ]
 
     @torch.no_grad()
-    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None) -> torch.Tensor:
+    def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None,
+                      generator: Generators = None) -> torch.Tensor:
         """Unnormalised composed chunks (B, horizon, A) for observation windows (B, To, ...); a
-        warm start shifts the previous chunk by ``shift`` steps (default: the Ta executed)."""
+        warm start shifts the previous chunk by ``shift`` steps (default: the Ta executed).
+        Noise comes from ``generator`` (one, or one per row), default the policy's own."""
         conds = self.encode(obs)
         if self.lead.head.composes == "energy":
             kwargs: dict[str, Any] = {"energy": self.energy(conds)}
         else:
             kwargs = {"field": self.field(conds), "horizon": self.config.horizon}
         shift = self.config.n_action_steps if shift is None else shift
-        chunk = sample_chunk(self.lead.head, conds[0], self.generator, self.warm_start, shift, **kwargs)
+        generator = self.generator if generator is None else generator
+        chunk = sample_chunk(self.lead.head, conds[0], generator, self.warm_start, shift, **kwargs)
         return self.lead.normalizer.unnormalize("action", chunk)
 
     def field(self, conds: Sequence[torch.Tensor]) -> Field:

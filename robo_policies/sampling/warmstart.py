@@ -34,7 +34,7 @@ from typing import Any, List, Optional
 
 import torch
 
-from robo_policies.heads.base import ActionHead
+from robo_policies.heads.base import ActionHead, Generators
 from robo_policies.utils.errors import ConfigError
 
 
@@ -77,7 +77,7 @@ class WarmStart:
         """Forget the previous chunk: the next call is a full solve (call at episode start)."""
         self.previous = None
 
-    def sample(self, head: ActionHead, cond: torch.Tensor, generator: torch.Generator | None,
+    def sample(self, head: ActionHead, cond: torch.Tensor, generator: Generators,
                shift: int, **sample_kwargs: Any) -> torch.Tensor:
         """``sample_chunk`` with this warm start: what a policy holding it calls."""
         return sample_chunk(head, cond, generator, self, shift, **sample_kwargs)
@@ -94,7 +94,7 @@ class WarmStart:
 def sample_chunk(
     head: ActionHead,
     cond: torch.Tensor,
-    generator: torch.Generator | None,
+    generator: Generators,
     warm_start: WarmStart | None = None,
     shift: int = 0,
     horizon: int | None = None,
@@ -151,7 +151,7 @@ def calibrate_start_noise(
     cond_now: torch.Tensor,
     cond_next: torch.Tensor,
     shift: int,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> float:
     """The start noise level suggested by held-out pairs of conditionings ``shift`` steps apart.
 
