@@ -40,6 +40,19 @@ Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
+class SolverStep:
+    """One solver step, from time ``t`` to ``t_next`` (0-dim tensors of the head's time grid).
+
+    Heads subclass it to carry the constants of their update (a step size, a scheduler's
+    coefficients), worked out once per solve setting (``DenoisingHead.solver_steps``) so a
+    call's own arithmetic is only what touches the chunk.
+    """
+
+    t: torch.Tensor
+    t_next: torch.Tensor
+
+
+@dataclass(frozen=True)
 class BenchSampler:
     """One way of sampling a head that ``robo bench inference`` times."""
 
@@ -166,6 +179,7 @@ class DenoisingHead(ActionHead):
     def __init__(self, action_dim: int, horizon: int, cond_dim: int, net: nn.Module) -> None:
         super().__init__(action_dim, horizon, cond_dim)
         self.net = net
+        self._solves: dict[tuple[int | None, float | None, torch.device], list[SolverStep]] = {}
 
     def field(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's prediction (kind ``self.prediction``) at noisy chunk ``x``, time ``t``."""
@@ -249,12 +263,26 @@ class DenoisingHead(ActionHead):
     def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
         """Descending times to visit; consecutive pairs ``(t, t_next)`` are the solver steps."""
 
+    def solver_steps(self, steps: int | None, t_start: float | None, device: torch.device) -> list[SolverStep]:
+        """The steps of a solve (``time_grid``'s pairs, each with its constants), worked out
+        once per ``(steps, t_start, device)``: a warm call then spends its time in the network,
+        not in building grids and coefficients. Settings are fixed for a head's life (a new
+        ``inference_steps`` builds a new policy), so the cache never goes stale."""
+        key = (steps, t_start, device)
+        if key not in self._solves:
+            grid = self.time_grid(steps, t_start, device)
+            self._solves[key] = [self.prepare_step(t, t_next) for t, t_next in pairwise(grid)]
+        return self._solves[key]
+
+    def prepare_step(self, t: torch.Tensor, t_next: torch.Tensor) -> SolverStep:
+        """The step from ``t`` to ``t_next`` with the constants ``solver_step`` needs."""
+        return SolverStep(t, t_next)
+
     @abstractmethod
     def solver_step(
-        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: torch.Generator | None,
+        self, field: Field, x: torch.Tensor, step: SolverStep, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """Move ``x`` from time ``t`` to ``t_next`` using ``field``."""
+        """Move ``x`` from ``step.t`` to ``step.t_next`` using ``field``."""
 
     @torch.no_grad()
     def sample(
@@ -276,6 +304,6 @@ class DenoisingHead(ActionHead):
             return self.field(x, t, cond) if given is None else given(x, t)
 
         x = self.initial_noise(cond, generator) if x_init is None else x_init.clone()
-        for t, t_next in pairwise(self.time_grid(steps, t_start, cond.device)):
-            x = self.solver_step(counted_field, x, t, t_next, generator)
+        for step in self.solver_steps(steps, t_start, cond.device):
+            x = self.solver_step(counted_field, x, step, generator)
         return x.clamp(-1.0, 1.0)  # actions are min-max normalised to [-1, 1]
