@@ -180,6 +180,7 @@ class DenoisingHead(ActionHead):
         super().__init__(action_dim, horizon, cond_dim)
         self.net = net
         self._solves: dict[tuple[int | None, float | None, torch.device], list[SolverStep]] = {}
+        self._start_levels: dict[float | None, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def field(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's prediction (kind ``self.prediction``) at noisy chunk ``x``, time ``t``."""
@@ -221,8 +222,11 @@ class DenoisingHead(ActionHead):
     def noised_guess(
         self, guess: torch.Tensor, t_start: float | None, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``)."""
-        alpha, sigma = self.noise_levels(torch.tensor(t_start))
+        """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``);
+        the levels are looked up once per ``t_start``, as a warm start reuses one."""
+        if t_start not in self._start_levels:
+            self._start_levels[t_start] = self.noise_levels(torch.tensor(t_start))
+        alpha, sigma = self._start_levels[t_start]
         noise = torch.randn(guess.shape, generator=generator, dtype=guess.dtype)
         return alpha * guess + sigma * noise.to(guess.device)
 
@@ -297,13 +301,15 @@ class DenoisingHead(ActionHead):
         """See ``ActionHead.sample``; ``field`` replaces this head's own (it must predict
         ``self.prediction``), which is how several policies' fields are composed."""
         given = field
-        self.last_nfe = 0
+        calls = 0  # counted here, set on the module once: a module's setattr is slow
 
         def counted_field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            self.last_nfe += 1
+            nonlocal calls
+            calls += 1
             return self.field(x, t, cond) if given is None else given(x, t)
 
         x = self.initial_noise(cond, generator) if x_init is None else x_init.clone()
         for step in self.solver_steps(steps, t_start, cond.device):
             x = self.solver_step(counted_field, x, step, generator)
+        self.last_nfe = calls
         return x.clamp(-1.0, 1.0)  # actions are min-max normalised to [-1, 1]
