@@ -395,10 +395,13 @@ class Policy(ActsInEpisodes, nn.Module):
 
     # -- inference ----------------------------------------------------------------------
 
-    @torch.inference_mode()  # cheaper than no_grad: no version counters, no autograd dispatch
     def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None) -> torch.Tensor:
         """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...); a warm
         start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions)."""
+        with torch.no_grad() if self.head.samples_with_grad else torch.inference_mode():
+            return self._predict_chunk(obs, shift)
+
+    def _predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None) -> torch.Tensor:
         cond = self.encode(obs)
         shift = self.config.n_action_steps if shift is None else shift
         if self.warm_start is None:

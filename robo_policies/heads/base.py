@@ -89,6 +89,9 @@ class ActionHead(nn.Module, ABC):
     head without one once, not per backbone."""
     bench_samplers: ClassVar[tuple[BenchSampler, ...]] = ()
     """The samplers ``robo bench inference`` times for this head."""
+    samples_with_grad: ClassVar[bool] = False
+    """Whether ``sample`` needs autograd (an energy head descends gradients); the others are
+    sampled under ``torch.inference_mode``, which costs less per operation than ``no_grad``."""
 
     def __init__(self, action_dim: int, horizon: int, cond_dim: int) -> None:
         super().__init__()
