@@ -193,6 +193,7 @@ class NormalizerModule(nn.Module):
     def __init__(self, dims: Mapping[str, int], normalizer: Normalizer | None = None) -> None:
         super().__init__()
         self.keys = list(dims)
+        self._index = {key: index for index, key in enumerate(self.keys)}
         for index, key in enumerate(self.keys):
             identity = (np.ones(dims[key]), np.zeros(dims[key]))
             scale, offset = normalizer.params[key] if normalizer else identity
@@ -200,14 +201,20 @@ class NormalizerModule(nn.Module):
             self.register_buffer(f"offset_{index}", torch.as_tensor(offset, dtype=torch.float32))
 
     def _affine(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        index = self.keys.index(key)
-        return getattr(self, f"scale_{index}"), getattr(self, f"offset_{index}")
+        index = self._index[key]
+        return self._buffers[f"scale_{index}"], self._buffers[f"offset_{index}"]
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        return apply_affine(x, *self._affine(key))
+        scale, offset = self._affine(key)
+        if x.shape[-1:] != scale.shape:  # trailing axes that flatten to the key's size
+            return apply_affine(x, scale, offset)
+        return x * scale + offset  # broadcast: the same arithmetic without reshapes
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
-        return invert_affine(y, *self._affine(key))
+        scale, offset = self._affine(key)
+        if y.shape[-1:] != scale.shape:
+            return invert_affine(y, scale, offset)
+        return (y - offset) / scale
 
 
 @dataclass(frozen=True)
@@ -450,7 +457,7 @@ class Policy(ActsInEpisodes, nn.Module):
         """Observation windows (B, To, ...) -> conditioning vector (B, C)."""
         require_observation_keys(obs, self.obs_shapes, "the batch")
         inputs = {
-            key: self.normalizer.normalize(key, obs[key].float()).flatten(start_dim=2)
+            key: self.normalizer.normalize(key, obs[key].float().flatten(start_dim=2))
             for key in self.low_dim_keys
         }
         inputs.update({key: obs[key] for key in self.image_keys})
@@ -458,12 +465,16 @@ class Policy(ActsInEpisodes, nn.Module):
 
     # -- inference ----------------------------------------------------------------------
 
-    @torch.no_grad()
     def predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None = None,
                       generator: Generators = None) -> torch.Tensor:
         """Unnormalised action chunks (B, Tp, A) for observation windows (B, To, ...); a warm
         start shifts the previous chunk by ``shift`` steps (default: the Ta executed actions).
         Noise comes from ``generator`` (one, or one per row), default the policy's own."""
+        with torch.no_grad() if self.head.samples_with_grad else torch.inference_mode():
+            return self._predict_chunk(obs, shift, generator)
+
+    def _predict_chunk(self, obs: Mapping[str, torch.Tensor], shift: int | None,
+                       generator: Generators) -> torch.Tensor:
         cond = self.encode(obs)
         shift = self.config.n_action_steps if shift is None else shift
         generator = self.generator if generator is None else generator

@@ -6,7 +6,13 @@ DDIM with 10 steps, diffusion RTI warm start with 3 steps), a warm ``Policy.pred
 is timed against the bare network forwards it needs (``head.net`` called ``nfe`` times on
 ready-made inputs). The two contenders alternate call by call in one process, so a busy
 machine slows both alike; CPU time (``time.process_time``) and wall time are both recorded,
-as min and median over the calls. Writes ``scripts/results/call_overhead.json``.
+as min and median over the calls. A breakdown of a call times its parts the same way, each
+alone: ``encode`` (normalise + encoder), ``noise`` (initial noise, or a warm start's shifted,
+noised guess), ``solve_without_net`` (the head's solve with the network replaced by a ready
+result: time grid and coefficient look-up, solver arithmetic, clamp, dispatch), ``unnormalise``;
+``rest`` is the median call minus the forwards and these parts (``predict_chunk``'s own
+Python dispatch and what does not add up; each part timed alone pays its own timer and
+inference-mode entry, so the parts overstate and ``rest`` can be negative). Writes ``scripts/results/call_overhead.json``.
 
     python scripts/bench_call_overhead.py [--calls 300]
 """
@@ -25,7 +31,7 @@ import torch
 
 from robo_policies.heads import head_config
 from robo_policies.policy import Policy, PolicyConfig
-from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig
+from robo_policies.sampling.warmstart import WarmStart, WarmStartConfig, shift_chunk
 
 RESULTS = Path(__file__).resolve().parent / "results" / "call_overhead.json"
 SHAPES = {"base_pose": (4,), "base_vel": (2,), "goal": (2,), "obstacle": (2,)}
@@ -64,13 +70,19 @@ def measure(name: str, calls: int) -> dict[str, object]:
             for _ in range(nfe):
                 policy.head.net(x, t, cond)
 
+    parts = call_parts(policy, obs, warm_steps)
     samples: dict[str, list[tuple[float, float]]] = {"predict_chunk": [], "bare_forwards": []}
+    samples.update({part: [] for part in parts})
     for _ in range(20):  # warm-up
         policy.predict_chunk(obs)
         forwards()
-    for _ in range(calls):  # interleaved: the same machine state for both
+        for part in parts.values():
+            part()
+    for _ in range(calls):  # interleaved: the same machine state for all
         samples["predict_chunk"].append(timed(lambda: policy.predict_chunk(obs)))
         samples["bare_forwards"].append(timed(forwards))
+        for part, run in parts.items():
+            samples[part].append(timed(run))
     record: dict[str, object] = {"sampler": name, "nfe": nfe}
     for contender, values in samples.items():
         cpu, wall = np.array(values).T * 1000.0
@@ -80,7 +92,37 @@ def measure(name: str, calls: int) -> dict[str, object]:
     call, bare = record["predict_chunk"], record["bare_forwards"]
     record["ratio_cpu_p50"] = round(call["cpu_ms_p50"] / bare["cpu_ms_p50"], 3)
     record["ratio_cpu_min"] = round(call["cpu_ms_min"] / bare["cpu_ms_min"], 3)
+    breakdown = {"forwards": bare["cpu_ms_p50"], **{part: record.pop(part)["cpu_ms_p50"] for part in parts}}
+    breakdown["rest"] = round(call["cpu_ms_p50"] - sum(breakdown.values()), 4)
+    record["breakdown_cpu_ms_p50"] = breakdown
     return record
+
+
+def call_parts(policy: Policy, obs: dict[str, torch.Tensor], warm_steps: int | None) -> dict[str, Callable[[], object]]:
+    """The parts of a warm ``predict_chunk`` besides the forwards, each runnable alone."""
+    head, generator = policy.head, torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        cond = policy.encode(obs)
+        chunk = head.sample(cond, generator=generator)
+        prediction = head.field(chunk, torch.ones(1), cond)
+    steps = warm_steps if warm_steps else None
+    t_start = policy.warm_start.start_time_for(head, cond.device) if warm_steps else None
+
+    def noise() -> torch.Tensor:
+        if not warm_steps:
+            return head.initial_noise(cond, generator)
+        return head.noised_guess(shift_chunk(chunk, policy.config.n_action_steps), t_start, generator)
+
+    def inference(run: Callable[[], object]) -> Callable[[], object]:
+        return lambda: torch.inference_mode()(run)()
+
+    return {
+        "encode": inference(lambda: policy.encode(obs)),
+        "noise": inference(noise),
+        "solve_without_net": inference(lambda: head.sample(cond, x_init=chunk, t_start=t_start, steps=steps,
+                                                           field=lambda x, t: prediction)),
+        "unnormalise": inference(lambda: policy.normalizer.unnormalize("action", chunk)),
+    }
 
 
 def main() -> None:

@@ -59,6 +59,19 @@ def randn(shape: Sequence[int], generator: Generators, device: torch.device | No
 
 
 @dataclass(frozen=True)
+class SolverStep:
+    """One solver step, from time ``t`` to ``t_next`` (0-dim tensors of the head's time grid).
+
+    Heads subclass it to carry the constants of their update (a step size, a scheduler's
+    coefficients), worked out once per solve setting (``DenoisingHead.solver_steps``) so a
+    call's own arithmetic is only what touches the chunk.
+    """
+
+    t: torch.Tensor
+    t_next: torch.Tensor
+
+
+@dataclass(frozen=True)
 class BenchSampler:
     """One way of sampling a head that ``robo bench inference`` times."""
 
@@ -95,6 +108,9 @@ class ActionHead(nn.Module, ABC):
     head without one once, not per backbone."""
     bench_samplers: ClassVar[tuple[BenchSampler, ...]] = ()
     """The samplers ``robo bench inference`` times for this head."""
+    samples_with_grad: ClassVar[bool] = False
+    """Whether ``sample`` needs autograd (an energy head descends gradients); the others are
+    sampled under ``torch.inference_mode``, which costs less per operation than ``no_grad``."""
 
     def __init__(self, action_dim: int, horizon: int, cond_dim: int) -> None:
         super().__init__()
@@ -185,6 +201,8 @@ class DenoisingHead(ActionHead):
     def __init__(self, action_dim: int, horizon: int, cond_dim: int, net: nn.Module) -> None:
         super().__init__(action_dim, horizon, cond_dim)
         self.net = net
+        self._solves: dict[tuple[int | None, float | None, torch.device], list[SolverStep]] = {}
+        self._start_levels: dict[float | None, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def field(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's prediction (kind ``self.prediction``) at noisy chunk ``x``, time ``t``."""
@@ -226,8 +244,11 @@ class DenoisingHead(ActionHead):
     def noised_guess(
         self, guess: torch.Tensor, t_start: float | None, generator: Generators
     ) -> torch.Tensor:
-        """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``)."""
-        alpha, sigma = self.noise_levels(torch.tensor(t_start))
+        """``alpha * guess + sigma * noise`` at ``t_start``'s levels (noise from ``generator``);
+        the levels are looked up once per ``t_start``, as a warm start reuses one."""
+        if t_start not in self._start_levels:
+            self._start_levels[t_start] = self.noise_levels(torch.tensor(t_start))
+        alpha, sigma = self._start_levels[t_start]
         noise = randn(guess.shape, generator, dtype=guess.dtype)
         return alpha * guess + sigma * noise.to(guess.device)
 
@@ -268,12 +289,26 @@ class DenoisingHead(ActionHead):
     def time_grid(self, steps: int | None, t_start: float | None, device: torch.device) -> torch.Tensor:
         """Descending times to visit; consecutive pairs ``(t, t_next)`` are the solver steps."""
 
+    def solver_steps(self, steps: int | None, t_start: float | None, device: torch.device) -> list[SolverStep]:
+        """The steps of a solve (``time_grid``'s pairs, each with its constants), worked out
+        once per ``(steps, t_start, device)``: a warm call then spends its time in the network,
+        not in building grids and coefficients. Settings are fixed for a head's life (a new
+        ``inference_steps`` builds a new policy), so the cache never goes stale."""
+        key = (steps, t_start, device)
+        if key not in self._solves:
+            grid = self.time_grid(steps, t_start, device)
+            self._solves[key] = [self.prepare_step(t, t_next) for t, t_next in pairwise(grid)]
+        return self._solves[key]
+
+    def prepare_step(self, t: torch.Tensor, t_next: torch.Tensor) -> SolverStep:
+        """The step from ``t`` to ``t_next`` with the constants ``solver_step`` needs."""
+        return SolverStep(t, t_next)
+
     @abstractmethod
     def solver_step(
-        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: Generators,
+        self, field: Field, x: torch.Tensor, step: SolverStep, generator: Generators
     ) -> torch.Tensor:
-        """Move ``x`` from time ``t`` to ``t_next`` using ``field``."""
+        """Move ``x`` from ``step.t`` to ``step.t_next`` using ``field``."""
 
     @torch.no_grad()
     def sample(
@@ -288,13 +323,15 @@ class DenoisingHead(ActionHead):
         """See ``ActionHead.sample``; ``field`` replaces this head's own (it must predict
         ``self.prediction``), which is how several policies' fields are composed."""
         given = field
-        self.last_nfe = 0
+        calls = 0  # counted here, set on the module once: a module's setattr is slow
 
         def counted_field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            self.last_nfe += 1
+            nonlocal calls
+            calls += 1
             return self.field(x, t, cond) if given is None else given(x, t)
 
         x = self.initial_noise(cond, generator) if x_init is None else x_init.clone()
-        for t, t_next in pairwise(self.time_grid(steps, t_start, cond.device)):
-            x = self.solver_step(counted_field, x, t, t_next, generator)
+        for step in self.solver_steps(steps, t_start, cond.device):
+            x = self.solver_step(counted_field, x, step, generator)
+        self.last_nfe = calls
         return x.clamp(-1.0, 1.0)  # actions are min-max normalised to [-1, 1]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators, SolverStep, randn
 from robo_policies.heads.build import build_backbone
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.utils.errors import ConfigError
@@ -43,6 +43,23 @@ class DiffusionConfig(HeadConfig):
     """Sampler: ``ddim`` (deterministic, few steps) or ``ddpm`` (stochastic)."""
     prediction: str = "epsilon"
     """What the network predicts: ``epsilon`` (noise) or ``sample`` (clean chunk)."""
+
+
+@dataclass(frozen=True)
+class DiffusionStep(SolverStep):
+    """A DDIM or DDPM step's coefficients, computed as diffusers' ``step`` computes them (the
+    same float32 operations, so the update is bit for bit diffusers')."""
+
+    sqrt_alpha: torch.Tensor
+    """``alphas_cumprod[t] ** 0.5``."""
+    sqrt_beta: torch.Tensor
+    """``(1 - alphas_cumprod[t]) ** 0.5``."""
+    sample_coef: torch.Tensor
+    """Weight of the (clipped) predicted clean chunk in the next chunk."""
+    other_coef: torch.Tensor
+    """Weight of the predicted noise (DDIM) or of the current chunk (DDPM) in the next chunk."""
+    noise_std: torch.Tensor | None
+    """DDPM before the last step: the standard deviation of the noise added; else None."""
 
 
 @register_head("diffusion", DiffusionConfig)
@@ -171,10 +188,45 @@ class DiffusionHead(DenoisingHead):
         timesteps = scheduler.timesteps[scheduler.timesteps <= start]
         return torch.cat([timesteps, timesteps.new_full((1,), -1)])
 
+    def prepare_step(self, t: torch.Tensor, t_next: torch.Tensor) -> DiffusionStep:
+        """diffusers' DDIM (eta 0) or DDPM (fixed_small variance) coefficients for the step from
+        ``t`` to ``t_next`` (-1: the clean end, where diffusers uses ``final_alpha_cumprod``
+        or ``one``). The grid's ``t_next`` is the step diffusers' scheduler would go to."""
+        scheduler = self.sample_scheduler
+        alphas_cumprod = scheduler.alphas_cumprod
+        alpha_prod_t = alphas_cumprod[int(t)]
+        ddim = isinstance(scheduler, DDIMScheduler)
+        clean_end = scheduler.final_alpha_cumprod if ddim else scheduler.one
+        alpha_prod_t_prev = alphas_cumprod[int(t_next)] if t_next >= 0 else clean_end
+        beta_prod_t = 1 - alpha_prod_t
+        coefficients = dict(sqrt_alpha=alpha_prod_t ** (0.5), sqrt_beta=beta_prod_t ** (0.5))
+        if ddim:  # eta = 0: no noise, the "direction pointing to x_t" has weight sqrt(1 - alpha_prev)
+            return DiffusionStep(t, t_next, **coefficients, sample_coef=alpha_prod_t_prev ** (0.5),
+                                 other_coef=(1 - alpha_prod_t_prev) ** (0.5), noise_std=None)
+        beta_prod_t_prev = 1 - alpha_prod_t_prev
+        current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+        current_beta_t = 1 - current_alpha_t
+        variance = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t, min=1e-20)
+        return DiffusionStep(
+            t, t_next, **coefficients,
+            sample_coef=(alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t,
+            other_coef=current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t,
+            noise_std=variance ** 0.5 if t > 0 else None,
+        )
+
     def solver_step(
-        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: Generators,
+        self, field: Field, x: torch.Tensor, step: DiffusionStep, generator: Generators
     ) -> torch.Tensor:
-        if generator is not None and not isinstance(generator, torch.Generator):
-            generator = list(generator)  # diffusers draws a row from each generator of a list
-        return self.sample_scheduler.step(field(x, t), t, x, generator=generator).prev_sample
+        """diffusers' DDIM or DDPM ``step`` with the step's precomputed coefficients."""
+        prediction = field(x, step.t)
+        x0 = (x - step.sqrt_beta * prediction) / step.sqrt_alpha if self.prediction == "epsilon" else prediction
+        config = self.sample_scheduler.config
+        clipped = x0.clamp(-config.clip_sample_range, config.clip_sample_range) if config.clip_sample else x0
+        if isinstance(self.sample_scheduler, DDIMScheduler):  # eps from the unclipped x0, as diffusers
+            eps = prediction if self.prediction == "epsilon" else (x - step.sqrt_alpha * x0) / step.sqrt_beta
+            return step.sample_coef * clipped + step.other_coef * eps
+        x_prev = step.sample_coef * clipped + step.other_coef * x
+        if step.noise_std is None:
+            return x_prev
+        noise = randn(x.shape, generator, device=x.device, dtype=x.dtype)  # a row per generator, as diffusers
+        return x_prev + step.noise_std * noise

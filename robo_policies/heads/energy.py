@@ -90,6 +90,7 @@ class EnergyHead(ActionHead):
     """
 
     composes = "energy"
+    samples_with_grad = True
     bench_samplers = (
         BenchSampler("adaptive", 4, {"inference_steps": 4, "min_grad_norm": 1e-3}),
         BenchSampler("fixed", 2, {"inference_steps": 2, "min_grad_norm": 0.0}),

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators
+from robo_policies.heads.base import BenchSampler, DenoisingHead, Field, Generators, SolverStep
 from robo_policies.heads.build import build_backbone
 from robo_policies.heads.registry import HeadConfig, register_head
 from robo_policies.utils.errors import ConfigError
@@ -45,6 +45,16 @@ class FlowConfig(HeadConfig):
     """ODE solver: ``euler`` (1 call per step) or ``heun`` (second order, 2 per step)."""
     time_sampling: str = "uniform"
     """Training times: ``uniform`` or ``beta`` (Beta(1.5, 1), more weight on noisy times)."""
+
+
+@dataclass(frozen=True)
+class FlowStep(SolverStep):
+    """An integration step with its size and whether it ends at the data."""
+
+    dt: torch.Tensor
+    """``t_next - t``: negative, integrating towards the data."""
+    final: bool
+    """``t_next <= 0``: Heun's correction is skipped there."""
 
 
 @register_head("flow", FlowConfig)
@@ -135,13 +145,14 @@ class FlowMatchingHead(DenoisingHead):
             raise ValueError(f"need steps >= 1 and 0 < t_start <= 1, got {n} and {t_start}")
         return torch.linspace(start, 0.0, n + 1, device=device)
 
+    def prepare_step(self, t: torch.Tensor, t_next: torch.Tensor) -> FlowStep:
+        return FlowStep(t, t_next, dt=t_next - t, final=bool(t_next <= 0))
+
     def solver_step(
-        self, field: Field, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-        generator: Generators,
+        self, field: Field, x: torch.Tensor, step: FlowStep, generator: Generators
     ) -> torch.Tensor:
-        dt = t_next - t  # negative: integrating towards the data
-        velocity = field(x, t)
-        if self.solver == "euler" or t_next <= 0:  # Heun's correction is skipped at t = 0
-            return x + dt * velocity
-        corrected = field(x + dt * velocity, t_next)
-        return x + dt * 0.5 * (velocity + corrected)
+        velocity = field(x, step.t)
+        if self.solver == "euler" or step.final:
+            return x + step.dt * velocity
+        corrected = field(x + step.dt * velocity, step.t_next)
+        return x + step.dt * 0.5 * (velocity + corrected)

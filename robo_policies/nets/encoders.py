@@ -55,7 +55,7 @@ class LowDimEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return rearrange(self.per_step(obs), "b t d -> b (t d)")
+        return self.per_step(obs).flatten(start_dim=1)  # b t d -> b (t d)
 
 
 class SpatialSoftmax(nn.Module):
@@ -301,4 +301,4 @@ class ObservationEncoder(nn.Module):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = [self.low_dim.per_step(obs)] if self.low_dim else []
         parts += [self._image_features(obs, key) for key in self.image_shapes]
-        return rearrange(torch.cat(parts, dim=-1), "b t d -> b (t d)")
+        return torch.cat(parts, dim=-1).flatten(start_dim=1)  # b t d -> b (t d), without einops' per-call cost
