@@ -386,13 +386,23 @@ def test_eval_by_gymnasium_id(tmp_path, dataset):
 def test_demo_smoke_run_writes_the_promised_layout(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "tasks=[diffdrive_nav]", f"out={out}", f"data={tmp_path / 'data'}",
-                 "demos=3", "train_steps=20", "eval_episodes=2", "progress=false"]) == 0
+                 "demos=3", "train_steps=20", "eval_episodes=2", "progress=false", "jobs=2"]) == 0
     for run in ("diffdrive_nav", "diffdrive_nav_mlp_bc"):
         names = {p.name for p in (out / run).iterdir()}
         assert {"checkpoint", "eval.json", "rollout.mp4", "curve.png"} <= names, run
+    assert {p.name for p in (out / "logs").iterdir()} == {"diffdrive_nav_collect.txt", "diffdrive_nav.txt",
+                                                          "diffdrive_nav_mlp_bc.txt"}
     results = json.loads((out / "results.json").read_text())
     assert results["diffdrive_nav"]["episodes"] == 2
     assert results["diffdrive_nav (mlp_bc)"]["nfe"] == 1
     assert results["diffdrive_nav"]["left"] + results["diffdrive_nav"]["right"] == 2
     table = capsys.readouterr().out
     assert "diffdrive_nav (mlp_bc)" in table and "passes left" in table
+    # The same demo in one process, one run after another: the same policies, the same episodes.
+    serial = tmp_path / "serial"
+    assert main(["demo", "tasks=[diffdrive_nav]", f"out={serial}", f"data={tmp_path / 'data1'}",
+                 "demos=3", "train_steps=20", "eval_episodes=2", "progress=false", "jobs=1"]) == 0
+    for run in ("diffdrive_nav", "diffdrive_nav_mlp_bc"):
+        parallel_eval, serial_eval = (json.loads((d / run / "eval.json").read_text()) for d in (out, serial))
+        assert [(r["seed"], r["success"], r["length"]) for r in parallel_eval["records"]] == \
+            [(r["seed"], r["success"], r["length"]) for r in serial_eval["records"]], run

@@ -240,6 +240,10 @@ class DemoConfig:
     """First evaluation seed (collection uses seed, seed+1, ...)."""
     seed: int = 0
     """Collection and training seed."""
+    jobs: int = 0
+    """Runs (collections, trainings with their evaluations) at once, each in a worker process
+    with one torch thread; 0: one per available core; 1: one after another in this process
+    (with progress bars)."""
     progress: bool = True
     """Show progress bars."""
 
