@@ -103,7 +103,7 @@ def _runner(jobs: int):
         return
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         def submit(function: Callable[..., Any], name: str, log_dir: Path, **kwargs: Any) -> Future:
-            print(f"{name}: started in a worker (output in {log_dir / name}.txt)", flush=True)
+            print(f"{name}: queued for a worker (output in {log_dir / name}.txt)", flush=True)
             future = pool.submit(_logged, function, str(log_dir / f"{name}.txt"), **kwargs)
             future.add_done_callback(lambda done: print(f"{name}: done in {done.result()[1]:.0f} s", flush=True)
                                      if done.exception() is None else None)
