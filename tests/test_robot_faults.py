@@ -460,18 +460,18 @@ def test_smoke_wallclock_sigterm_during_deploy_leaves_the_wheels_stopped_and_tor
     assert report["fault"] == "terminated by SIGTERM" and report["ticks"] > 0
 
 
-@pytest.mark.slow
-def test_smoke_wallclock_killed_recorder_loses_only_the_episode_in_progress(tmp_path, wallclock_base):
-    fake = wallclock_base
-    out = tmp_path / "teleop.zarr"
+def record_and_kill_in_episode_2(tmp_path, fake, out, *settings):
+    """`robo record` of the wall-clock base into ``out``: episode 1 (10 steps) is recorded, then
+    the process is SIGKILLed while it records episode 2; returns its output."""
     command = [sys.executable, "-m", "robo_policies", "record", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
-               f"port={fake.port}", f"out={out}", "episodes=3", "fps=20", "episode_s=0.5"]
-    with open(tmp_path / "record.log", "w") as log:
+               f"port={fake.port}", f"out={out}", "episodes=3", "fps=20", "episode_s=0.5", *settings]
+    log_path = tmp_path / "record.log"
+    with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
     try:
         proc.stdin.write(b"\n")  # Enter: record episode 1 (10 steps)
         proc.stdin.flush()
-        wallclock_wait_for(lambda: episodes_in(out) == 1, 60.0, proc)
+        wallclock_wait_for(lambda: "episode 1 saved" in log_path.read_text(), 60.0, proc)
         proc.stdin.write(b"\nw")  # episode 2, driving forward
         proc.stdin.flush()
         wallclock_wait_for(lambda: any(goal_velocities(fake)), 10.0, proc)  # inside episode 2 (0.5 s)
@@ -479,8 +479,15 @@ def test_smoke_wallclock_killed_recorder_loses_only_the_episode_in_progress(tmp_
         proc.wait(timeout=10)
     finally:
         proc.kill()
-    log = (tmp_path / "record.log").read_text()
+    log = log_path.read_text()
     assert "episode 1 saved: 10 steps" in log and "recording episode 2" in log and "episode 2 saved" not in log
+    return log
+
+
+@pytest.mark.slow
+def test_smoke_wallclock_killed_recorder_loses_only_the_episode_in_progress(tmp_path, wallclock_base):
+    out = tmp_path / "teleop.zarr"
+    record_and_kill_in_episode_2(tmp_path, wallclock_base, out)
     buffer = ReplayBuffer.open(out)
     assert buffer.n_episodes == 1 and buffer.n_steps == 10
     assert {key: buffer[key].shape[0] for key in buffer.keys} == dict.fromkeys(buffer.keys, 10)  # no partial rows
@@ -493,25 +500,8 @@ def test_smoke_wallclock_killed_lerobot_recorder_loses_only_the_episode_in_progr
     """`robo record format=lerobot` SIGKILLed in episode 2: a valid v3.0 directory with episode 1."""
     from robo_policies.data.lerobot.dataset import LeRobotDataset
 
-    fake = wallclock_base
     out = tmp_path / "teleop"
-    command = [sys.executable, "-m", "robo_policies", "record", f"robot={robot_yaml(tmp_path, 'diffdrive_base')}",
-               f"port={fake.port}", f"out={out}", "format=lerobot", "episodes=3", "fps=20", "episode_s=0.5"]
-    with open(tmp_path / "record.log", "w") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        proc.stdin.write(b"\n")  # Enter: record episode 1 (10 steps)
-        proc.stdin.flush()
-        wallclock_wait_for(lambda: "episode 1 saved" in (tmp_path / "record.log").read_text(), 60.0, proc)
-        proc.stdin.write(b"\nw")  # episode 2, driving forward
-        proc.stdin.flush()
-        wallclock_wait_for(lambda: any(goal_velocities(fake)), 10.0, proc)  # inside episode 2 (0.5 s)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        proc.kill()
-    log = (tmp_path / "record.log").read_text()
-    assert "episode 1 saved: 10 steps" in log and "episode 2 saved" not in log
+    record_and_kill_in_episode_2(tmp_path, wallclock_base, out, "format=lerobot")
     dataset = LeRobotDataset(out)
     assert dataset.n_episodes == 1 and dataset.n_steps == 10 and np.isfinite(dataset["action"]).all()
     validate_dataset(out)
