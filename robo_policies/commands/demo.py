@@ -22,7 +22,7 @@ import json
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,8 @@ def run_demo(cfg: DictConfig) -> list[tuple[str, EvalResult]]:
         for task, done in collections.items():
             print(done.result()[0])
             timings[f"{task}/collect"] = done.result()[1]
-        # the longest runs first, so the last worker to finish is not left with the longest one
+        # the main head's runs first, most training steps first, then the baselines: the long
+        # runs start together instead of one of them starting last
         order = sorted(runs, key=lambda run: -int(recipes[run[0]].train.steps) * (run[1] == cfg.head))
         results = {run: submit(_train_and_evaluate, _run_name(cfg, *run), out / "logs",
                                cfg=OmegaConf.to_container(cfg), recipe=OmegaConf.to_container(recipes[run[0]]),
@@ -90,7 +91,7 @@ def _run_name(cfg: DictConfig, task: str, head: str) -> str:
 
 
 @contextlib.contextmanager
-def _runner(jobs: int):
+def _runner(jobs: int) -> Iterator[Callable[..., Future]]:
     """``submit(function, name, log_dir, **kwargs)``: run ``function(**kwargs)`` in this process
     (``jobs`` = 1) or in one of ``jobs`` worker processes, its output in ``<log_dir>/<name>.txt``;
     the future's result is ``(value, seconds)``."""
