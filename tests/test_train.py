@@ -406,3 +406,23 @@ def test_demo_smoke_run_writes_the_promised_layout(tmp_path, capsys):
         parallel_eval, serial_eval = (json.loads((d / run / "eval.json").read_text()) for d in (out, serial))
         assert [(r["seed"], r["success"], r["length"]) for r in parallel_eval["records"]] == \
             [(r["seed"], r["success"], r["length"]) for r in serial_eval["records"]], run
+
+
+def test_a_resumed_runs_event_file_sorts_after_one_made_in_the_same_second(tmp_path):
+    """TensorBoard reads event files in name order (creation second, host, pid): a run resumed
+    within the second its killed predecessor (a larger pid) started must still come after it."""
+    import socket
+    import time
+
+    from robo_policies.utils.scalars import ScalarLog
+
+    board = tmp_path / "tensorboard"
+    board.mkdir()
+    # made in the coming second by a process with a larger pid (tensorboard's import may take a second)
+    earlier = board / f"events.out.tfevents.{int(time.time()) + 1}.{socket.gethostname()}.99999999.0"
+    earlier.write_bytes(b"")
+    log = ScalarLog(tmp_path, first_step=40)
+    log.log(40, loss=1.0)
+    log.close()
+    names = sorted(path.name for path in board.iterdir())
+    assert len(names) == 2 and names[0] == earlier.name

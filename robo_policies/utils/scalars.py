@@ -4,6 +4,7 @@ plots and tests to read back (one JSON object per line, keyed by the run's step 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from robo_policies.utils.atomic import atomic_write_text
@@ -26,6 +27,7 @@ class ScalarLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.step_key = step_key
+        _after_earlier_event_files(run_dir / "tensorboard")
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first_step)
         path = run_dir / "metrics.jsonl"
         if path.is_file():
@@ -45,3 +47,15 @@ class ScalarLog:
     def close(self) -> None:
         self.writer.close()
         self.metrics.close()
+
+
+def _after_earlier_event_files(directory: Path) -> None:
+    """Wait (at most a second) until this process's event file will sort after the earlier
+    processes' ones. TensorBoard reads a directory's event files in name order, and the name
+    starts with the creating second, then the host and process id: a run resumed within the
+    second its killed predecessor started could sort first, and its purge of the steps logged
+    again would then remove its own steps instead of the old ones."""
+    seconds = [int(path.name.split(".")[3]) for path in directory.glob("events.out.tfevents.*")
+               if path.name.split(".")[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
