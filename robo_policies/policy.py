@@ -205,16 +205,10 @@ class NormalizerModule(nn.Module):
         return self._buffers[f"scale_{index}"], self._buffers[f"offset_{index}"]
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        scale, offset = self._affine(key)
-        if x.shape[-1:] != scale.shape:  # trailing axes that flatten to the key's size
-            return apply_affine(x, scale, offset)
-        return x * scale + offset  # broadcast: the same arithmetic without reshapes
+        return apply_affine(x, *self._affine(key))
 
     def unnormalize(self, key: str, y: torch.Tensor) -> torch.Tensor:
-        scale, offset = self._affine(key)
-        if y.shape[-1:] != scale.shape:
-            return invert_affine(y, scale, offset)
-        return (y - offset) / scale
+        return invert_affine(y, *self._affine(key))
 
 
 @dataclass(frozen=True)

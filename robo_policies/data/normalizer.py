@@ -160,12 +160,21 @@ class Normalizer:
 
 def apply_affine(x: Any, scale: Any, offset: Any) -> Any:
     """``x * scale + offset`` over the trailing dimensions (numpy arrays or torch tensors)."""
+    if _ends_in(x, scale):  # broadcast: the same arithmetic without reshapes (policy calls)
+        return x * scale + offset
     return (_flat(x, len(scale)) * scale + offset).reshape(x.shape)
 
 
 def invert_affine(y: Any, scale: Any, offset: Any) -> Any:
     """The inverse of :func:`apply_affine`."""
+    if _ends_in(y, scale):
+        return (y - offset) / scale
     return ((_flat(y, len(scale)) - offset) / scale).reshape(y.shape)
+
+
+def _ends_in(x: Any, scale: Any) -> bool:
+    """Whether ``x``'s last axis is the per-dimension axis of ``scale``."""
+    return len(x.shape) > 0 and tuple(x.shape[-1:]) == tuple(scale.shape)
 
 
 def _flat(x: Any, dims: int) -> Any:
