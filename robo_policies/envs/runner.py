@@ -424,10 +424,11 @@ class _OneEpisodeAtATime:
         (episode,), (obs,) = episodes, observations
         action = self.policy.act(obs)
         new_ms = self.policy.model_call_ms[episode.seen:]
-        nfe_log = list(getattr(self.policy, "model_call_nfe", []))
-        new_nfe = nfe_log[len(nfe_log) - len(new_ms):] if len(nfe_log) >= len(new_ms) else [None] * len(new_ms)
-        episode.calls += [ModelCall(ms, nfe, 1) for ms, nfe in zip(new_ms, new_nfe)]
-        episode.seen += len(new_ms)
+        if new_ms:  # most steps pop a queued action: nothing to read
+            nfe_log = getattr(self.policy, "model_call_nfe", [])
+            new_nfe = nfe_log[len(nfe_log) - len(new_ms):] if len(nfe_log) >= len(new_ms) else [None] * len(new_ms)
+            episode.calls += [ModelCall(ms, nfe, 1) for ms, nfe in zip(new_ms, new_nfe)]
+            episode.seen += len(new_ms)
         return [action]
 
 
